@@ -1,0 +1,133 @@
+"""Windows → track verdicts, and the metrics computed on them.
+
+:func:`aggregate` is the one function that turns per-window probabilities into per-track ones; the
+trainer's per-track evaluation and the label job both call it. No Ray here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+Aggregator = Callable[[np.ndarray], np.ndarray]
+"""``(n_windows, C)`` probabilities of one track → ``(C,)`` probabilities summing to 1."""
+
+AGGREGATORS: dict[str, Aggregator] = {}
+
+
+def register_aggregator(name: str) -> Callable[[Aggregator], Aggregator]:
+    def deco(fn: Aggregator) -> Aggregator:
+        AGGREGATORS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_aggregator("mean")
+def _mean(p: np.ndarray) -> np.ndarray:
+    return p.mean(axis=0)
+
+
+@register_aggregator("logmean")
+def _logmean(p: np.ndarray) -> np.ndarray:
+    logp = np.log(np.clip(p, 1e-12, 1.0)).mean(axis=0)
+    e = np.exp(logp - logp.max())
+    return e / e.sum()
+
+
+@register_aggregator("vote")
+def _vote(p: np.ndarray) -> np.ndarray:
+    counts = np.bincount(p.argmax(axis=1), minlength=p.shape[1]).astype(np.float64)
+    return counts / counts.sum()
+
+
+def aggregate_track(window_probs: np.ndarray, how: str = "mean") -> np.ndarray:
+    """``(n, C)`` window probabilities of one track → ``(C,)`` track probabilities (``n >= 1``)."""
+    if how not in AGGREGATORS:
+        raise ValueError(f"unknown aggregation {how!r}; known: {sorted(AGGREGATORS)}")
+    if window_probs.ndim != 2 or window_probs.shape[0] == 0:
+        raise ValueError(f"need (n>=1, C) window probabilities, got shape {window_probs.shape}")
+    return AGGREGATORS[how](window_probs.astype(np.float64)).astype(np.float32)
+
+
+def aggregate(window_probs: np.ndarray, track_ids: Sequence, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Group ``(N, C)`` window probabilities by ``track_ids (N,)`` → ``(ids (T,), probs (T, C))``.
+
+    Tracks come out in order of first appearance; each row of ``probs`` sums to 1.
+    """
+    ids = np.asarray(track_ids)
+    if ids.shape[0] != window_probs.shape[0]:
+        raise ValueError(f"{ids.shape[0]} track ids for {window_probs.shape[0]} windows")
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    out = np.stack([aggregate_track(window_probs[inverse == k], how) for k in order]) if len(order) else \
+        np.zeros((0, window_probs.shape[1]), np.float32)
+    return uniq[order], out
+
+
+def top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """``(T, C)`` probabilities → per row the ``k`` most likely ``(class, probability)``, best first."""
+    idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(classes[j], float(probs[i, j])) for j in row] for i, row in enumerate(idx)]
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE of top-1 confidence over ``bins`` equal-width bins; ``probs (N, C)``, ``labels (N,)``."""
+    if len(labels) == 0:
+        return float("nan")
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, ECE, per-class precision/recall and the confusion matrix (rows = truth)."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    pred = probs.argmax(axis=1)
+    k = list(range(len(classes)))
+    prec, rec, _, support = precision_recall_fscore_support(labels, pred, labels=k, zero_division=0)
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
+        "macro_f1": float(f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(probs, labels),
+        "n": int(len(labels)),
+        "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "support": int(support[i])}
+                      for i, c in enumerate(classes)},
+        "confusion": confusion_matrix(labels, pred, labels=k).tolist(),
+    }
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str) -> Path:
+    """Write a confusion-matrix PNG (rows = true genre, columns = predicted) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,90 @@
+"""torchvision ResNet18 adapted to 1-channel spectrogram images.
+
+ImageNet weights come only from a local file (``pretrained=PATH``, a torchvision state_dict such as
+``resnet18-f37072fd.pth``, loaded with ``weights_only=True``) — nothing is downloaded. The RGB ``conv1``
+becomes a ``in_chans``-channel conv by summing its filters over the colour axis (for ``in_chans=1``,
+exactly what a grey image replicated to RGB would see). ``freeze_backbone=True`` gives the report's
+"fixed features" setting: only the new ``fc`` head trains.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet18 as tv_resnet18
+
+from genre_ray.models import register_model
+
+log = logging.getLogger(__name__)
+
+
+def _adapt_conv1(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """``(64, 3, 7, 7)`` RGB filters → ``(64, in_chans, 7, 7)`` (sum for 1 channel, tiled + rescaled else)."""
+    if in_chans == 3:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    reps = -(-in_chans // 3)
+    return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (3.0 / in_chans)
+
+
+def load_pretrained_state(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights not found at {path}; give a local torchvision resnet18 state_dict "
+            "(nothing is downloaded at run time) or omit --pretrained to train from scratch"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    return state
+
+
+class ResNet18Audio(nn.Module):
+    def __init__(self, num_classes: int, in_chans: int = 1, pretrained: str | None = None,
+                 freeze_backbone: bool = False, dropout: float = 0.0):
+        super().__init__()
+        net = tv_resnet18(weights=None)
+        if pretrained:
+            state = load_pretrained_state(pretrained)
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if not k.startswith("fc.")]:
+                raise ValueError(f"{pretrained}: not a resnet18 state_dict (missing={missing[:5]}, unexpected={unexpected[:5]})")
+            log.info("resnet18: loaded ImageNet weights from %s", pretrained)
+        else:
+            log.info("resnet18: no pretrained weights given; training from scratch")
+        conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        with torch.no_grad():
+            conv1.weight.copy_(_adapt_conv1(net.conv1.weight.data, in_chans))
+        net.conv1 = conv1
+        self.embedding_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.backbone = net
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.embedding_dim, num_classes)
+        if freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+        self.freeze_backbone = freeze_backbone
+
+    def train(self, mode: bool = True) -> "ResNet18Audio":
+        super().train(mode)
+        if self.freeze_backbone:  # fixed features: BatchNorm statistics stay frozen too
+            self.backbone.eval()
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → pooled penultimate features ``(B, 512)``."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(x)))
+
+
+@register_model("resnet18")
+def resnet18(num_classes: int, in_chans: int = 1, **kwargs) -> ResNet18Audio:
+    return ResNet18Audio(num_classes=num_classes, in_chans=in_chans, **kwargs)

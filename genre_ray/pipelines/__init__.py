@@ -1,0 +1,1 @@
+"""Ray drivers and per-worker functions — the only modules that import ray."""

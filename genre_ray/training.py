@@ -1,0 +1,145 @@
+"""Plain training/evaluation steps over batches — no Ray. The same functions run in a bare loop
+(benchmarks, GPU checks) and inside a Ray Train worker.
+
+Precision: on CUDA, bf16 autocast and channels_last; on CPU, fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU (fp32)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Images ``(B, 1, H, W)`` (any float dtype) → float32 on ``device``, channels_last on CUDA."""
+    x = x.to(device, non_blocking=True).float()
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if weight_decay > 0 \
+        else torch.optim.Adam(params, lr=lr)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
+                    min_factor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay from the base lr to ``min_factor × lr`` over ``total_steps``."""
+    total_steps = max(1, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Totals:
+    """Running sums for a pass over batches (kept as sums so workers can all-reduce them)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    n: int = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        b = y.shape[0]
+        self.loss_sum += float(loss.detach()) * b
+        self.correct += int((logits.argmax(dim=1) == y).sum())
+        self.n += b
+
+    def as_tensor(self) -> torch.Tensor:
+        return torch.tensor([self.loss_sum, self.correct, self.n], dtype=torch.float64)
+
+    @staticmethod
+    def summary(t: torch.Tensor) -> dict[str, float]:
+        loss_sum, correct, n = (float(v) for v in t)
+        return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "n": n}
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               loss_fn: nn.Module, device: torch.device, grad_clip: float | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on images ``x (B, 1, H, W)`` and labels ``y (B,)``; returns ``(loss, logits)``."""
+    x, y = to_device(x, device), y.to(device, non_blocking=True).long()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device):
+        logits = model(x)
+        loss = loss_fn(logits.float(), y)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def train_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device,
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                grad_clip: float | None = None) -> Totals:
+    model.train()
+    totals = Totals()
+    for x, y in batches:
+        loss, logits = train_step(model, x, y, optimizer, loss_fn, device, grad_clip)
+        if scheduler is not None:
+            scheduler.step()
+        totals.add(loss, logits, y.to(logits.device))
+    return totals
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Images ``(B, 1, H, W)`` → float32 logits ``(B, C)`` on ``device``, model in eval mode."""
+    model.eval()
+    with autocast(device):
+        return model(to_device(x, device)).float()
+
+
+@torch.no_grad()
+def eval_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: nn.Module,
+               device: torch.device) -> Totals:
+    totals = Totals()
+    for x, y in batches:
+        logits = predict_logits(model, x, device)
+        y = y.to(device).long()
+        totals.add(loss_fn(logits, y), logits, y)
+    return totals
+
+
+def batched(arr: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, arr.shape[0], size):
+        yield arr[i:i + size]
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """``(N, 1, H, W)`` images (any float dtype) → ``(N, C)`` float32 softmax probabilities."""
+    out = [torch.softmax(predict_logits(model, torch.from_numpy(np.ascontiguousarray(b)), device), dim=1).cpu()
+           for b in batched(images, batch_size)]
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return torch.cat(out).numpy().astype(np.float32)

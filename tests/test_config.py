@@ -1,0 +1,44 @@
+"""Configs: YAML + overrides, and bad configs fail before any work with the key named."""
+
+from __future__ import annotations
+
+import pytest
+
+from genre_ray.cli import main
+from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, load_config
+
+
+def test_yaml_flags_and_overrides(tmp_path):
+    f = tmp_path / "train.yaml"
+    f.write_text("data: d\nout: o\nepochs: 3\nmodel_kwargs: {channels: [8, 8, 8, 8]}\n")
+    cfg = load_config(TrainConfig, f, ["lr=0.01", "ray.num_cpus=2"], epochs=None, num_workers=1)
+    assert (cfg.epochs, cfg.lr, cfg.num_workers, cfg.ray.num_cpus) == (3, 0.01, 1, 2)
+    assert cfg.model_kwargs == {"channels": [8, 8, 8, 8]}
+    assert cfg.flat()["model_kwargs.channels"] == [8, 8, 8, 8]
+    p = load_config(PrepareConfig, overrides=["source=s", "out=o", "features.window_s=2.0"])
+    assert p.features.window_s == 2.0 and p.features.n_mels == 128
+    cfg.save(tmp_path / "saved.yaml")
+    assert load_config(TrainConfig, tmp_path / "saved.yaml") == cfg
+
+
+@pytest.mark.parametrize("cls,overrides,needle", [
+    (TrainConfig, ["data=d", "out=o", "epoch=3"], "epoch"),
+    (TrainConfig, ["data=d", "out=o", "model=vgg"], "unknown model"),
+    (TrainConfig, ["data=d", "out=o", "epochs=0"], "epochs"),
+    (TrainConfig, ["out=o"], "data"),
+    (TrainConfig, ["data=d", "out=o", "pretrained=/no/such.pth"], "not found"),
+    (PrepareConfig, ["source=s", "out=o", "split_fractions=[0.5, 0.1, 0.1]"], "sum to 1"),
+    (PrepareConfig, ["source=s", "out=o", "features.hop_s=-1"], "hop_s"),
+    (LabelConfig, ["input=i", "model=m", "out=o", "aggregate=median"], "aggregate"),
+])
+def test_bad_config_names_the_key(cls, overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(cls, overrides=overrides)
+
+
+def test_cli_bad_config_exits_2_before_work(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "lr=-1"]) == 2
+    assert "lr" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(TrainConfig, tmp_path / "missing.yaml")

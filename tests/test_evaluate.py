@@ -1,0 +1,43 @@
+"""Window → track aggregation (shared by evaluation and labelling) and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genre_ray.evaluate import aggregate, aggregate_track, classification_metrics, expected_calibration_error, top_k
+
+
+def test_aggregate_groups_in_first_appearance_order():
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]], np.float32)
+    ids, probs = aggregate(p, ["b", "a", "b", "a"], "mean")
+    assert list(ids) == ["b", "a"]
+    np.testing.assert_allclose(probs, [[0.8, 0.2], [0.3, 0.7]], atol=1e-6)
+
+
+def test_aggregators_differ_where_they_should():
+    p = np.array([[0.51, 0.49], [0.51, 0.49], [0.0, 1.0]])
+    assert aggregate_track(p, "mean").argmax() == 1  # one confident window outweighs two unsure ones
+    assert aggregate_track(p, "vote").argmax() == 0  # but not in a vote
+    np.testing.assert_allclose(aggregate_track(p, "vote"), [2 / 3, 1 / 3], atol=1e-6)
+    lm = aggregate_track(p, "logmean")
+    assert abs(lm.sum() - 1) < 1e-5 and lm.argmax() == 1
+    with pytest.raises(ValueError, match="known"):
+        aggregate_track(p, "median")
+    with pytest.raises(ValueError):
+        aggregate_track(np.zeros((0, 2)), "mean")
+
+
+def test_top_k():
+    assert top_k(np.array([[0.1, 0.6, 0.3]]), ["x", "y", "z"], 2) == [[("y", 0.6), ("z", pytest.approx(0.3))]]
+
+
+def test_metrics_and_ece():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    labels = np.array([0, 0, 1, 1])
+    m = classification_metrics(probs, labels, ["a", "b"])
+    assert m["accuracy"] == 0.75 and m["confusion"] == [[2, 0], [1, 1]]
+    assert m["per_class"]["b"]["recall"] == 0.5 and m["per_class"]["a"]["precision"] == pytest.approx(2 / 3)
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, np.array([0, 1])) == 0.0
+    assert expected_calibration_error(perfect, np.array([1, 0])) == 1.0

@@ -1,0 +1,72 @@
+"""Log-mel images: shape, range, a tone lands in the right band, loudness invariance, silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genre_ray.features import FeatureConfig, LogMel, images_from_frames, mel_filterbank
+
+CFG = FeatureConfig()
+
+
+def tone(freq: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(CFG.window_samples) / CFG.sample_rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def expected_row(freq: float) -> int:
+    """Image row whose mel band responds most to ``freq`` (through the same filterbank, resized to H)."""
+    fb = mel_filterbank(CFG).numpy()  # (F, M)
+    band = int(np.argmax(fb[int(round(freq * CFG.n_fft / CFG.sample_rate))]))
+    return int((band + 0.5) * CFG.height / CFG.n_mels)
+
+
+def test_shape_dtype_range():
+    img = images_from_frames(np.stack([tone(440), tone(3000)]), CFG)
+    assert img.shape == (2, 1, 216, 216) and img.dtype == np.float16
+    assert img.min() >= 0.0 and img.max() <= 1.0 and img.max() > 0.99
+
+
+@pytest.mark.parametrize("freq", [220.0, 1000.0, 4000.0])
+def test_pure_tone_peaks_in_the_right_mel_band(freq):
+    img = images_from_frames(tone(freq)[None], CFG)[0, 0].astype(np.float32)
+    peak = int(np.argmax(img.mean(axis=1)))
+    assert abs(peak - expected_row(freq)) <= 3, (peak, expected_row(freq))
+
+
+def test_higher_tone_higher_row_and_time_on_x():
+    low = images_from_frames(tone(300)[None], CFG)[0, 0].astype(np.float32).mean(axis=1).argmax()
+    high = images_from_frames(tone(5000)[None], CFG)[0, 0].astype(np.float32).mean(axis=1).argmax()
+    assert high > low
+    half = np.concatenate([tone(1000)[: CFG.window_samples // 2], np.zeros(CFG.window_samples // 2, np.float32)])
+    img = images_from_frames(half[None], CFG)[0, 0].astype(np.float32)
+    assert img[:, :90].mean() > 3 * img[:, 130:].mean()  # sound on the left half of x only
+
+
+def test_loudness_invariant_and_silence_is_zero():
+    a = images_from_frames(tone(1000, 0.5)[None], CFG).astype(np.float32)
+    b = images_from_frames(tone(1000, 0.05)[None], CFG).astype(np.float32)
+    assert np.abs(a - b).max() < 0.02
+    silent = images_from_frames(np.zeros((1, CFG.window_samples), np.float32), CFG)
+    assert not silent.any()
+
+
+def test_module_matches_numpy_helper_and_runs_batched():
+    x = np.random.default_rng(0).standard_normal((3, CFG.window_samples)).astype(np.float32)
+    out = LogMel(CFG)(torch.from_numpy(x))
+    assert out.shape == (3, 1, 216, 216)
+    np.testing.assert_allclose(out.numpy(), images_from_frames(x, CFG).astype(np.float32), atol=1e-3)
+
+
+def test_config_validation_and_hash():
+    with pytest.raises(ValueError, match="window_s"):
+        FeatureConfig(window_s=0)
+    with pytest.raises(ValueError, match="f_max"):
+        FeatureConfig(f_max=20_000)
+    assert FeatureConfig().hash() == FeatureConfig().hash()
+    assert FeatureConfig(hop_s=3.0).hash() != FeatureConfig().hash()
+    assert FeatureConfig.from_dict(CFG.to_dict()) == CFG
+    with pytest.raises(ValueError, match="unknown"):
+        FeatureConfig.from_dict({"bogus": 1})
