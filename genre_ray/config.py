@@ -92,6 +92,7 @@ class TrainConfig(_Base):
     weight_decay: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
+    bn_recalibrate_batches: int = Field(16, ge=0, description="precise-BN batches after each epoch (0 = off)")
     early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val accuracy")
     seed: int = 0
     num_workers: int = Field(2, ge=1)

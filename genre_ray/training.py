@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -100,15 +101,54 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
 def train_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device,
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                grad_clip: float | None = None) -> Totals:
+                grad_clip: float | None = None, bn_batches: int = 0) -> Totals:
+    """One pass over ``batches``; then, if ``bn_batches > 0``, :func:`recalibrate_bn` on the epoch's last
+    ``bn_batches`` inputs (kept on the CPU as they came, no second pass over the data)."""
     model.train()
     totals = Totals()
+    recent: deque[torch.Tensor] = deque(maxlen=bn_batches)
     for x, y in batches:
         loss, logits = train_step(model, x, y, optimizer, loss_fn, device, grad_clip)
         if scheduler is not None:
             scheduler.step()
         totals.add(loss, logits, y.to(logits.device))
+        if bn_batches:
+            recent.append(x.detach().cpu())
+    if recent:
+        recalibrate_bn(model, recent, device)
     return totals
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, inputs: Iterable[torch.Tensor], device: torch.device) -> bool:
+    """"Precise BN": recompute BatchNorm running statistics with the current weights.
+
+    BatchNorm's running averages lag behind fast-moving weights (short runs, high learning rates), which makes
+    eval-mode accuracy collapse while train-mode accuracy is fine. This resets them and averages the batch
+    statistics of ``inputs`` (each ``(B, 1, H, W)``) exactly (``momentum=None``), with dropout off so the
+    statistics are those the eval-mode network will see. Returns False when the model
+    has no BatchNorm, or frozen ones (fixed-feature backbones keep their statistics).
+    """
+    model = getattr(model, "module", model)  # DDP: recalibrate the local replica, no collectives
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in bns if any(p.requires_grad for p in m.parameters())]
+    if not bns:
+        return False
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()  # everything else as at inference (dropout off) …
+    for m in bns:  # … only BatchNorm collects statistics
+        m.train()
+    for x in inputs:
+        with autocast(device):
+            model(to_device(x, device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+    return True
 
 
 @torch.no_grad()

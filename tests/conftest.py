@@ -16,7 +16,7 @@ def ray_session(tmp_path_factory):
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
                  configure_logging=False, log_to_driver=True)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray

@@ -17,7 +17,7 @@ from genre_ray.synth import write_corpus
 
 pytestmark = pytest.mark.integration
 
-GENRES, PER_GENRE, EPOCHS = 4, 16, 6
+GENRES, PER_GENRE, EPOCHS = 4, 24, 8
 # smoke size: 64×64 images (the product default is 216×216) keep the CPU test fast
 FEATURES = FeatureConfig(n_mels=64, height=64, width=64)
 
@@ -33,8 +33,8 @@ def trained(tmp_path_factory, ray_session, mlflow_home):
                                      split_fractions=(0.5, 0.25, 0.25), noise_copies=1, features=FEATURES,
                                      ray=RayConfig()))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), epochs=EPOCHS, batch_size=16,
-                                   num_workers=2, cpus_per_worker=0.5, model_kwargs={"channels": [8, 16, 16, 16], "dense": [32],
-                                                                "dropout": 0.2}))
+                                   lr=3e-3, num_workers=2, cpus_per_worker=0.5,
+                                   model_kwargs={"channels": [16, 32, 32, 32], "dense": [64], "dropout": 0.2}))
     return work, meta, report
 
 

@@ -1,8 +1,10 @@
 """The original report's "homebrew" CNN, with every size a parameter so a sweep can vary it.
 
 ``(B, in_chans, H, W)`` → 4 × [Conv(k, same padding) → BatchNorm → LeakyReLU(0.2) → MaxPool(2) →
-Dropout(p)] → flatten → Dense(364) → LeakyReLU(0.2) → Dropout(p) → Dense(182) → LeakyReLU(0.2) →
-Dropout(p) → Dense(num_classes). With 216×216 inputs the feature map after four pools is 13×13.
+Dropout(p_conv)] → flatten → Dense(364) → LeakyReLU(0.2) → Dropout(p) → Dense(182) → LeakyReLU(0.2) →
+Dropout(p) → Dense(num_classes), ``p_conv = conv_dropout`` (default: ``dropout``, as in the report — dropout before the
+next block's BatchNorm shifts its statistics between train and eval, so small runs train better with a lower
+``conv_dropout``). With 216×216 inputs the feature map after four pools is 13×13.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class HomebrewCNN(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128),
         kernel_sizes: Sequence[int] | int = 3,
         dropout: float = 0.5,
+        conv_dropout: float | None = None,
         dense: Sequence[int] = (364, 182),
         input_size: tuple[int, int] = (216, 216),
         global_pool: bool = False,
@@ -32,8 +35,9 @@ class HomebrewCNN(nn.Module):
             kernel_sizes = [kernel_sizes] * len(channels)
         if len(kernel_sizes) != len(channels):
             raise ValueError(f"kernel_sizes ({len(kernel_sizes)}) must match channels ({len(channels)})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (got {dropout})")
+        conv_dropout = dropout if conv_dropout is None else conv_dropout
+        if not (0.0 <= dropout < 1.0 and 0.0 <= conv_dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1) (got {dropout}, conv_dropout={conv_dropout})")
         blocks: list[nn.Module] = []
         prev = in_chans
         for width, k in zip(channels, kernel_sizes):
@@ -42,7 +46,7 @@ class HomebrewCNN(nn.Module):
                 nn.BatchNorm2d(width),
                 nn.LeakyReLU(0.2, inplace=True),
                 nn.MaxPool2d(2),
-                nn.Dropout(dropout),
+                nn.Dropout(conv_dropout),
             ]
             prev = width
         self.features = nn.Sequential(*blocks)

@@ -23,7 +23,7 @@ def init_ray(cfg: RayConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+        ray.init(num_cpus=cfg.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
                  configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("GENRE_RAY_PROGRESS", "0") == "1"

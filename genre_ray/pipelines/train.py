@@ -60,6 +60,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if not cfg.use_gpu:  # intra-op threads = reserved CPUs; more would oversubscribe the node
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
     model = create_model(cfg.model, num_classes=len(config["classes"]), **config["model_kwargs"])
     model = ray.train.torch.prepare_model(model)
@@ -88,7 +90,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
         t0 = time.time()
         tr = train_epoch(model, _batches(train_shard, cfg.batch_size, True), optimizer, loss_fn, device,
-                         scheduler, cfg.grad_clip)
+                         scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches)
         va = eval_epoch(model, _batches(val_shard, cfg.batch_size, False), loss_fn, device)
         tr_s, va_s = (Totals.summary(_allreduce(t.as_tensor())) for t in (tr, va))
         improved = va_s["accuracy"] > best
@@ -157,12 +159,12 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
     if meta["windows"].get("train", 0) == 0 or meta["windows"].get("val", 0) == 0:
         raise ValueError(f"{cfg.data}: need train and val windows, found {meta['windows']}")
-    out = Path(cfg.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
     uri, _ = tracking.setup(cfg.experiment)  # fails before Ray starts if MLflow is unusable
     init_ray(cfg.ray)
     _check_cpus_left_for_data(cfg)
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.yaml")
     model_kwargs = _model_kwargs(cfg, features)
 
     with mlflow.start_run(run_name=f"train-{cfg.model}") as run:
