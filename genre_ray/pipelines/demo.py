@@ -43,7 +43,7 @@ def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, 
                                    epochs=epochs, batch_size=16, lr=1e-3, num_workers=num_workers, seed=seed,
                                    cpus_per_worker=0.5,
                                    ray=ray_cfg))
-    summary = run_label(LabelConfig(input=str(work / "unseen"), model=report["bundle"], out=str(work / "labels"),
+    summary = run_label(LabelConfig(input=str(work / "unseen"), model=report["bundle"], out=str(work / "unseen-labels"),
                                     ray=ray_cfg))
     labels = pd.read_parquet(summary["labels"])
     truth = labels["path"].map(lambda p: Path(p).parent.name)
