@@ -1446,7 +1446,13 @@ def write_corpus(
         for idx in range(int(start_index), int(start_index) + int(per_genre)):
             y = synth_clip(g, seconds, sr=sr, rng=np.random.default_rng(clip_seed(seed, g, idx)))
             path = root / g / f"{g}.{idx:05d}.{ext}"
-            sf.write(path, y, sr, format=major, subtype=subtype)
+            _write_audio(path, y, sr, major, subtype)
             paths.append(path)
     return sorted(paths)
 
+
+def _write_audio(path: Path, y: np.ndarray, sr: int, major: str, subtype: str, block: int = 1 << 16) -> None:
+    """Write in blocks: libsndfile 1.2.2 segfaults on a single long Vorbis write (seen with 3-min stereo)."""
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, format=major, subtype=subtype) as f:
+        for i in range(0, len(y), block):
+            f.write(y[i:i + block])

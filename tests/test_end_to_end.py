@@ -33,7 +33,7 @@ def trained(tmp_path_factory, ray_session, mlflow_home):
                                      split_fractions=(0.5, 0.25, 0.25), noise_copies=1, features=FEATURES,
                                      ray=RayConfig()))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), epochs=EPOCHS, batch_size=16,
-                                   lr=3e-3, num_workers=2, cpus_per_worker=0.5,
+                                   lr=3e-3, num_workers=2, cpus_per_worker=0.5, register_as="genre-ray-e2e",
                                    model_kwargs={"channels": [16, 32, 32, 32], "dense": [64], "dropout": 0.2}))
     return work, meta, report
 
@@ -103,6 +103,7 @@ def test_label_one_row_per_file_and_bad_files_reported(trained, tmp_path):
 def test_predict_cli_json(trained, capsys):
     work, _, report = trained
     clip = sorted((work / "corpus").rglob("*.wav"))[0]
-    assert main(["predict", str(clip), "--model", report["bundle"], "--json"]) == 0
+    # through the MLflow model registry: the registered model carries the bundle
+    assert main(["predict", str(clip), "--model", "models:/genre-ray-e2e/1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "ok" and len(out["timeline"]) == out["n_windows"] == 3

@@ -41,7 +41,7 @@ def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, 
                                    model_kwargs=model_kwargs or {"channels": [16, 32, 64, 64], "dense": [128, 64],
                                                                  "dropout": 0.3},
                                    epochs=epochs, batch_size=16, lr=1e-3, num_workers=num_workers, seed=seed,
-                                   cpus_per_worker=0.5,
+                                   cpus_per_worker=0.5, register_as="genre-ray-demo",
                                    ray=ray_cfg))
     summary = run_label(LabelConfig(input=str(work / "unseen"), model=report["bundle"], out=str(work / "unseen-labels"),
                                     ray=ray_cfg))
