@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import soxr
 
+from genre_ray.registry import Registry
+
 DEFAULT_SR = 22_050
 
 
@@ -30,15 +32,8 @@ class DecodeError(RuntimeError):
 Backend = Callable[[str], tuple[np.ndarray, int]]
 """A backend reads ``path`` and returns ``(samples (T, C) float32, sample_rate)``."""
 
-DECODERS: dict[str, Backend] = {}
-
-
-def register_decoder(name: str) -> Callable[[Backend], Backend]:
-    def deco(fn: Backend) -> Backend:
-        DECODERS[name] = fn
-        return fn
-
-    return deco
+DECODERS: Registry[Backend] = Registry("decoder")
+register_decoder = DECODERS.register
 
 
 @register_decoder("soundfile")

@@ -38,6 +38,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from genre_ray.registry import Registry
+
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (
@@ -211,20 +213,9 @@ def make_table(records: list[dict[str, Any]] | pd.DataFrame, extra_columns: list
 CatalogLoader = Callable[..., pd.DataFrame]
 """A loader takes the source (path) as first argument plus keyword options → track table."""
 
-CATALOGS: dict[str, CatalogLoader] = {}
+CATALOGS: Registry[CatalogLoader] = Registry("catalog")
 """Catalog loaders by name (filled by :func:`register_catalog`)."""
-
-
-def register_catalog(name: str) -> Callable[[CatalogLoader], CatalogLoader]:
-    """Decorator: register a loader in :data:`CATALOGS` under ``name``."""
-
-    def deco(fn: CatalogLoader) -> CatalogLoader:
-        if name in CATALOGS:
-            raise ValueError(f"catalog {name!r} registered twice")
-        CATALOGS[name] = fn
-        return fn
-
-    return deco
+register_catalog = CATALOGS.register
 
 
 # ---------------------------------------------------------------------------------------------

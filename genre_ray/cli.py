@@ -13,17 +13,11 @@ import logging
 import sys
 from typing import Callable, Sequence
 
+from genre_ray.registry import Registry
 from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, load_config
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS[name] = fn
-        return fn
-
-    return deco
+COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
+command = COMMANDS.register
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

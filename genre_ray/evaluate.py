@@ -11,18 +11,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from genre_ray.registry import Registry
+
 Aggregator = Callable[[np.ndarray], np.ndarray]
 """``(n_windows, C)`` probabilities of one track → ``(C,)`` probabilities summing to 1."""
 
-AGGREGATORS: dict[str, Aggregator] = {}
-
-
-def register_aggregator(name: str) -> Callable[[Aggregator], Aggregator]:
-    def deco(fn: Aggregator) -> Aggregator:
-        AGGREGATORS[name] = fn
-        return fn
-
-    return deco
+AGGREGATORS: Registry[Aggregator] = Registry("aggregation")
+register_aggregator = AGGREGATORS.register
 
 
 @register_aggregator("mean")
@@ -45,11 +40,10 @@ def _vote(p: np.ndarray) -> np.ndarray:
 
 def aggregate_track(window_probs: np.ndarray, how: str = "mean") -> np.ndarray:
     """``(n, C)`` window probabilities of one track → ``(C,)`` track probabilities (``n >= 1``)."""
-    if how not in AGGREGATORS:
-        raise ValueError(f"unknown aggregation {how!r}; known: {sorted(AGGREGATORS)}")
+    fn = AGGREGATORS.lookup(how)
     if window_probs.ndim != 2 or window_probs.shape[0] == 0:
         raise ValueError(f"need (n>=1, C) window probabilities, got shape {window_probs.shape}")
-    return AGGREGATORS[how](window_probs.astype(np.float64)).astype(np.float32)
+    return fn(window_probs.astype(np.float64)).astype(np.float32)
 
 
 def aggregate(window_probs: np.ndarray, track_ids: Sequence, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from genre_ray.catalog import normalize_split
+from genre_ray.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +47,9 @@ class LeakageError(ValueError):
 SplitStrategy = Callable[..., pd.Series]
 """``strategy(table, *, fractions, seed) -> Series`` of split names (or ``None``) aligned with ``table.index``."""
 
-SPLIT_STRATEGIES: dict[str, SplitStrategy] = {}
+SPLIT_STRATEGIES: Registry[SplitStrategy] = Registry("split strategy")
 """Split strategies by name (filled by :func:`register_split_strategy`)."""
-
-
-def register_split_strategy(name: str) -> Callable[[SplitStrategy], SplitStrategy]:
-    """Decorator: register a strategy in :data:`SPLIT_STRATEGIES` under ``name``."""
-
-    def deco(fn: SplitStrategy) -> SplitStrategy:
-        if name in SPLIT_STRATEGIES:
-            raise ValueError(f"split strategy {name!r} registered twice")
-        SPLIT_STRATEGIES[name] = fn
-        return fn
-
-    return deco
+register_split_strategy = SPLIT_STRATEGIES.register
 
 
 # ---------------------------------------------------------------------------------------------

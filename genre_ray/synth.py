@@ -56,6 +56,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from genre_ray.registry import Registry
+
 __all__ = [
     "GENRES",
     "GENRE_NAMES",
@@ -586,15 +588,8 @@ def _voicing(root_pc: int, iv: Sequence[int], lo: int, hi: int, n_max: int = 5) 
 
 
 StyleFn = Callable[[_Ctx, Part, np.random.Generator], list[Note]]
-STYLES: dict[str, StyleFn] = {}
-
-
-def register_style(name: str) -> Callable[[StyleFn], StyleFn]:
-    def deco(fn: StyleFn) -> StyleFn:
-        STYLES[name] = fn
-        return fn
-
-    return deco
+STYLES: Registry[StyleFn] = Registry("style")
+register_style = STYLES.register
 
 
 def _vel(rng, lo=0.75, hi=1.0) -> float:

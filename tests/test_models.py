@@ -13,7 +13,7 @@ from genre_ray.models import MODELS, create_model
 
 def test_registry_and_unknown_name():
     assert {"homebrew", "resnet18"} <= set(MODELS)
-    with pytest.raises(ValueError, match="known models"):
+    with pytest.raises(ValueError, match="unknown model .vgg99.; known"):
         create_model("vgg99", 10)
 
 

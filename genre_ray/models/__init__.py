@@ -10,26 +10,18 @@ from typing import Callable
 
 from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from genre_ray.registry import Registry
 
-
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = fn
-        return fn
-
-    return deco
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+register_model = MODELS.register
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 1, **kwargs) -> nn.Module:
     """Build a registered model; unknown names raise ``ValueError`` listing the known ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+    factory = MODELS.lookup(name)
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2 (got {num_classes})")
-    return MODELS[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 from genre_ray.models import homebrew, resnet  # noqa: E402,F401  (registration side effects)
