@@ -158,7 +158,7 @@ def frame(wave: np.ndarray, sr: int, win_s: float, hop_s: float, pad_last: bool 
         wave = np.pad(wave, (0, need - wave.shape[0]))
     frames = np.lib.stride_tricks.sliding_window_view(wave, win)[::hop][:n]
     starts = np.arange(n, dtype=np.float64) * hop / sr
-    return Windows(np.ascontiguousarray(frames, dtype=np.float32), starts)
+    return Windows(np.array(frames, dtype=np.float32, copy=True), starts)  # writable, owns its memory
 
 
 # ---------------------------------------------------------------------------------------------
