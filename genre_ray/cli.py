@@ -13,8 +13,9 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from genre_ray.registry import Registry
+from genre_ray import __version__
 from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, load_config
+from genre_ray.registry import Registry
 
 COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
 command = COMMANDS.register
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genre-ray", description="Train music-genre classifiers and label music "
                                      "libraries on Ray. Run `genre-ray COMMAND --help` for each command.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"genre-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a deterministic synthetic genre corpus (GTZAN layout)",
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genres", type=int, default=10)
     p.add_argument("--per-genre", type=int, default=16)
     p.add_argument("--seconds", type=float, default=12.0)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

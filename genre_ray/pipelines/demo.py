@@ -24,7 +24,7 @@ UNSEEN_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 
 def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, seconds: float = 12.0,
-             epochs: int = 8, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0,
+             epochs: int = 10, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0,
              model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.time()
     work = Path(workdir) if workdir else default_home() / "demo"
