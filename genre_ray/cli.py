@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hop", type=float, default=1.5, help="window hop in seconds (3.0 = disjoint 3-s windows)")
     return parser
 
 
@@ -177,7 +178,8 @@ def _demo(args: argparse.Namespace) -> int:
     from genre_ray.pipelines.demo import run_demo
 
     run_demo(workdir=args.workdir, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
-             epochs=args.epochs, num_workers=args.num_workers, num_cpus=args.num_cpus, seed=args.seed)
+             epochs=args.epochs, num_workers=args.num_workers, num_cpus=args.num_cpus, seed=args.seed,
+             hop_s=args.hop)
     return 0
 
 

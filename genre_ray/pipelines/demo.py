@@ -14,6 +14,7 @@ import pandas as pd
 
 from genre_ray import tracking
 from genre_ray.config import LabelConfig, PrepareConfig, RayConfig, TrainConfig, default_home
+from genre_ray.features import FeatureConfig
 from genre_ray.pipelines.label import run_label
 from genre_ray.pipelines.prepare import run_prepare
 from genre_ray.pipelines.train import run_train
@@ -24,7 +25,7 @@ UNSEEN_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 
 def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, seconds: float = 12.0,
-             epochs: int = 10, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0,
+             epochs: int = 10, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0, hop_s: float = 1.5,
              model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.time()
     work = Path(workdir) if workdir else default_home() / "demo"
@@ -36,7 +37,8 @@ def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, 
         write_corpus(work / "unseen", genres=genres, per_genre=1, seconds=seconds, seed=seed,
                      start_index=UNSEEN_START + i, fmt=fmt)
 
-    run_prepare(PrepareConfig(source=str(work / "corpus"), out=str(work / "prepared"), seed=seed, ray=ray_cfg))
+    run_prepare(PrepareConfig(source=str(work / "corpus"), out=str(work / "prepared"), seed=seed,
+                              features=FeatureConfig(hop_s=hop_s), ray=ray_cfg))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), model="homebrew",
                                    model_kwargs=model_kwargs or {"channels": [16, 32, 64, 64], "dense": [128, 64],
                                                                  "dropout": 0.3},
