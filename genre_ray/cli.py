@@ -91,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy, where labels and MLflow runs are, and how to open the MLflow UI.")
     p.add_argument("--workdir", help="folder for everything the demo writes (default: $GENRE_RAY_HOME/demo)")
     p.add_argument("--genres", type=int, default=10)
-    p.add_argument("--per-genre", type=int, default=16)
+    p.add_argument("--per-genre", type=int, default=24)
     p.add_argument("--seconds", type=float, default=12.0)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hop", type=float, default=1.5, help="window hop in seconds (3.0 = disjoint 3-s windows)")
+    p.add_argument("--hop", type=float, default=3.0, help="window hop in seconds (3.0 = disjoint 3-s windows)")
     return parser
 
 

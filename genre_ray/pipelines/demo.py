@@ -24,8 +24,8 @@ UNSEEN_START = 1000  # clip numbers of the labelling set: never in the training 
 UNSEEN_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 
-def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 16, seconds: float = 12.0,
-             epochs: int = 10, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0, hop_s: float = 1.5,
+def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 24, seconds: float = 12.0,
+             epochs: int = 8, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0, hop_s: float = 3.0,
              model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.time()
     work = Path(workdir) if workdir else default_home() / "demo"
