@@ -14,7 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from genre_ray import __version__
-from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, load_config
+from genre_ray.config import ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, load_config
 from genre_ray.registry import Registry
 
 COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
@@ -89,15 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthesise → prepare → train (2 workers) → label unseen clips, in minutes",
                        description="End to end on synthetic audio, on this machine: prints held-out per-track "
                                    "accuracy, where labels and MLflow runs are, and how to open the MLflow UI.")
-    p.add_argument("--workdir", help="folder for everything the demo writes (default: $GENRE_RAY_HOME/demo)")
-    p.add_argument("--genres", type=int, default=10)
-    p.add_argument("--per-genre", type=int, default=24)
-    p.add_argument("--seconds", type=float, default=12.0)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--num-cpus", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hop", type=float, default=3.0, help="window hop in seconds (3.0 = disjoint 3-s windows)")
+    for name, field in DemoConfig.model_fields.items():  # flags and defaults come from DemoConfig
+        kind = str if name == "workdir" else int if field.annotation in (int, int | None) else float
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=field.default,
+                       help=(field.description or name.replace("_", " ")) +
+                       ("" if field.default is None else f" (default: {field.default})"))
     return parser
 
 
@@ -177,9 +173,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from genre_ray.pipelines.demo import run_demo
 
-    run_demo(workdir=args.workdir, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
-             epochs=args.epochs, num_workers=args.num_workers, num_cpus=args.num_cpus, seed=args.seed,
-             hop_s=args.hop)
+    run_demo(load_config(DemoConfig, **{name: getattr(args, name) for name in DemoConfig.model_fields}))
     return 0
 
 

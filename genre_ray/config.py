@@ -108,10 +108,8 @@ class TrainConfig(_Base):
         from genre_ray.evaluate import AGGREGATORS
         from genre_ray.models import MODELS
 
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; known: {sorted(MODELS)}")
-        if self.aggregate not in AGGREGATORS:
-            raise ValueError(f"unknown aggregate {self.aggregate!r}; known: {sorted(AGGREGATORS)}")
+        MODELS.lookup(self.model)
+        AGGREGATORS.lookup(self.aggregate)
         if self.pretrained and not Path(self.pretrained).expanduser().is_file():
             raise ValueError(f"pretrained weights file not found: {self.pretrained}")
         return self
@@ -135,9 +133,22 @@ class LabelConfig(_Base):
     def _agg(cls, v: str) -> str:
         from genre_ray.evaluate import AGGREGATORS
 
-        if v not in AGGREGATORS:
-            raise ValueError(f"unknown aggregate {v!r}; known: {sorted(AGGREGATORS)}")
+        AGGREGATORS.lookup(v)
         return v
+
+
+class DemoConfig(_Base):
+    """``genre-ray demo``: sizes of the synthetic corpus and of the training run (the one place their defaults live)."""
+
+    workdir: str | None = Field(None, description="folder for everything the demo writes (default: $GENRE_RAY_HOME/demo)")
+    genres: int = Field(10, ge=2, le=10)
+    per_genre: int = Field(24, ge=4, description="clips per genre")
+    seconds: float = Field(12.0, gt=0, description="clip length")
+    hop_s: float = Field(3.0, gt=0, description="window hop in seconds (3.0 = disjoint 3-s windows)")
+    epochs: int = Field(8, ge=1)
+    num_workers: int = Field(2, ge=1)
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray")
+    seed: int = 0
 
 
 C = TypeVar("C", bound=_Base)

@@ -308,14 +308,13 @@ def assign_splits(
     The result is checked with :func:`check_no_leakage`: a leak raises for ``"random"`` (a bug) and is
     logged as a warning for strategies that take the split from outside (``predefined``, ``gtzan-ff``).
     """
-    if strategy not in SPLIT_STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; known strategies: {sorted(SPLIT_STRATEGIES)}")
+    split_fn = SPLIT_STRATEGIES.lookup(strategy)
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"assign_splits expects a pandas DataFrame track table, got {type(table).__name__}")
     if table.empty:
         raise ValueError("assign_splits: the track table is empty")
     _check_fractions(fractions)
-    splits = SPLIT_STRATEGIES[strategy](table, fractions=tuple(fractions), seed=seed)
+    splits = split_fn(table, fractions=tuple(fractions), seed=seed)
     out = table.copy()
     out["split"] = pd.Series(list(splits.reindex(table.index)), index=table.index, dtype=object)
     unassigned = out["split"].isna()

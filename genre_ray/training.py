@@ -18,6 +18,11 @@ import torch
 from torch import nn
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DDP wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -129,7 +134,7 @@ def recalibrate_bn(model: nn.Module, inputs: Iterable[torch.Tensor], device: tor
     statistics are those the eval-mode network will see. Returns False when the model
     has no BatchNorm, or frozen ones (fixed-feature backbones keep their statistics).
     """
-    model = getattr(model, "module", model)  # DDP: recalibrate the local replica, no collectives
+    model = unwrap(model)  # DDP: recalibrate the local replica, no collectives
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     bns = [m for m in bns if any(p.requires_grad for p in m.parameters())]
     if not bns:

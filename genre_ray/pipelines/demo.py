@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from genre_ray import tracking
-from genre_ray.config import LabelConfig, PrepareConfig, RayConfig, TrainConfig, default_home
+from genre_ray.config import DemoConfig, LabelConfig, PrepareConfig, RayConfig, TrainConfig, default_home
 from genre_ray.features import FeatureConfig
 from genre_ray.pipelines.label import run_label
 from genre_ray.pipelines.prepare import run_prepare
@@ -24,10 +24,10 @@ UNSEEN_START = 1000  # clip numbers of the labelling set: never in the training 
 UNSEEN_FORMATS = ("wav", "flac", "mp3", "ogg")
 
 
-def run_demo(workdir: str | None = None, genres: int = 10, per_genre: int = 24, seconds: float = 12.0,
-             epochs: int = 8, num_workers: int = 2, num_cpus: int | None = None, seed: int = 0, hop_s: float = 3.0,
-             model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.time()
+    workdir, genres, per_genre, seconds, hop_s = cfg.workdir, cfg.genres, cfg.per_genre, cfg.seconds, cfg.hop_s
+    epochs, num_workers, num_cpus, seed = cfg.epochs, cfg.num_workers, cfg.num_cpus, cfg.seed
     work = Path(workdir) if workdir else default_home() / "demo"
     ray_cfg = RayConfig(num_cpus=num_cpus)
     print(f"[demo] synthesising {genres} genres × {per_genre} clips × {seconds:g} s → {work / 'corpus'}", flush=True)

@@ -30,7 +30,7 @@ from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
 from genre_ray.training import (Totals, cosine_schedule, eval_epoch, make_optimizer, predict_probs,
-                                seed_everything, train_epoch)
+                                seed_everything, train_epoch, unwrap)
 
 CKPT_FILE = "state.pt"
 
@@ -76,7 +76,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if ckpt:  # resume after a failure
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
-        _unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
@@ -103,7 +103,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step=epoch)
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
                             "since_best": since_best}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -115,10 +115,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             break
     if rank == 0:
         mlflow.end_run()
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: list[str], how: str,
@@ -194,8 +190,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_accuracy"])
         with best_ckpt.as_directory() as d:
             state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
-        model = create_model(cfg.model, num_classes=len(classes),
-                             **{k: v for k, v in model_kwargs.items() if k != "pretrained"})
+        arch_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights come from the checkpoint
+        model = create_model(cfg.model, num_classes=len(classes), **arch_kwargs)
         model.load_state_dict(state["model"])
 
         report: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": int(best_metrics["epoch"]),
@@ -213,7 +209,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                  f"{split} per-track confusion ({cfg.model})")
             mlflow.log_artifact(str(png), artifact_path="plots")
 
-        bundle_dir = save_bundle(out / "bundle", model, cfg.model, {k: v for k, v in model_kwargs.items() if k != "pretrained"},
+        bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs,
                                  classes, features, meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
                                                           "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}})
         (out / "results.json").write_text(json.dumps(report, indent=2))
