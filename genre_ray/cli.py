@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from genre_ray import __version__
 from genre_ray.config import ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, load_config
 from genre_ray.registry import Registry
+from genre_ray.tracking import TrackingError
 
 COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
 command = COMMANDS.register
@@ -186,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"genre-ray {args.command}: {exc}", file=sys.stderr)
         return 2
+    except TrackingError as exc:  # MLflow unreachable: nothing was started or written
+        print(f"genre-ray {args.command}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,21 +1,29 @@
 """MLflow helpers: where the store is, experiments, params from configs, artifacts. No Ray here.
 
 Default store: ``sqlite:///<home>/mlflow.db`` with artifacts in ``<home>/mlartifacts`` (home =
-``$GENRE_RAY_HOME`` or ./genre-ray-runs); ``MLFLOW_TRACKING_URI`` overrides it. Browse with
+``$GENRE_RAY_HOME`` or ./genre-ray-runs); ``MLFLOW_TRACKING_URI`` overrides it — on a cluster, a team
+tracking server such as ``http://mlflow.internal:5000`` (``cluster/mlflow-server.sh``). Browse with
 ``mlflow ui --backend-store-uri sqlite:///<home>/mlflow.db --host 127.0.0.1``.
+
+Every job calls :func:`setup` before it starts Ray or writes an output: an unreachable server fails the job
+in seconds with :class:`TrackingError` naming the URI, instead of MLflow's minutes of HTTP retries after
+half the work is done. ``mlflow`` itself is imported lazily so that importing :class:`TrackingError`
+(the CLI does) stays cheap.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
-
-import mlflow
 
 from genre_ray.config import default_home
 
 MAX_PARAM_LEN = 6000
+#: seconds to wait for a tracking server's ``/health`` before giving up (``$GENRE_RAY_MLFLOW_TIMEOUT_S``)
+DEFAULT_TIMEOUT_S = 10.0
 
 
 class TrackingError(RuntimeError):
@@ -26,19 +34,56 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_home() / 'mlflow.db'}"
 
 
+def _timeout_s() -> float:
+    raw = os.environ.get("GENRE_RAY_MLFLOW_TIMEOUT_S")
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise TrackingError(f"GENRE_RAY_MLFLOW_TIMEOUT_S={raw!r} is not a number of seconds") from None
+
+
+def check_server(uri: str, timeout_s: float | None = None) -> None:
+    """Raise :class:`TrackingError` unless the HTTP(S) tracking server at ``uri`` answers within ``timeout_s``.
+
+    Asks ``<uri>/health`` once. Any HTTP answer (even 401/403 from an authenticating proxy) proves the
+    server is there — MLflow's own calls then report what is wrong; no answer (refused, unknown host,
+    timeout) fails here. Non-HTTP URIs (sqlite, postgresql, databricks…) are not probed.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout_s = _timeout_s() if timeout_s is None else timeout_s
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # the server answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({type(reason).__name__}: {reason}; waited up to "
+            f"{timeout_s:g} s for {url}). Nothing was started or written. Start the server "
+            f"(cluster/mlflow-server.sh), fix MLFLOW_TRACKING_URI, or unset it to log to the local sqlite store."
+        ) from exc
+
+
 def setup(experiment: str) -> tuple[str, str]:
     """Point MLflow at the store, make sure ``experiment`` exists, and return ``(tracking_uri, experiment_id)``.
 
-    Fails fast with :class:`TrackingError` when the store cannot be reached.
+    Fails fast with :class:`TrackingError` when the store cannot be reached; call it before starting Ray
+    or creating output folders so that a failure leaves nothing half-written.
     """
+    import mlflow
+
     uri = tracking_uri()
+    check_server(uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is None:
-            artifacts = None
+            artifacts = None  # a tracking server picks its own (mlflow-artifacts:/ when it serves artifacts)
             if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
                 artifacts = (default_home() / "mlartifacts").as_uri()
             exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
@@ -51,6 +96,8 @@ def setup(experiment: str) -> tuple[str, str]:
 
 
 def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
     clean = {k: (str(v)[:MAX_PARAM_LEN] if v is not None else "None") for k, v in params.items()}
     items = list(clean.items())
     for i in range(0, len(items), 100):
