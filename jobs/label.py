@@ -1,9 +1,16 @@
-"""Ray job entry point: `genre-ray label` for `ray job submit`.
+"""Ray job entry point: `genre-ray label` (label a music library, Ray Data batch inference) for `ray job submit`.
+
+From the checkout's root, against a head node's dashboard (here a local one, cluster/start-local-head.sh)::
 
     RAY_AUTH_MODE=disabled ray job submit --address http://127.0.0.1:8265 --working-dir . \
-        --runtime-env cluster/runtime-env.yaml -- python jobs/label.py --config CONFIG.yaml [--set key=value ...]
+        --runtime-env cluster/runtime-env.yaml \
+        -- python jobs/label.py --config configs/label-library.yaml [--set key=value ...]
 
-Takes exactly the flags of `genre-ray label --help`; inside a job, Ray is joined through $RAY_ADDRESS.
+Takes exactly the flags of `genre-ray label --help`. Inside a job Ray is joined through $RAY_ADDRESS;
+decoding and spectrograms run as CPU tasks, inference in an actor pool (one GPU per actor with
+`use_gpu`). The model is a bundle folder on shared storage or an MLflow URI (`models:/genre-ray/1`,
+`runs:/<id>/model`) resolved through $MLFLOW_TRACKING_URI; `input` and `out` on shared storage.
+Exit status: 0 done, 1 no file labelled or any other failure, 2 bad config, 3 MLflow unreachable.
 """
 
 import sys

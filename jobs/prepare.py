@@ -1,9 +1,15 @@
-"""Ray job entry point: `genre-ray prepare` for `ray job submit`.
+"""Ray job entry point: `genre-ray prepare` (audio → spectrogram windows as Parquet) for `ray job submit`.
+
+From the checkout's root, against a head node's dashboard (here a local one, cluster/start-local-head.sh)::
 
     RAY_AUTH_MODE=disabled ray job submit --address http://127.0.0.1:8265 --working-dir . \
-        --runtime-env cluster/runtime-env.yaml -- python jobs/prepare.py --config CONFIG.yaml [--set key=value ...]
+        --runtime-env cluster/runtime-env.yaml \
+        -- python jobs/prepare.py --config configs/prepare-gtzan.yaml [--set key=value ...]
 
-Takes exactly the flags of `genre-ray prepare --help`; inside a job, Ray is joined through $RAY_ADDRESS.
+Takes exactly the flags of `genre-ray prepare --help`. Inside a job Ray is joined through $RAY_ADDRESS;
+decoding runs as Ray Data CPU tasks on any node. `source` and `out` must be paths every node sees at the
+same place (shared storage): the job's own working directory is a temporary copy on the head node.
+Exit status: 0 done, 2 bad config, 3 MLflow unreachable, 1 anything else.
 """
 
 import sys
