@@ -80,38 +80,82 @@ class PrepareConfig(_Base):
         return v
 
 
+class AugmentConfig(_Base):
+    """Training-only batch augmentation (see ``genre_ray.augment``); all zeros = off."""
+
+    freq_masks: int = Field(0, ge=0, description="SpecAugment frequency masks per image")
+    freq_max: float = Field(0.15, ge=0, le=1, description="max mask height, fraction of the image")
+    time_masks: int = Field(0, ge=0, description="SpecAugment time masks per image")
+    time_max: float = Field(0.15, ge=0, le=1, description="max mask width, fraction of the image")
+    mixup_alpha: float = Field(0.0, ge=0, description="mixup Beta(α, α); 0 = off")
+
+
+FINETUNE_MODES = ("full", "fixed", "discriminative")
+SELECT_METRICS = {"val_accuracy": "max", "val_track_accuracy": "max", "val_loss": "min"}
+
+
 class TrainConfig(_Base):
     data: str = Field(..., description="prepared folder written by `genre-ray prepare`")
     out: str = Field(..., description="folder for checkpoints and the model bundle")
     model: str = "homebrew"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    pretrained: str | None = Field(None, description="local resnet18 ImageNet state_dict; nothing is downloaded")
+    pretrained: str | None = Field(None, description="local resnet18 ImageNet state_dict, or 'auto' = torchvision's "
+                                   "cache dir if the file is there; nothing is downloaded")
+    finetune: str = Field("full", description="full | fixed (frozen backbone: fixed features) | discriminative "
+                          "(backbone lr = lr × backbone_lr_factor)")
+    backbone_lr_factor: float = Field(0.1, gt=0, le=1, description="backbone lr multiplier in discriminative mode")
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1, description="per worker; effective batch = batch_size × num_workers")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="base lr, not rescaled with world size (scale it yourself: "
+                      "lr × num_workers is the usual linear rule)")
+    optimizer: str = Field("adam", description="adam | adamw | sgd")
     weight_decay: float = Field(0.0, ge=0)
+    schedule: str = Field("cosine", description="cosine | step | exponential | constant (per step, after warm-up)")
+    warmup_epochs: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
+    augment: AugmentConfig = AugmentConfig()
     bn_recalibrate_batches: int = Field(16, ge=0, description="precise-BN batches after each epoch (0 = off)")
-    early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val accuracy")
+    select_metric: str = Field("val_accuracy", description="val_accuracy | val_track_accuracy | val_loss: "
+                               "picks the best checkpoint and drives early stopping")
+    early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "
+                                            "select_metric")
     seed: int = 0
     num_workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker (fractions allowed)")
     use_gpu: bool = False
+    max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = forever)")
+    checkpoints_to_keep: int = Field(2, ge=1)
+    storage_path: str | None = Field(None, description="Ray Train storage (shared FS or s3://… for multi-node); "
+                                     "default OUT/ray_results")
     aggregate: str = "mean"
     experiment: str = "genre-ray"
     register_as: str | None = Field(None, description="MLflow registered-model name")
+    champion_alias: str = Field("champion", description="alias moved to a new version only when it beats the current "
+                                "holder on the same validation split")
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _known(self) -> "TrainConfig":
         from genre_ray.evaluate import AGGREGATORS
         from genre_ray.models import MODELS
+        from genre_ray.training import OPTIMIZERS, SCHEDULES
 
         MODELS.lookup(self.model)
         AGGREGATORS.lookup(self.aggregate)
-        if self.pretrained and not Path(self.pretrained).expanduser().is_file():
+        OPTIMIZERS.lookup(self.optimizer)
+        SCHEDULES.lookup(self.schedule)
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)} (got {self.finetune!r})")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)} (got {self.select_metric!r})")
+        if self.finetune != "full" and self.model != "resnet18":
+            raise ValueError(f"finetune={self.finetune!r} needs a pretrained backbone (model resnet18), "
+                             f"not {self.model!r}")
+        if self.pretrained and self.pretrained != "auto" and not Path(self.pretrained).expanduser().is_file():
             raise ValueError(f"pretrained weights file not found: {self.pretrained}")
+        if self.pretrained and self.model != "resnet18":
+            raise ValueError(f"pretrained weights apply to resnet18 only (model is {self.model!r})")
         return self
 
 
@@ -120,11 +164,21 @@ class LabelConfig(_Base):
     model: str = Field(..., description="model bundle folder, or an MLflow URI (runs:/…, models:/name/version)")
     out: str = Field(..., description="output folder for the labels Parquet")
     hop_s: float | None = Field(None, gt=0, description="window hop; None → the model's training hop")
-    aggregate: str = "mean"
+    aggregate: str = Field("mean", description="mean | logmean | vote: window probabilities → track verdict")
     top_k: int = Field(3, ge=1)
+    too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
+                           "status ok) | skip (status too-short); both warn")
     batch_size: int = Field(64, ge=1, description="windows per inference batch")
-    num_actors: int = Field(1, ge=1)
-    use_gpu: bool = False
+    num_actors: int = Field(1, ge=1, description="classifier actors (each loads the model once)")
+    use_gpu: bool = Field(False, description="one GPU per classifier actor, bf16 autocast")
+    shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")
+    overwrite: bool = Field(False, description="relabel everything (default: resume, skipping files already "
+                            "labelled by the same model, features and windows)")
+    timeline: bool = Field(False, description="also write OUT/timeline/*.parquet: one row per window with its probabilities")
+    export: list[str] = Field(default_factory=list, description="extra copies of the labels: csv, jsonl")
+    write_tags: bool = Field(False, description="write the top genre into each file's tags (mutagen); audio untouched")
+    dry_run: bool = Field(False, description="with write_tags: only list the tag changes (OUT/tags.csv)")
+    progress_s: float = Field(10.0, gt=0, description="seconds between progress lines")
     experiment: str = "genre-ray"
     ray: RayConfig = RayConfig()
 
@@ -135,6 +189,21 @@ class LabelConfig(_Base):
 
         AGGREGATORS.lookup(v)
         return v
+
+    @field_validator("too_short")
+    @classmethod
+    def _too_short(cls, v: str) -> str:
+        if v not in ("pad", "skip"):
+            raise ValueError(f"too_short must be pad or skip (got {v!r})")
+        return v
+
+    @field_validator("export")
+    @classmethod
+    def _export(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in ("csv", "jsonl")]
+        if bad:
+            raise ValueError(f"unknown export format(s) {bad}; known: csv, jsonl")
+        return list(dict.fromkeys(v))
 
 
 class DemoConfig(_Base):

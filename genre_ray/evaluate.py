@@ -125,3 +125,32 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str) -> Path:
+    """Training curves PNG: ``history`` maps metric names to ``(epoch, value)`` pairs; losses on the left
+    panel, accuracies on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, points in sorted(history.items()):
+        if not points:
+            continue
+        ax = axes[0] if "loss" in name else axes[1]
+        steps, values = zip(*sorted(points))
+        ax.plot(steps, values, marker="o", markersize=3, label=name)
+    for ax, ylabel in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

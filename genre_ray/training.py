@@ -7,15 +7,18 @@ Precision: on CUDA, bf16 autocast and channels_last; on CPU, fp32.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
+
+from genre_ray.registry import Registry
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -44,24 +47,88 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if weight_decay > 0 \
-        else torch.optim.Adam(params, lr=lr)
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("adamw")(torch.optim.AdamW)
+OPTIMIZERS.register("sgd")(functools.partial(torch.optim.SGD, momentum=0.9, nesterov=True))
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
-                    min_factor: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then cosine decay from the base lr to ``min_factor × lr`` over ``total_steps``."""
+def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = 1.0) -> list[dict]:
+    """Trainable parameters as optimizer groups: the classifier head (``model.classifier``) at ``lr``, the rest
+    (the backbone) at ``lr × backbone_lr_factor`` — discriminative learning rates when the factor is < 1."""
+    model = unwrap(model)
+    head = getattr(model, "classifier", None)
+    head_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters")
+    head_params = [p for p in trainable if id(p) in head_ids]
+    body_params = [p for p in trainable if id(p) not in head_ids]
+    if backbone_lr_factor == 1.0 or not head_params:
+        return [{"params": trainable, "lr": lr, "name": "all"}]
+    groups = [{"params": head_params, "lr": lr, "name": "head"}]
+    if body_params:
+        groups.append({"params": body_params, "lr": lr * backbone_lr_factor, "name": "backbone"})
+    return groups
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0, name: str | None = None,
+                   backbone_lr_factor: float = 1.0) -> torch.optim.Optimizer:
+    """A registered optimizer over :func:`param_groups`. ``name=None`` keeps the historical default:
+    Adam, or AdamW when ``weight_decay > 0``."""
+    name = name or ("adamw" if weight_decay > 0 else "adam")
+    return OPTIMIZERS.lookup(name)(param_groups(model, lr, backbone_lr_factor), lr=lr, weight_decay=weight_decay)
+
+
+Schedule = Callable[[int, int, int], float]
+"""``(step, total_steps, steps_per_epoch) → lr factor`` (after warm-up)."""
+
+SCHEDULES: Registry[Schedule] = Registry("lr schedule")
+
+
+@SCHEDULES.register("cosine")
+def _cosine(step: int, total: int, per_epoch: int, min_factor: float = 0.05) -> float:
+    t = min(1.0, step / max(1, total))
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@SCHEDULES.register("step")
+def _step(step: int, total: int, per_epoch: int) -> float:
+    """×0.1 at 50 % and again at 75 % of training (the classic step decay)."""
+    t = step / max(1, total)
+    return 1.0 if t < 0.5 else 0.1 if t < 0.75 else 0.01
+
+
+@SCHEDULES.register("exponential")
+def _exponential(step: int, total: int, per_epoch: int) -> float:
+    """Smooth decay to 1 % of the base lr at the end (the report's "lr 1e-3 decaying")."""
+    return 0.01 ** min(1.0, step / max(1, total))
+
+
+@SCHEDULES.register("constant")
+def _constant(step: int, total: int, per_epoch: int) -> float:
+    return 1.0
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_steps: int = 0,
+                steps_per_epoch: int = 1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps`` then the registered decay ``name`` over the remaining steps.
+    Stepped once per optimisation step; every param group keeps its own base lr."""
+    fn = SCHEDULES.lookup(name)
     total_steps = max(1, total_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+        return fn(step - warmup_steps, max(1, total_steps - warmup_steps), steps_per_epoch)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay from the base lr to 5 % of it over ``total_steps``."""
+    return lr_schedule(optimizer, "cosine", total_steps, warmup_steps)
 
 
 @dataclass
@@ -87,15 +154,26 @@ class Totals:
         return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "n": n}
 
 
+Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``(x (B, 1, H, W), y (B,)) → (x', target)``, target = hard labels ``(B,)`` or soft ``(B, C)``."""
+
+
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               loss_fn: nn.Module, device: torch.device, grad_clip: float | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on images ``x (B, 1, H, W)`` and labels ``y (B,)``; returns ``(loss, logits)``."""
+               loss_fn: nn.Module, device: torch.device, grad_clip: float | None = None,
+               augment: Augment | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on images ``x (B, 1, H, W)`` and labels ``y (B,)``; returns ``(loss, logits)``.
+
+    ``augment`` (train only) transforms the batch on the device and may return soft targets (mixup);
+    the logits returned are for the augmented batch, so accuracy from them is the training-view accuracy.
+    """
     x, y = to_device(x, device), y.to(device, non_blocking=True).long()
+    target = y
+    if augment is not None:
+        x, target = augment(x, y)
     optimizer.zero_grad(set_to_none=True)
     with autocast(device):
         logits = model(x)
-        loss = loss_fn(logits.float(), y)
+        loss = loss_fn(logits.float(), target)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -106,14 +184,14 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
 def train_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device,
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                grad_clip: float | None = None, bn_batches: int = 0) -> Totals:
+                grad_clip: float | None = None, bn_batches: int = 0, augment: Augment | None = None) -> Totals:
     """One pass over ``batches``; then, if ``bn_batches > 0``, :func:`recalibrate_bn` on the epoch's last
     ``bn_batches`` inputs (kept on the CPU as they came, no second pass over the data)."""
     model.train()
     totals = Totals()
     recent: deque[torch.Tensor] = deque(maxlen=bn_batches)
     for x, y in batches:
-        loss, logits = train_step(model, x, y, optimizer, loss_fn, device, grad_clip)
+        loss, logits = train_step(model, x, y, optimizer, loss_fn, device, grad_clip, augment)
         if scheduler is not None:
             scheduler.step()
         totals.add(loss, logits, y.to(logits.device))

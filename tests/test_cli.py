@@ -46,6 +46,9 @@ def test_train_refuses_to_starve_ray_data(tmp_path, ray_session, mlflow_home):
 
     (tmp_path / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": {}, "feature_hash": "x",
                                                     "windows": {"train": 10, "val": 2, "test": 2}}))
+    import pandas as pd
+
+    pd.DataFrame({"track_id": ["t1"], "label": ["a"], "split": ["train"]}).to_parquet(tmp_path / "tracks.parquet")
     with pytest.raises(ValueError, match="at least one CPU"):
         run_train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), num_workers=2))
     assert not (tmp_path / "o").exists()

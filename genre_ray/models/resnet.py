@@ -1,7 +1,8 @@
 """torchvision ResNet18 adapted to 1-channel spectrogram images.
 
 ImageNet weights come only from a local file (``pretrained=PATH``, a torchvision state_dict such as
-``resnet18-f37072fd.pth``, loaded with ``weights_only=True``) — nothing is downloaded. The RGB ``conv1``
+``resnet18-f37072fd.pth``, loaded with ``weights_only=True``; ``pretrained="auto"`` looks in torchvision's
+cache directory) — nothing is downloaded. The RGB ``conv1``
 becomes a ``in_chans``-channel conv by summing its filters over the colour axis (for ``in_chans=1``,
 exactly what a grey image replicated to RGB would see). ``freeze_backbone=True`` gives the report's
 "fixed features" setting: only the new ``fc`` head trains.
@@ -31,6 +32,22 @@ def _adapt_conv1(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (3.0 / in_chans)
 
 
+TORCHVISION_FILE = "resnet18-f37072fd.pth"  # the name torchvision's ResNet18_Weights.IMAGENET1K_V1 caches under
+
+
+def resolve_pretrained(spec: str | None) -> str | None:
+    """``None`` → None; ``"auto"`` → torchvision's cached ImageNet file (``$TORCH_HOME/hub/checkpoints``) if it
+    is there, else None (train from scratch, logged); anything else → that path, unchanged."""
+    if spec != "auto":
+        return spec
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+    if cached.is_file():
+        return str(cached)
+    log.warning("resnet18: pretrained=auto but %s is not there; training from scratch (nothing is downloaded)",
+                cached)
+    return None
+
+
 def load_pretrained_state(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
@@ -49,6 +66,7 @@ class ResNet18Audio(nn.Module):
                  freeze_backbone: bool = False, dropout: float = 0.0):
         super().__init__()
         net = tv_resnet18(weights=None)
+        pretrained = resolve_pretrained(pretrained)
         if pretrained:
             state = load_pretrained_state(pretrained)
             missing, unexpected = net.load_state_dict(state, strict=False)

@@ -14,33 +14,46 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import ray
 import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from mlflow.models import infer_signature
 from torch import nn
 
 from genre_ray import tracking
 from genre_ray.bundle import save_bundle
-from genre_ray.config import TrainConfig
-from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion
+from genre_ray.augment import BatchAugment
+from genre_ray.config import SELECT_METRICS, TrainConfig
+from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion, plot_curves
 from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
-from genre_ray.training import (Totals, cosine_schedule, eval_epoch, make_optimizer, predict_probs,
+from genre_ray.provenance import dataset_fingerprint, git_commit, versions
+from genre_ray.training import (Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
                                 seed_everything, train_epoch, unwrap)
 
 CKPT_FILE = "state.pt"
+CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_track_accuracy")
 
 
 def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
     kw = dict(cfg.model_kwargs)
     if cfg.model == "homebrew":
         kw.setdefault("input_size", [features.height, features.width])
+    if cfg.finetune == "fixed":
+        kw["freeze_backbone"] = True
     if cfg.pretrained:
-        kw["pretrained"] = cfg.pretrained
+        from genre_ray.models.resnet import resolve_pretrained
+
+        path = resolve_pretrained(cfg.pretrained)
+        if path:
+            kw["pretrained"] = path
+        else:
+            print("train: no ImageNet weights found for pretrained=auto; training from scratch", flush=True)
     return kw
 
 
@@ -55,66 +68,130 @@ def _allreduce(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _allgather(obj: Any) -> list[Any]:
+    if dist.is_available() and dist.is_initialized():
+        out: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]
+
+
+def validate(model: nn.Module, shard, batch_size: int, device: torch.device, classes: list[str],
+             how: str) -> dict[str, float]:
+    """Validation over every worker's shard: window loss/accuracy and per-track accuracy (windows aggregated
+    with the label job's :func:`aggregate`), identical on every rank."""
+    probs, labels, ids = [], [], []
+    for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(b["image"])), device)
+        probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        labels.append(b["label_idx"])
+        ids.append(b["track_id"])
+    local = (np.concatenate(probs) if probs else np.zeros((0, len(classes)), np.float32),
+             np.concatenate(labels) if labels else np.zeros(0, np.int64),
+             np.concatenate(ids) if ids else np.zeros(0, object))
+    parts = _allgather(local)
+    p, y, t = (np.concatenate([part[i] for part in parts]) for i in range(3))
+    if len(y) == 0:
+        return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_track_accuracy": float("nan")}
+    nll = -np.log(np.clip(p[np.arange(len(y)), y.astype(int)], 1e-12, 1.0))
+    track_ids, track_probs = aggregate(p, t, how)
+    first = dict(zip(t, y))
+    track_y = np.array([first[i] for i in track_ids])
+    return {"val_loss": float(nll.mean()), "val_accuracy": float((p.argmax(1) == y).mean()),
+            "val_track_accuracy": float((track_probs.argmax(1) == track_y).mean())}
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if SELECT_METRICS[metric] == "min" else value > best
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs in every Ray Train worker. Only rank 0 talks to MLflow and writes checkpoints."""
+    """Runs in every Ray Train worker. Only rank 0 talks to MLflow and writes checkpoints.
+
+    MLflow metrics of an epoch are logged after its checkpoint is reported, and a resumed run first logs the
+    checkpoint's epoch if it is missing, so the metric history has no gap and no repeat across restarts.
+    """
     cfg = TrainConfig.model_validate(config["cfg"])
+    classes = config["classes"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if not cfg.use_gpu:  # intra-op threads = reserved CPUs; more would oversubscribe the node
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
-    model = create_model(cfg.model, num_classes=len(config["classes"]), **config["model_kwargs"])
+    model = create_model(cfg.model, num_classes=len(classes), **config["model_kwargs"])
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
+                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0)
     steps_per_epoch = max(1, -(-config["n_train"] // (cfg.batch_size * world)))
-    scheduler = cosine_schedule(optimizer, cfg.epochs * steps_per_epoch)
+    scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
+                            int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    start_epoch, best, since_best = 0, -1.0, 0
+    augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
+    start_epoch, best, since_best = 0, None, 0
+    client = mlflow.tracking.MlflowClient(config["tracking_uri"]) if rank == 0 else None
+    run_id = config["run_id"]
 
     ckpt = ray.train.get_checkpoint()
-    if ckpt:  # resume after a failure
+    if ckpt:  # a restart after a failure: continue after the last reported epoch
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
+        if client is not None:
+            logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}
+            if state["epoch"] not in logged:  # died between checkpoint and MLflow: fill the gap
+                _log_epoch(client, run_id, state["metrics"])
+            restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1
+            client.set_tag(run_id, "genre_ray.restarts", str(restarts))
+            client.log_metric(run_id, "resumed_at_epoch", start_epoch, step=restarts)
+            print(f"resumed from the checkpoint of epoch {state['epoch']} (restart {restarts})", flush=True)
 
-    if rank == 0:
-        mlflow.set_tracking_uri(config["tracking_uri"])
-        mlflow.start_run(run_id=config["run_id"])
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    stop = start_epoch >= cfg.epochs or (cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience)
     for epoch in range(start_epoch, cfg.epochs):
+        if stop:
+            break
         seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
         t0 = time.time()
         tr = train_epoch(model, _batches(train_shard, cfg.batch_size, True), optimizer, loss_fn, device,
-                         scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches)
-        va = eval_epoch(model, _batches(val_shard, cfg.batch_size, False), loss_fn, device)
-        tr_s, va_s = (Totals.summary(_allreduce(t.as_tensor())) for t in (tr, va))
-        improved = va_s["accuracy"] > best
-        best, since_best = (va_s["accuracy"], 0) if improved else (best, since_best + 1)
-        metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"],
-                   "val_loss": va_s["loss"], "val_accuracy": va_s["accuracy"], "best_val_accuracy": best,
-                   "lr": scheduler.get_last_lr()[0], "epoch_seconds": time.time() - t0,
-                   "samples_per_second": tr_s["n"] / max(time.time() - t0, 1e-9)}
+                         scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
+        train_s = time.time() - t0
+        tr_s = Totals.summary(_allreduce(tr.as_tensor()))
+        va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate)
+        if _is_better(va[cfg.select_metric], best, cfg.select_metric):
+            best, since_best = va[cfg.select_metric], 0
+        else:
+            since_best += 1
+        metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"], **va,
+                   f"best_{cfg.select_metric}": best, "lr": scheduler.get_last_lr()[0],
+                   "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9)}
         stop = cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience
         if rank == 0:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step=epoch)
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
-                            "since_best": since_best}, Path(d) / CKPT_FILE)
+                            "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            _log_epoch(client, run_id, metrics)
             print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
                   flush=True)
         else:
             ray.train.report(metrics)
-        if stop:
-            break
-    if rank == 0:
-        mlflow.end_run()
+        if stop and rank == 0:
+            print(f"early stop: {cfg.select_metric} has not improved for {since_best} epochs", flush=True)
+
+
+def _log_epoch(client: "mlflow.tracking.MlflowClient", run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+
+    now, step = int(time.time() * 1000), int(metrics["epoch"])
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
 
 
 def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: list[str], how: str,
@@ -149,28 +226,63 @@ def _check_cpus_left_for_data(cfg: TrainConfig) -> None:
             "(e.g. --set cpus_per_worker=0.5) or add CPUs.")
 
 
+def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, alias: str, score: float,
+             fingerprint: str) -> str:
+    """Tag the new version with its validation score and split, and move ``alias`` to it only when there is no
+    holder yet or it beats the holder on the same validation split (same dataset fingerprint)."""
+    from mlflow.exceptions import MlflowException
+
+    client.set_model_version_tag(name, version, "val_track_accuracy", f"{score:.6f}")
+    client.set_model_version_tag(name, version, "dataset_fingerprint", fingerprint)
+    try:
+        holder = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        holder = None
+    if holder is None:
+        client.set_registered_model_alias(name, alias, version)
+        return f"{alias} → version {version} (first {alias})"
+    held = float(holder.tags.get("val_track_accuracy", "nan"))
+    if holder.tags.get("dataset_fingerprint") != fingerprint:
+        return (f"{alias} stays on version {holder.version}: it was validated on another split "
+                f"({holder.tags.get('dataset_fingerprint')} ≠ {fingerprint}); compare them on one split first")
+    if score > held:
+        client.set_registered_model_alias(name, alias, version)
+        return f"{alias} → version {version} ({score:.4f} > {held:.4f} of version {holder.version})"
+    return f"{alias} stays on version {holder.version} ({held:.4f} >= {score:.4f})"
+
+
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
     announce("train", cfg)
     meta = load_meta(cfg.data)
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
     if meta["windows"].get("train", 0) == 0 or meta["windows"].get("val", 0) == 0:
         raise ValueError(f"{cfg.data}: need train and val windows, found {meta['windows']}")
+    tracks = pd.read_parquet(Path(cfg.data) / "tracks.parquet")
+    fingerprint = dataset_fingerprint(tracks, meta["feature_hash"])
     uri, _ = tracking.setup(cfg.experiment)  # fails before Ray starts if MLflow is unusable
     init_ray(cfg.ray)
     _check_cpus_left_for_data(cfg)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
+    (out / "classes.json").write_text(json.dumps(classes))
     model_kwargs = _model_kwargs(cfg, features)
+    client = mlflow.tracking.MlflowClient(uri)
 
     with mlflow.start_run(run_name=f"train-{cfg.model}") as run:
         tracking.log_params({**cfg.flat(), **{f"features.{k}": v for k, v in features.to_dict().items()},
                              "feature_hash": meta["feature_hash"], "classes": ",".join(classes),
-                             "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"]})
-        mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model})
+                             "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"],
+                             "effective_batch_size": cfg.batch_size * cfg.num_workers,
+                             "pretrained_file": model_kwargs.get("pretrained")})
+        mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model, "git_commit": git_commit(),
+                         "dataset_fingerprint": fingerprint,
+                         **{f"version.{k}": v for k, v in versions().items()}})
         mlflow.log_artifact(str(out / "config.yaml"))
-        datasets = {s: ray.data.read_parquet(str(split_dir(cfg.data, s)), columns=["image", "label_idx"])
-                    for s in ("train", "val")}
+        mlflow.log_artifact(str(out / "classes.json"))
+        datasets = {"train": ray.data.read_parquet(str(split_dir(cfg.data, "train")), columns=["image", "label_idx"]),
+                    "val": ray.data.read_parquet(str(split_dir(cfg.data, "val")),
+                                                 columns=["image", "label_idx", "track_id"])}
         trainer = ray.train.torch.TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
@@ -178,24 +290,35 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                   resources_per_worker={"CPU": cfg.cpus_per_worker}),
             run_config=ray.train.RunConfig(
-                name=f"train-{run.info.run_id[:12]}", storage_path=str(out / "ray_results"),
+                name=f"train-{run.info.run_id[:12]}", storage_path=cfg.storage_path or str(out / "ray_results"),
                 checkpoint_config=ray.train.CheckpointConfig(
-                    num_to_keep=2, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"),
+                    num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
+                    checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             ),
             datasets=datasets,
         )
         t0 = time.time()
         result = trainer.fit()
         fit_s = time.time() - t0
-        best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["val_accuracy"])
+        sign = -1 if SELECT_METRICS[cfg.select_metric] == "min" else 1
+        best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: sign * cm[1][cfg.select_metric])
         with best_ckpt.as_directory() as d:
             state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
         arch_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights come from the checkpoint
         model = create_model(cfg.model, num_classes=len(classes), **arch_kwargs)
         model.load_state_dict(state["model"])
 
+        history = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in CURVES}
+        epochs_run = len(history["val_accuracy"])
+        sps = [m.value for m in client.get_metric_history(run.info.run_id, "samples_per_second")]
         report: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": int(best_metrics["epoch"]),
-                                  "fit_seconds": round(fit_s, 1)}
+                                  "epochs_run": epochs_run, "fit_seconds": round(fit_s, 1),
+                                  "samples_per_second": round(float(np.median(sps)), 1) if sps else None,
+                                  "dataset_fingerprint": fingerprint}
+        mlflow.log_metrics({"fit_seconds": fit_s, "best_epoch": report["best_epoch"], "epochs_run": epochs_run})
+        curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves")
+        mlflow.log_artifact(str(curves), artifact_path="plots")
         for split in ("val", "test"):
             if meta["windows"].get(split, 0) == 0:
                 continue
@@ -205,25 +328,40 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                 m = res[level]
                 mlflow.log_metrics({f"{split}_{level}_accuracy": m["accuracy"], f"{split}_{level}_macro_f1": m["macro_f1"],
                                     f"{split}_{level}_ece": m["ece"]})
+            for c, pc in res["track"]["per_class"].items():
+                mlflow.log_metrics({f"{split}_track_precision.{c}": pc["precision"],
+                                    f"{split}_track_recall.{c}": pc["recall"]})
             png = plot_confusion(res["track"]["confusion"], classes, out / f"confusion_{split}_track.png",
                                  f"{split} per-track confusion ({cfg.model})")
             mlflow.log_artifact(str(png), artifact_path="plots")
 
-        bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs,
-                                 classes, features, meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
-                                                          "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}})
+        bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs, classes, features,
+                                 meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
+                                       "dataset_fingerprint": fingerprint, "aggregate": cfg.aggregate,
+                                       "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}})
         (out / "results.json").write_text(json.dumps(report, indent=2))
         mlflow.log_artifact(str(out / "results.json"))
+        example = np.zeros((1, *features.image_shape), np.float32)
+        with torch.no_grad():
+            signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
         info = mlflow.pytorch.log_model(
             model, name="model", extra_files=[str(bundle_dir / "bundle.json"), str(bundle_dir / "weights.pt")],
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "genre-ray"],
             serialization_format="pickle",  # the bundle inside (weights_only) is what label/predict load
+            signature=signature, input_example=example,
             registered_model_name=cfg.register_as,
         )
         report["model_uri"] = info.model_uri
         report["bundle"] = str(bundle_dir)
+        if cfg.register_as and info.registered_model_version is not None:
+            version = str(info.registered_model_version)
+            report["registered"] = f"models:/{cfg.register_as}/{version}"
+            report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,
+                                       report.get("val", {}).get("track", {}).get("accuracy", float("nan")), fingerprint)
+            print(f"registered {report['registered']}; {report['alias']}", flush=True)
+        (out / "results.json").write_text(json.dumps(report, indent=2))
     test_acc = report.get("test", {}).get("track", {}).get("accuracy")
-    print(f"trained {cfg.model}: best epoch {report['best_epoch']}, held-out test per-track accuracy "
-          f"{test_acc if test_acc is None else round(test_acc, 4)}; bundle {bundle_dir}; MLflow run {run.info.run_id}",
-          flush=True)
+    print(f"trained {cfg.model}: best epoch {report['best_epoch']} of {epochs_run}, held-out test per-track accuracy "
+          f"{test_acc if test_acc is None else round(test_acc, 4)}, {report['samples_per_second']} training samples/s "
+          f"(all workers, median epoch); bundle {bundle_dir}; MLflow run {run.info.run_id}", flush=True)
     return report
