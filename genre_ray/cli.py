@@ -71,21 +71,41 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
 
     p = sub.add_parser("label", help="label a music library with a trained model (Ray Data batch inference)",
-                       description="Slide windows over every file, classify them in an actor pool, aggregate per "
-                                   "track and write OUT/labels/*.parquet — one row per input file, unreadable "
-                                   "files included with status=error.")
-    p.add_argument("--input", help="folder (recursive), glob, or manifest with a path column")
-    p.add_argument("--model", help="bundle folder or MLflow model URI (runs:/…, models:/name/version)")
+                       description="Slide windows over every file (streaming: any length, bounded memory), classify "
+                                   "them in an actor pool, aggregate per track and write OUT/labels/*.parquet — one "
+                                   "row per input file, bad files included with their status and reason. Rerunning "
+                                   "into the same OUT resumes: files already labelled by the same model are skipped.")
+    p.add_argument("--input", help="folder (recursive), glob, or manifest with a path column (local or s3://, gs://)")
+    p.add_argument("--model", help="bundle folder or MLflow model URI (runs:/…, models:/name/version, models:/name@alias)")
     p.add_argument("--out", help="output folder")
+    p.add_argument("--timeline", action="store_true", default=None, help="also write a per-window table (OUT/timeline)")
+    p.add_argument("--export", action="append", choices=["csv", "jsonl"], help="also write OUT/labels.csv / .jsonl")
+    p.add_argument("--overwrite", action="store_true", default=None, help="relabel everything instead of resuming")
+    p.add_argument("--write-tags", dest="write_tags", action="store_true", default=None,
+                   help="write the top genre into each file's tags (mutagen; audio data untouched)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
+                   help="with --write-tags: only list the changes in OUT/tags.csv")
     _config_args(p)
 
-    p = sub.add_parser("predict", help="genre of one file, in-process (no Ray), with a per-window timeline",
-                       description="Decode one file, classify every window, print top-k genres and the timeline.")
-    p.add_argument("path")
+    p = sub.add_parser("predict", help="genres of a few files, in-process (no Ray), with per-window timelines",
+                       description="Decode each file, classify every window, print a table of genre probabilities "
+                                   "(and each file's timeline with --timeline); --plot saves bar charts + timelines.")
+    p.add_argument("paths", nargs="+", metavar="FILE")
     p.add_argument("--model", required=True, help="bundle folder or MLflow model URI")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--hop", type=float, help="window hop in seconds (default: the model's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--aggregate", default="mean", help="mean | logmean | vote")
+    p.add_argument("--timeline", action="store_true", help="also print each window's top genre")
+    p.add_argument("--plot", metavar="OUT.png", help="save a bar chart and a timeline per file")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file (with its timeline)")
+
+    p = sub.add_parser("bench", help="benchmarks (speed, memory); prints JSON",
+                       description="Run a registered benchmark (genre_ray/bench.py) and print its JSON result. "
+                                   "label: throughput on a synthetic library; label-memory: peak memory of one long "
+                                   "file vs a short one and of 10× more files. Keyword arguments via --set.")
+    p.add_argument("name", help="label | label-memory (see genre_ray/bench.py)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="benchmark argument, e.g. --set tracks=200 --set long_minutes=75 --set model=runs/x/bundle")
 
     p = sub.add_parser("demo", help="synthesise → prepare → train (2 workers) → label unseen clips, in minutes",
                        description="End to end on synthetic audio, on this machine: prints held-out per-track "
@@ -138,7 +158,9 @@ def _train(args: argparse.Namespace) -> int:
 
 @command("label")
 def _label(args: argparse.Namespace) -> int:
-    cfg = load_config(LabelConfig, args.config, args.overrides, **_values(args, "input", "model", "out"))
+    cfg = load_config(LabelConfig, args.config, args.overrides,
+                      **_values(args, "input", "model", "out", "timeline", "export", "overwrite", "write_tags",
+                                "dry_run"))
     from genre_ray.pipelines.label import run_label
 
     summary = run_label(cfg)
@@ -148,25 +170,63 @@ def _label(args: argparse.Namespace) -> int:
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
     from genre_ray.bundle import load_bundle
-    from genre_ray.inference import predict_file
+    from genre_ray.evaluate import AGGREGATORS
+    from genre_ray.inference import plot_prediction, predict_file
 
+    AGGREGATORS.lookup(args.aggregate)
     bundle = load_bundle(args.model)
-    row, probs, starts = predict_file(bundle.build_model(), args.path, bundle.features, bundle.classes,
-                                      hop_s=args.hop, k=args.top_k)
+    model, classes = bundle.build_model(), bundle.classes
+    results = [predict_file(model, path, bundle.features, classes, hop_s=args.hop, how=args.aggregate, k=args.top_k)
+               for path in args.paths]
     if args.json:
-        timeline = [{"start_s": float(s), **{c: float(p[i]) for i, c in enumerate(bundle.classes)}}
-                    for s, p in zip(starts, probs)]
-        print(json.dumps({**row, "timeline": timeline}, default=float))
-        return 0 if row["status"] == "ok" else 1
-    if row["status"] != "ok":
-        print(f"{args.path}: {row['error']}", file=sys.stderr)
-        return 1
-    print(f"{args.path}: {row['duration_s']:.1f} s, {row['n_windows']} windows")
-    for g, p in zip(row["top_k_genres"], row["top_k_probs"]):
-        print(f"  {g:<12} {p:6.1%} {'█' * int(round(p * 40))}")
-    print("timeline (start s → top genre):")
-    for s, p in zip(starts, probs):
-        print(f"  {s:7.1f}  {bundle.classes[int(p.argmax())]:<12} {p.max():.2f}")
+        for row, probs, starts in results:
+            timeline = [{"start_s": float(s), **{c: float(p[i]) for i, c in enumerate(classes)}}
+                        for s, p in zip(starts, probs)]
+            print(json.dumps({**row, "timeline": timeline}, default=float))
+    else:
+        name_w = max(12, *(len(str(p)) for p in args.paths))
+        print(f"{'file':<{name_w}}  {'status':<9} {'dur s':>7} {'win':>4}  " + " ".join(f"{c[:8]:>8}" for c in classes))
+        for row, _, _ in results:
+            probs = " ".join(f"{row[f'p_{c}']:8.3f}" for c in classes)
+            print(f"{row['path']:<{name_w}}  {row['status']:<9} {row['duration_s']:7.1f} {row['n_windows']:4d}  {probs}")
+        for row, probs, starts in results:
+            if row["status"] != "ok":
+                print(f"{row['path']}: {row['status']}: {row['error']}", file=sys.stderr)
+                continue
+            note = f"  ({row['error']})" if row["error"] else ""
+            print(f"\n{row['path']}: {row['genre']} ({row['confidence']:.1%}){note}")
+            for g, p in zip(row["top_k_genres"], row["top_k_probs"]):
+                print(f"  {g:<12} {p:6.1%} {'█' * int(round(p * 40))}")
+            if args.timeline:
+                print("  timeline (start s → top genre):")
+                for s, p in zip(starts, probs):
+                    print(f"  {s:7.1f}  {classes[int(p.argmax())]:<12} {p.max():.2f}")
+    if args.plot:
+        out = plot_prediction([r for r, _, _ in results], [(p, s) for _, p, s in results], classes,
+                              bundle.features.window_s, args.plot)
+        print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if all(r["status"] == "ok" for r, _, _ in results) else 1
+
+
+@command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    import inspect
+
+    import yaml
+
+    from genre_ray.bench import BENCHMARKS, run_benchmark
+
+    kwargs = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise ConfigError(f"bench argument {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        kwargs[k.strip()] = yaml.safe_load(v)
+    try:
+        inspect.signature(BENCHMARKS.lookup(args.name)).bind(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{args.name}: {exc}") from None
+    print(json.dumps(run_benchmark(args.name, **kwargs), indent=2))
     return 0
 
 

@@ -1,12 +1,20 @@
 """Sliding-window inference for one track — pure functions shared by the label job (inside Ray tasks and
 actors) and ``genre-ray predict`` (in-process). No Ray here.
+
+A track is featurized as a stream (:func:`featurize_stream`): decode in bounded blocks → one spectrogram per
+track sliced into windows (:class:`genre_ray.features.TrackWindower`) → :class:`WindowBatch` items of at most
+``max_windows`` images, then one :class:`TrackEnd` that says how the track went. Nothing ever holds a whole
+long track's images, so a 75-minute file costs the same memory as a 30-second one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,15 +22,88 @@ from torch import nn
 
 from genre_ray import audio
 from genre_ray.evaluate import aggregate_track, top_k
-from genre_ray.features import FeatureConfig, images_from_frames
+from genre_ray.features import FeatureConfig, TrackWindower
+from genre_ray.registry import Registry
 from genre_ray.training import predict_probs
 
-STATUS_OK, STATUS_ERROR = "ok", "error"
+log = logging.getLogger("genre_ray")
+
+STATUS_OK, STATUS_ERROR, STATUS_TOO_SHORT = "ok", "error", "too-short"
+STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_TOO_SHORT)
+SILENCE_PEAK = 1e-5
+"""A track whose peak ``|sample|`` is at most this (−100 dBFS) is silent: an error row, not a guess."""
+
+TOO_SHORT: Registry[bool] = Registry("too-short policy")
+"""What to do with a track shorter than one window: ``pad`` it with zeros to one window, or ``skip`` it."""
+TOO_SHORT.register("pad")(True)
+TOO_SHORT.register("skip")(False)
+
+
+@dataclass
+class WindowBatch:
+    """Consecutive windows of one track: ``images (n, 1, H, W)`` float16, ``starts_s (n,)``, first index ``first``."""
+
+    path: str
+    first: int
+    images: np.ndarray
+    starts_s: np.ndarray
+
+
+@dataclass
+class TrackEnd:
+    """How a track went: ``n_windows`` windows were emitted before it (discard them unless ``status == ok``)."""
+
+    path: str
+    duration_s: float
+    n_windows: int
+    status: str
+    error: str = ""
+
+
+def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | None = None, too_short: str = "pad",
+                     max_windows: int = 32, block_s: float = 10.0) -> Iterator[WindowBatch | TrackEnd]:
+    """Decode ``path`` block by block and yield its window images; the last item is always a :class:`TrackEnd`.
+
+    Never raises for a bad file: unreadable/corrupt/empty → ``error``; silent (peak ≤ :data:`SILENCE_PEAK`)
+    → ``error``; shorter than one window → one zero-padded window (``too_short="pad"``, status ``ok`` with a
+    note in ``error``) or ``too-short`` with no windows (``"skip"``); both warn. Memory: O(``block_s`` of
+    audio + ``max_windows`` images) whatever the track's length.
+    """
+    path = str(path)
+    windower = TrackWindower(features, hop_s, pad_short=TOO_SHORT.lookup(too_short), max_windows=max_windows)
+    sr = features.sample_rate
+    emitted = 0
+    try:
+        for chunk in audio.decode_stream(path, sr, block_s=block_s):
+            for images, starts in windower.push(chunk):
+                yield WindowBatch(path, emitted, images, starts)
+                emitted += len(images)
+        for images, starts in windower.finish():
+            yield WindowBatch(path, emitted, images, starts)
+            emitted += len(images)
+    except Exception as exc:  # an unreadable file is a row with a reason, not a crash
+        yield TrackEnd(path, windower.n_samples / sr, emitted, STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+        return
+    duration = windower.n_samples / sr
+    if windower.peak <= SILENCE_PEAK:
+        yield TrackEnd(path, duration, emitted, STATUS_ERROR,
+                       f"silent: peak amplitude {windower.peak:.1e} ≤ {SILENCE_PEAK:.0e} (−100 dBFS)")
+        return
+    if emitted == 0:
+        msg = f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)"
+        log.warning("%s: %s", path, msg)
+        yield TrackEnd(path, duration, 0, STATUS_TOO_SHORT, msg)
+        return
+    note = ""
+    if windower.padded:
+        note = f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window"
+        log.warning("%s: %s", path, note)
+    yield TrackEnd(path, duration, emitted, STATUS_OK, note)
 
 
 @dataclass
 class TrackImages:
-    """One track cut into windows: ``images (n, 1, H, W)`` float16, ``starts_s (n,)``; ``n == 0`` on error."""
+    """One track cut into windows: ``images (n, 1, H, W)`` float16, ``starts_s (n,)``; ``n == 0`` unless ok."""
 
     path: str
     duration_s: float
@@ -32,32 +113,24 @@ class TrackImages:
     error: str = ""
 
 
-def featurize_track(path: str | Path, features: FeatureConfig, hop_s: float | None = None) -> TrackImages:
-    """Decode ``path`` and turn it into window images; errors become a ``status="error"`` result, never raise.
-
-    A track shorter than one window is zero-padded to one window (noted in ``error``, status stays ok).
-    """
-    path = str(path)
-    empty = np.zeros((0, *features.image_shape), np.float16)
-    try:
-        wave = audio.decode(path, features.sample_rate)
-        duration = wave.shape[0] / features.sample_rate
-        if not np.any(wave):
-            return TrackImages(path, duration, empty, np.zeros(0), STATUS_ERROR, "silent: every sample is zero")
-        hop = hop_s or features.hop_s
-        win = audio.frame(wave, features.sample_rate, features.window_s, hop)
-        note = ""
-        if win.frames.shape[0] == 0:
-            win = audio.frame(wave, features.sample_rate, features.window_s, hop, pad_last=True)
-            note = f"padded: {duration:.2f} s is shorter than one {features.window_s} s window"
-        return TrackImages(path, duration, images_from_frames(win.frames, features), win.starts_s, STATUS_OK, note)
-    except Exception as exc:  # an unreadable file is a row with a reason, not a crash
-        return TrackImages(path, 0.0, empty, np.zeros(0), STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+def featurize_track(path: str | Path, features: FeatureConfig, hop_s: float | None = None,
+                    too_short: str = "pad") -> TrackImages:
+    """All windows of a (short) track at once, through :func:`featurize_stream`; errors never raise."""
+    images, starts = [np.zeros((0, *features.image_shape), np.float16)], [np.zeros(0)]
+    for item in featurize_stream(path, features, hop_s, too_short):
+        if isinstance(item, WindowBatch):
+            images.append(item.images)
+            starts.append(item.starts_s)
+        else:
+            end = item
+    if end.status != STATUS_OK:
+        images, starts = images[:1], starts[:1]
+    return TrackImages(end.path, end.duration_s, np.concatenate(images), np.concatenate(starts), end.status, end.error)
 
 
 def label_row(path: str, duration_s: float, status: str, error: str, window_probs: np.ndarray | None,
               classes: Sequence[str], how: str, k: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Build one labels row from a track's ``(n, C)`` window probabilities (None/empty on error)."""
+    """Build one labels row from a track's ``(n, C)`` window probabilities (None/empty unless status is ok)."""
     row: dict[str, Any] = {"path": path, "duration_s": float(duration_s), "n_windows": 0, "genre": None,
                            "confidence": float("nan"), "top_k_genres": [], "top_k_probs": [],
                            **{f"p_{c}": float("nan") for c in classes}, **extra, "status": status, "error": error}
@@ -70,11 +143,77 @@ def label_row(path: str, duration_s: float, status: str, error: str, window_prob
     return row
 
 
+def model_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
+    """12-hex digest of a model's weights: the same weights under any URI (path, runs:/, models:/…) match."""
+    h = hashlib.sha1()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:12]
+
+
+def label_key(model_id: str, feature_hash: str, hop_s: float, how: str, too_short: str) -> str:
+    """12-hex digest of everything that decides a labels row: which weights, which images, which windows."""
+    blob = json.dumps({"model": model_id, "features": feature_hash, "hop_s": round(float(hop_s), 6), "how": how,
+                       "too_short": too_short}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def predict_file(model: nn.Module, path: str | Path, features: FeatureConfig, classes: Sequence[str],
                  hop_s: float | None = None, how: str = "mean", k: int = 3, device: torch.device | None = None,
-                 batch_size: int = 64) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Label one file in-process → ``(labels row, window_probs (n, C), starts_s (n,))``."""
+                 batch_size: int = 64, too_short: str = "pad") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Label one file in-process → ``(labels row, window_probs (n, C), starts_s (n,))``, streaming its windows."""
     device = device or torch.device("cpu")
-    t = featurize_track(path, features, hop_s)
-    probs = predict_probs(model.to(device), t.images, device, batch_size) if len(t.images) else np.zeros((0, len(classes)))
-    return label_row(t.path, t.duration_s, t.status, t.error, probs, classes, how, k, {}), probs, t.starts_s
+    model = model.to(device)
+    probs, starts = [np.zeros((0, len(classes)), np.float32)], [np.zeros(0)]
+    for item in featurize_stream(path, features, hop_s, too_short, max_windows=batch_size):
+        if isinstance(item, WindowBatch):
+            probs.append(predict_probs(model, item.images, device, batch_size))
+            starts.append(item.starts_s)
+        else:
+            end = item
+    p, s = (np.concatenate(probs), np.concatenate(starts)) if end.status == STATUS_OK else (probs[0], starts[0])
+    return label_row(end.path, end.duration_s, end.status, end.error, p, classes, how, k, {}), p, s
+
+
+def plot_prediction(rows: Sequence[dict[str, Any]], timelines: Sequence[tuple[np.ndarray, np.ndarray]],
+                    classes: Sequence[str], window_s: float, path: str | Path) -> Path:
+    """PNG with one row per track: a bar chart of its genre probabilities and a timeline of window probabilities.
+
+    ``timelines[i] = (window_probs (n, C), starts_s (n,))``; each window is drawn at its centre.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 3.2 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 2.2]})
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for (bar, line), row, (probs, starts) in zip(axes, rows, timelines):
+        name = Path(str(row["path"])).name
+        p = np.array([row.get(f"p_{c}", np.nan) for c in classes], dtype=float)
+        bar.barh(range(len(classes)), np.nan_to_num(p), color=[colours(i) for i in range(len(classes))])
+        bar.set_yticks(range(len(classes)), classes)
+        bar.invert_yaxis()
+        bar.set_xlim(0, 1)
+        bar.set_xlabel("probability")
+        bar.set_title(f"{name}: {row.get('genre') or row['status']}", fontsize=10)
+        for i, c in enumerate(classes):
+            if len(probs):
+                line.plot(starts + window_s / 2, probs[:, i], color=colours(i), label=c, lw=1.4)
+        line.set_ylim(0, 1)
+        line.set_xlabel("time (s, window centre)")
+        line.set_ylabel("probability")
+        line.set_title(f"timeline — {len(probs)} windows over {row['duration_s']:.1f} s", fontsize=10)
+        if len(probs):
+            line.legend(fontsize=7, ncol=2, loc="upper right")
+        line.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,120 +1,550 @@
-"""Ray Data ``label``: a library of audio files → sliding windows → model in an actor pool → per-track
-probabilities → Parquet, one row per input file (unreadable files become ``status="error"`` rows).
+"""Ray Data ``label``: a music library → sliding windows → model in an actor pool → per-track verdicts →
+Parquet shards, one row per input file, streaming and resumable.
 
-Pipeline: list files (driver) → ``map(featurize)`` in CPU tasks (decode + windows + images once per track)
-→ ``map_batches(Classifier, compute=ActorPoolStrategy)`` (batched inference, GPU when asked) →
-``write_parquet``. Output: ``OUT/labels/*.parquet`` (schema in the README), ``OUT/config.yaml``,
-``OUT/summary.json``.
+Pipeline::
+
+    list files (driver; minus those already labelled by the same model + features + windows)
+      → map_batches(featurize_batch)   CPU tasks: streamed decode, ONE spectrogram per track sliced into
+                                       windows (bounded memory); rows = windows + one "end" row per track
+      → map_batches(Classifier, compute=ActorPoolStrategy)   batched inference (GPU + bf16 when asked)
+      → iter_batches on the driver     per-track aggregation as soon as a track's windows are all in
+      → ShardWriter                    OUT/labels/part-*.parquet (+ OUT/timeline/), temp file + rename
+
+A SIGKILLed driver leaves only complete shards; a rerun into the same ``OUT`` skips every file that already
+has a row with the same ``label_key`` (model weights + feature hash + hop + aggregation + too-short policy),
+so the union of shards has exactly one row per input file. Also written: ``OUT/config.yaml``,
+``OUT/summary.json``, ``OUT/errors.csv``, ``OUT/genres.png`` (and ``labels.csv`` / ``labels.jsonl``,
+``tags.csv`` when asked); the summary and those files are logged as one MLflow run.
 """
 
 from __future__ import annotations
 
 import glob
 import json
-import shutil
+import logging
+import math
+import os
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 import torch
 
 from genre_ray import tracking
-from genre_ray.bundle import load_bundle
+from genre_ray.bundle import Bundle, load_bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import LabelConfig
 from genre_ray.features import FeatureConfig
-from genre_ray.inference import STATUS_OK, featurize_track, label_row
+from genre_ray.inference import (STATUS_ERROR, STATUS_OK, TrackEnd, WindowBatch, featurize_stream, label_key,
+                                 label_row, model_fingerprint)
 from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.registry import Registry
 from genre_ray.training import predict_probs
+
+log = logging.getLogger("genre_ray")
+
+LABELS, TIMELINE = "labels", "timeline"
+WINDOW, END = "w", "end"
+MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
+FLUSH_S = 30.0  # write a shard at least this often while rows are pending
+FEATURIZE_MEMORY = 640 * 2**20
+"""Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
+whatever the track's length. Declaring it also keeps Ray Data from fusing featurization into the classifier
+actors, so decoding runs in CPU tasks alongside inference instead of inside the (possibly GPU) actor."""
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_uri(s: str) -> bool:
+    return "://" in s and not s.startswith("file://")
 
 
 def list_inputs(spec: str) -> list[str]:
-    """A folder (recursive, symlink loops never followed), a glob, or a CSV/Parquet manifest with a ``path`` column."""
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        files = [str(f) for f in list_audio_files(p)]
-    elif p.is_file() and p.suffix.lower() in (".csv", ".parquet", ".pq"):
-        df = pd.read_parquet(p) if p.suffix.lower() != ".csv" else pd.read_csv(p)
-        if "path" not in df.columns:
-            raise ValueError(f"{p}: manifest needs a 'path' column (has {list(df.columns)})")
-        files = [str(x) if Path(str(x)).is_absolute() or "://" in str(x) else str(p.parent / str(x)) for x in df["path"]]
-    elif p.is_file():
-        files = [str(p)]
+    """A folder (recursive, symlink loops never followed), a glob, or a CSV/Parquet manifest with a ``path``
+    column; local or an object-store URI (``s3://``, ``gs://`` … through fsspec). Duplicates are dropped."""
+    if _is_uri(spec):
+        files = _list_uri(spec)
     else:
-        files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file() and is_audio_file(f))
-        if not files and not any(ch in spec for ch in "*?["):
-            raise FileNotFoundError(f"label input not found: {spec}")
+        files = _list_local(spec)
     if not files:
         raise ValueError(f"no audio files found in {spec}")
+    return list(dict.fromkeys(files))
+
+
+def _list_local(spec: str) -> list[str]:
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return [str(f) for f in list_audio_files(p)]
+    if p.is_file() and p.suffix.lower() in (".csv", ".parquet", ".pq"):
+        return _manifest(pd.read_parquet(p) if p.suffix.lower() != ".csv" else pd.read_csv(p), str(p), p.parent)
+    if p.is_file():
+        return [str(p)]
+    files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file() and is_audio_file(f))
+    if not files and not any(ch in spec for ch in "*?["):
+        raise FileNotFoundError(f"label input not found: {spec}")
     return files
 
 
-def featurize(row: dict[str, Any], features: FeatureConfig, hop_s: float | None) -> dict[str, Any]:
-    t = featurize_track(row["path"], features, hop_s)
-    return {"path": t.path, "duration_s": t.duration_s, "status": t.status, "error": t.error, "images": t.images}
+def _list_uri(spec: str) -> list[str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(spec)
+    proto = spec.split("://", 1)[0]
+    if spec.lower().endswith((".csv", ".parquet", ".pq")):
+        with fs.open(root, "rb") as f:
+            df = pd.read_csv(f) if spec.lower().endswith(".csv") else pd.read_parquet(f)
+        return _manifest(df, spec, None)
+    found = fs.find(root) if fs.isdir(root) else fs.glob(root)
+    return sorted(f"{proto}://{f}" for f in found if is_audio_file(f))
+
+
+def _manifest(df: pd.DataFrame, name: str, base: Path | None) -> list[str]:
+    if "path" not in df.columns:
+        raise ValueError(f"{name}: manifest needs a 'path' column (has {list(df.columns)})")
+    out = []
+    for x in df["path"].astype(str):
+        out.append(x if base is None or Path(x).is_absolute() or "://" in x else str(base / x))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray Data stages
+# ---------------------------------------------------------------------------------------------
+
+
+def featurize_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: float, too_short: str,
+                    max_windows: int = MAX_WINDOWS) -> Iterator[dict[str, np.ndarray]]:
+    """Paths → batches of window rows, then one ``end`` row per track (status, duration, windows emitted).
+
+    Every batch has the same columns: ``path, kind, window, start_s, image (n, 1, H, W) float16, duration_s,
+    n_windows, status, error``; ``end`` rows carry an all-zero image. Runs in Ray tasks; never raises for a file.
+    """
+    for path in batch["path"]:
+        for item in featurize_stream(str(path), features, hop_s, too_short, max_windows=max_windows):
+            if isinstance(item, WindowBatch):
+                n = len(item.images)
+                yield {"path": np.full(n, item.path, object), "kind": np.full(n, WINDOW, object),
+                       "window": np.arange(item.first, item.first + n), "start_s": item.starts_s.astype(np.float64),
+                       "image": item.images, "duration_s": np.zeros(n), "n_windows": np.zeros(n, np.int64),
+                       "status": np.full(n, "", object), "error": np.full(n, "", object)}
+            else:
+                yield _end_batch(item, features)
+
+
+def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
+    return {"path": np.array([end.path], object), "kind": np.array([END], object), "window": np.array([-1]),
+            "start_s": np.zeros(1), "image": np.zeros((1, *features.image_shape), np.float16),
+            "duration_s": np.array([end.duration_s]), "n_windows": np.array([end.n_windows], np.int64),
+            "status": np.array([end.status], object), "error": np.array([end.error], object)}
 
 
 class Classifier:
-    """Actor: loads the bundle once, classifies every window of a batch of tracks, aggregates per track."""
+    """Actor: holds the model once; turns the window rows of a batch into ``probs (n, C)`` (NaN on end rows)."""
 
-    def __init__(self, model_uri: str, batch_size: int, how: str, k: int, use_gpu: bool):
-        self.bundle = load_bundle(model_uri)
+    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool):
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.model = self.bundle.build_model().to(self.device)
-        self.batch_size, self.how, self.k = batch_size, how, k
-        self.extra = {"model_name": self.bundle.model_name, "model_uri": model_uri,
-                      "feature_hash": self.bundle.features.hash()}
+        self.model = bundle.build_model().to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size, self.n_classes = batch_size, len(bundle.classes)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
-        rows = []
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        is_window = batch["kind"] == WINDOW
+        probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
+        if is_window.any():
+            probs[is_window] = predict_probs(self.model, batch["image"][is_window], self.device, self.batch_size)
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out["probs"] = probs
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# output: atomic Parquet shards, resume
+# ---------------------------------------------------------------------------------------------
+
+
+def labels_schema(classes: list[str]) -> pa.Schema:
+    """The labels table (one row per input file); documented in the README."""
+    s, f = pa.string(), pa.float64()
+    return pa.schema([("path", s), ("duration_s", f), ("n_windows", pa.int64()), ("genre", s), ("confidence", f),
+                      ("top_k_genres", pa.list_(s)), ("top_k_probs", pa.list_(f)),
+                      *[(f"p_{c}", f) for c in classes],
+                      ("model_name", s), ("model_uri", s), ("model_version", s), ("model_id", s),
+                      ("feature_hash", s), ("label_key", s), ("status", s), ("error", s)])
+
+
+def timeline_schema(classes: list[str]) -> pa.Schema:
+    """The optional per-window table: one row per classified window of every ok track."""
+    return pa.schema([("path", pa.string()), ("window", pa.int64()), ("start_s", pa.float64()),
+                      ("end_s", pa.float64()), *[(f"p_{c}", pa.float32()) for c in classes],
+                      ("label_key", pa.string())])
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``path`` so that it either does not exist or is complete: temp file, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """``OUT/labels/part-<run>-<n>.parquet`` (and the matching ``OUT/timeline/`` shard, written first, so a labels
+    shard — the commit mark — never exists without its timeline)."""
+
+    def __init__(self, out: Path, classes: list[str], timeline: bool):
+        self.labels_dir, self.timeline_dir = out / LABELS, out / TIMELINE
+        self.schema, self.tl_schema, self.timeline = labels_schema(classes), timeline_schema(classes), timeline
+        self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.n = 0
+        self.labels_dir.mkdir(parents=True, exist_ok=True)
+        if timeline:
+            self.timeline_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, rows: list[dict[str, Any]], windows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        name = f"part-{self.run}-{self.n:05d}.parquet"
+        if self.timeline and windows:
+            _write_atomic(pa.Table.from_pylist(windows, schema=self.tl_schema), self.timeline_dir / name)
+        _write_atomic(pa.Table.from_pylist(rows, schema=self.schema), self.labels_dir / name)
+        self.n += 1
+
+
+def prepare_output(out: Path, key: str, overwrite: bool) -> set[str]:
+    """Make ``out`` ready to (re)label and return the paths already labelled with ``key`` (to skip).
+
+    Leftovers of a killed run (temp files, timeline shards without their labels shard) are removed. Shards
+    with another ``label_key`` (another model, features or window setting) stop the job unless ``overwrite``,
+    which removes every shard.
+    """
+    labels_dir, timeline_dir = out / LABELS, out / TIMELINE
+    for d in (labels_dir, timeline_dir):
+        for tmp in d.glob(".*.tmp") if d.is_dir() else ():
+            tmp.unlink()
+    shards = sorted(labels_dir.glob("*.parquet")) if labels_dir.is_dir() else []
+    if overwrite:
+        for d in (labels_dir, timeline_dir):
+            for f in d.glob("*.parquet") if d.is_dir() else ():
+                f.unlink()
+        return set()
+    committed = {s.name for s in shards}
+    for f in timeline_dir.glob("*.parquet") if timeline_dir.is_dir() else ():
+        if f.name not in committed:
+            f.unlink()
+    done: set[str] = set()
+    for s in shards:
+        t = pq.read_table(s, columns=["path", "label_key"])
+        keys = set(t.column("label_key").to_pylist())
+        if keys - {key}:
+            raise ValueError(f"{labels_dir} holds labels made with another model, feature or window setting "
+                             f"(label_key {sorted(keys - {key})}, now {key}); label into a new --out or pass "
+                             "--set overwrite=true to relabel everything")
+        done.update(t.column("path").to_pylist())
+    return done
+
+
+def read_labels(out: str | Path) -> pd.DataFrame:
+    """All rows of ``OUT/labels`` (every shard), sorted by path."""
+    d = Path(out) / LABELS
+    shards = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not shards:
+        return pd.DataFrame()
+    return pa.concat_tables([pq.read_table(s) for s in shards]).to_pandas().sort_values("path", ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# driver-side aggregation
+# ---------------------------------------------------------------------------------------------
+
+
+class TrackAssembler:
+    """Collects window probabilities per track from the (unordered) stream and finishes a track — one labels
+    row (+ its timeline rows) — once its ``end`` row and all the windows it announced have arrived."""
+
+    def __init__(self, classes: list[str], how: str, k: int, window_s: float, extra: dict[str, Any]):
+        self.classes, self.how, self.k, self.window_s, self.extra = classes, how, k, window_s, extra
+        self.windows: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
+        self.ends: dict[str, dict[str, Any]] = {}
+
+    def add(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        touched = []
         for i in range(len(batch["path"])):
-            images, status = batch["images"][i], str(batch["status"][i])
-            probs = predict_probs(self.model, np.asarray(images), self.device, self.batch_size) \
-                if status == STATUS_OK and len(images) else None
-            rows.append(label_row(str(batch["path"][i]), float(batch["duration_s"][i]), status, str(batch["error"][i]),
-                                  probs, self.bundle.classes, self.how, self.k, self.extra))
-        return pd.DataFrame(rows)
+            path = str(batch["path"][i])
+            if batch["kind"][i] == WINDOW:
+                self.windows.setdefault(path, {})[int(batch["window"][i])] = (float(batch["start_s"][i]),
+                                                                              batch["probs"][i])
+            else:
+                self.ends[path] = {k: batch[k][i] for k in ("duration_s", "n_windows", "status", "error")}
+            touched.append(path)
+        for path in dict.fromkeys(touched):
+            end = self.ends.get(path)
+            if end is not None and len(self.windows.get(path, {})) >= int(end["n_windows"]):
+                yield self._finish(path, self.ends.pop(path), self.windows.pop(path, {}))
+
+    def _finish(self, path: str, end: dict[str, Any], windows: dict[int, tuple[float, np.ndarray]]):
+        status, error = str(end["status"]), str(end["error"])
+        order = sorted(windows)
+        probs = np.stack([windows[i][1] for i in order]) if order and status == STATUS_OK else None
+        row = label_row(path, float(end["duration_s"]), status, error, probs, self.classes, self.how, self.k,
+                        self.extra)
+        timeline = []
+        if probs is not None:
+            for j, i in enumerate(order):
+                start = windows[i][0]
+                timeline.append({"path": path, "window": i, "start_s": start, "end_s": start + self.window_s,
+                                 **{f"p_{c}": float(probs[j, c_i]) for c_i, c in enumerate(self.classes)},
+                                 "label_key": self.extra["label_key"]})
+        return row, timeline
+
+    @property
+    def pending(self) -> int:
+        return len(set(self.windows) | set(self.ends))
+
+
+class Progress:
+    """One log line of files done at most every ``every_s`` seconds (and a last one)."""
+
+    def __init__(self, total: int, every_s: float, already: int):
+        self.total, self.every_s, self.already = total, every_s, already
+        self.t0 = self.last = time.time()
+        self.done = self.not_ok = 0
+        self.audio_s = 0.0
+
+    def restart(self) -> None:
+        """Start the clock now (after Ray is up): throughput is measured over the labelling stream."""
+        self.t0 = self.last = time.time()
+
+    def update(self, row: dict[str, Any], force: bool = False) -> None:
+        self.done += 1
+        self.not_ok += row["status"] != STATUS_OK
+        self.audio_s += row["duration_s"]
+        self.maybe_print(force)
+
+    def maybe_print(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            dt = max(now - self.t0, 1e-9)
+            pct = 100.0 * self.done / max(self.total, 1)
+            print(f"[label] {self.done}/{self.total} files ({pct:.0f}%; {self.not_ok} not ok; "
+                  f"{self.already} done before) · {self.audio_s / dt:.0f} audio-s/s · {self.done / dt:.2f} files/s",
+                  flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# exports, plots, tags
+# ---------------------------------------------------------------------------------------------
+
+Exporter = Callable[[pd.DataFrame, Path], Path]
+EXPORTERS: Registry[Exporter] = Registry("labels export format")
+
+
+@EXPORTERS.register("csv")
+def _export_csv(df: pd.DataFrame, out: Path) -> Path:
+    flat = df.copy()
+    for col in ("top_k_genres", "top_k_probs"):
+        flat[col] = flat[col].map(lambda xs: "|".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in xs))
+    flat.to_csv(out / "labels.csv", index=False)
+    return out / "labels.csv"
+
+
+@EXPORTERS.register("jsonl")
+def _export_jsonl(df: pd.DataFrame, out: Path) -> Path:
+    df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list)).to_json(
+        out / "labels.jsonl", orient="records", lines=True, force_ascii=False)
+    return out / "labels.jsonl"
+
+
+def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
+    """Bar chart of how many files got each genre."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(counts)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * max(len(names), 1), 3.5))
+    ax.bar(names, [counts[n] for n in names], color="tab:blue")
+    ax.set_ylabel("files")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_tags(table: pd.DataFrame, out: Path, dry_run: bool) -> pd.DataFrame:
+    """Write each ok file's top genre into its tags (or list the changes); the plan/result is ``OUT/tags.csv``."""
+    from genre_ray.tags import TagResult, write_genre_tag
+
+    results = []
+    for path, genre in table.loc[table["status"] == STATUS_OK, ["path", "genre"]].itertuples(index=False):
+        if _is_uri(path):
+            results.append(TagResult(path, genre, "", "skipped", "object-store files are not tagged"))
+        else:
+            results.append(write_genre_tag(path, genre, dry_run))
+    df = pd.DataFrame([r.__dict__ for r in results], columns=["path", "genre", "previous", "action", "reason"])
+    df.to_csv(out / "tags.csv", index=False)
+    counts = df["action"].value_counts().to_dict()
+    print(f"[label] tags{' (dry run)' if dry_run else ''}: {counts} → {out / 'tags.csv'}", flush=True)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+# ---------------------------------------------------------------------------------------------
+
+
+def model_version(uri: str) -> str:
+    """Registered-model version of a ``models:/name/N`` or ``models:/name@alias`` URI ("" otherwise)."""
+    if not uri.startswith("models:/"):
+        return ""
+    ref = uri[len("models:/"):].strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            return str(mlflow.tracking.MlflowClient().get_model_version_by_alias(name, alias).version)
+        except Exception:  # an unreachable registry must not stop labelling
+            return ""
+    parts = ref.split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
+                  writer: ShardWriter, progress: Progress) -> None:
+    init_ray(cfg.ray)
+    cpus = int(ray.available_resources().get("CPU", 1))
+    n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
+    ds = (ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
+          .map_batches(featurize_batch, batch_size=1, batch_format="numpy",
+                       fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
+                       num_cpus=1, memory=FEATURIZE_MEMORY)
+          .map_batches(Classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
+                                                          "use_gpu": cfg.use_gpu},
+                       batch_size=cfg.batch_size, batch_format="numpy", num_gpus=1 if cfg.use_gpu else 0,
+                       compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
+    assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra)
+    done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard
+
+    def flush(n: int) -> None:
+        writer.write([r for r, _ in done[:n]], [w for _, tl in done[:n] for w in tl])
+        del done[:n]
+
+    progress.restart()
+    last_flush = time.time()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        for row, timeline in assembler.add(batch):
+            done.append((row, timeline))
+            progress.update(row)
+        while len(done) >= cfg.shard_rows:
+            flush(cfg.shard_rows)
+            last_flush = time.time()
+        if done and time.time() - last_flush >= FLUSH_S:
+            flush(len(done))
+            last_flush = time.time()
+        progress.maybe_print()
+    flush(len(done))
+    if assembler.pending:
+        raise RuntimeError(f"{assembler.pending} track(s) never completed in the stream; rerun to finish them")
 
 
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
     announce("label", cfg)
     t0 = time.time()
     files = list_inputs(cfg.input)
-    bundle = load_bundle(cfg.model)  # fail before any work if the model cannot be loaded
+    bundle = load_bundle(cfg.model)  # fail before any work if the model cannot be loaded or is stale
+    bundle.features.check_current()
+    hop = cfg.hop_s or bundle.features.hop_s
+    model_id = model_fingerprint(bundle.state_dict or {})
+    key = label_key(model_id, bundle.features.hash(), hop, cfg.aggregate, cfg.too_short)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
     tracking.setup(cfg.experiment)
-    init_ray(cfg.ray)
+    extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
+             "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
 
-    labels_dir = out / "labels"
-    if labels_dir.exists():
-        shutil.rmtree(labels_dir)
-    n_blocks = max(1, min(len(files), int(ray.available_resources().get("CPU", 1)) * 4))
-    ds = (ray.data.from_items([{"path": f} for f in files], override_num_blocks=n_blocks)
-          .map(featurize, fn_kwargs={"features": bundle.features, "hop_s": cfg.hop_s})
-          .map_batches(Classifier, fn_constructor_kwargs={"model_uri": cfg.model, "batch_size": cfg.batch_size,
-                                                          "how": cfg.aggregate, "k": cfg.top_k, "use_gpu": cfg.use_gpu},
-                       batch_size=4, batch_format="numpy", num_gpus=1 if cfg.use_gpu else 0,
-                       compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
-    ds.write_parquet(str(labels_dir))
+    done_before = prepare_output(out, key, cfg.overwrite)
+    todo = [f for f in files if f not in done_before]
+    skipped = len(files) - len(todo)
+    print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do", flush=True)
+    progress = Progress(len(todo), cfg.progress_s, skipped)
+    if todo:
+        _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline), progress)
+        progress.maybe_print(force=True)
+    label_s = time.time() - progress.t0 if todo else 0.0
 
-    table = pd.read_parquet(labels_dir)
-    counts = table["status"].value_counts().to_dict()
-    summary = {"files": len(files), "rows": len(table), "status": {k: int(v) for k, v in counts.items()},
-               "genres": {k: int(v) for k, v in table["genre"].value_counts().items()},
-               "seconds": round(time.time() - t0, 2), "labels": str(labels_dir), "model": cfg.model}
+    table = read_labels(out)
+    table = table[table["path"].isin(set(files))].reset_index(drop=True)
+    summary = _summarise(cfg, files, table, progress, skipped, label_s, time.time() - t0, key, model_id, out)
+    for fmt in cfg.export:
+        EXPORTERS.lookup(fmt)(table, out)
+    if cfg.write_tags:
+        tags = write_tags(table, out, cfg.dry_run)
+        summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    _log_mlflow(cfg, summary, out)
+    _print_summary(summary)
+    return summary
+
+
+def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress: Progress, skipped: int,
+               label_s: float, total_s: float, key: str, model_id: str, out: Path) -> dict[str, Any]:
+    counts = {k: int(v) for k, v in table["status"].value_counts().items()}
+    ok = table[table["status"] == STATUS_OK]
+    genres = {k: int(v) for k, v in ok["genre"].value_counts().items()}
+    bad = table[table["status"] != STATUS_OK][["path", "status", "error"]]
+    bad.to_csv(out / "errors.csv", index=False)
+    plot_genres(genres, out / "genres.png", f"genres of {len(ok)} files")
+    return {
+        "files": len(files), "rows": len(table), "labelled_now": progress.done, "skipped_already_labelled": skipped,
+        "missing": len(set(files) - set(table["path"])), "status": counts,
+        "hours_of_audio": round(float(table["duration_s"].sum()) / 3600, 4),
+        "audio_s_per_s": round(progress.audio_s / label_s, 2) if label_s > 0 and progress.done else 0.0,
+        "files_per_s": round(progress.done / label_s, 3) if label_s > 0 and progress.done else 0.0,
+        "label_seconds": round(label_s, 2), "seconds": round(total_s, 2), "genres": genres,
+        "errors": bad.head(50).to_dict("records"), "labels": str(out / LABELS), "model": cfg.model,
+        "model_id": model_id, "label_key": key, "input": cfg.input,
+    }
+
+
+def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
     with mlflow.start_run(run_name="label"):
         mlflow.set_tags({"genre_ray.job": "label"})
-        tracking.log_params(cfg.flat())
-        mlflow.log_metrics({"files": len(files), "ok": counts.get(STATUS_OK, 0),
-                            "errors": len(table) - counts.get(STATUS_OK, 0), "seconds": summary["seconds"]})
-        mlflow.log_artifact(str(out / "summary.json"))
-        mlflow.log_artifact(str(out / "config.yaml"))
-    print(f"labelled {len(table)} files ({summary['status']}) in {summary['seconds']} s → {labels_dir}", flush=True)
-    return summary
+        tracking.log_params({**cfg.flat(), "model_id": summary["model_id"], "label_key": summary["label_key"]})
+        status = summary["status"]
+        mlflow.log_metrics({"files": summary["files"], "ok": status.get(STATUS_OK, 0),
+                            "errors": status.get(STATUS_ERROR, 0), "too_short": status.get("too-short", 0),
+                            "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
+                            "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
+                            "files_per_s": summary["files_per_s"], "seconds": summary["seconds"]})
+        for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv"):
+            if (out / name).is_file():
+                mlflow.log_artifact(str(out / name))
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    genres = ", ".join(f"{g} {n}" for g, n in s["genres"].items()) or "—"
+    print("\n".join([
+        "== genre-ray label: summary ==",
+        f"files:        {s['files']} ({s['labelled_now']} labelled now, {s['skipped_already_labelled']} already done)",
+        f"status:       {s['status']}",
+        f"audio:        {s['hours_of_audio']:.3f} h",
+        f"throughput:   {s['audio_s_per_s']} audio-s/s, {s['files_per_s']} files/s ({s['label_seconds']} s labelling, "
+        f"{s['seconds']} s total)",
+        f"genres:       {genres}",
+        f"labels:       {s['labels']}",
+    ]), flush=True)

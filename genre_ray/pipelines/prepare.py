@@ -25,7 +25,7 @@ import ray
 from genre_ray import audio
 from genre_ray.catalog import load_catalog
 from genre_ray.config import PrepareConfig
-from genre_ray.features import FeatureConfig, images_from_frames
+from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.splits import assign_splits, check_no_leakage, split_summary
 
@@ -38,28 +38,35 @@ def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: in
     base = {"track_id": row["track_id"], "label_idx": int(row["label_idx"])}
     empty = np.zeros(features.image_shape, np.float16)
     try:
-        wave = audio.decode(row["path"], features.sample_rate)
-        win = audio.frame(wave, features.sample_rate, features.window_s, features.hop_s)
-        if win.frames.shape[0] == 0:
+        # the label job's featurization exactly: streamed decode, one spectrogram per track, sliced
+        wave = np.concatenate(list(audio.decode_stream(row["path"], features.sample_rate)))
+        images, starts = _windows(wave, features)
+        if images.shape[0] == 0:
             raise ValueError(f"{row['path']}: {wave.shape[0] / features.sample_rate:.2f} s is shorter "
                              f"than one {features.window_s} s window")
     except Exception as exc:  # reported in meta.json, never fatal
         yield {**base, "split": FAILED, "window_idx": -1, "start_s": 0.0, "augmented": False,
                "image": empty, "error": f"{type(exc).__name__}: {exc}"}
         return
-    frames, starts = win.frames, win.starts_s
-    augmented = np.zeros(len(frames), bool)
-    if row["split"] == "train" and noise_copies > 0:
+    n = images.shape[0]
+    augmented = np.zeros(n, bool)
+    if row["split"] == "train" and noise_copies > 0:  # white noise at noise_snr_db below the track's power
         rng = np.random.default_rng([seed, int(row["track_id"][:8], 16)])
-        noisy = [audio.add_noise(win.frames, noise_snr_db, rng) for _ in range(noise_copies)]
-        frames = np.concatenate([frames, *noisy])
+        noisy = [_windows(audio.add_noise(wave, noise_snr_db, rng), features)[0] for _ in range(noise_copies)]
+        images = np.concatenate([images, *noisy])
         starts = np.tile(starts, noise_copies + 1)
-        augmented = np.repeat(np.arange(noise_copies + 1) > 0, len(win.frames))
-    images = images_from_frames(frames, features)
-    n = len(win.frames)
-    for i in range(len(frames)):
+        augmented = np.repeat(np.arange(noise_copies + 1) > 0, n)
+    for i in range(len(images)):
         yield {**base, "split": row["split"], "window_idx": i % n, "start_s": float(starts[i]),
                "augmented": bool(augmented[i]), "image": images[i], "error": ""}
+
+
+def _windows(wave: np.ndarray, features: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(T,)`` track → all its complete windows: ``images (n, 1, H, W)`` float16, ``starts_s (n,)``."""
+    out = list(track_window_images([wave], features))
+    if not out:
+        return np.zeros((0, *features.image_shape), np.float16), np.zeros(0)
+    return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
 
 
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:

@@ -1,0 +1,242 @@
+"""Benchmarks — speed and memory are measured here, never asserted in tests. ``genre-ray bench NAME`` prints JSON.
+
+Each benchmark is a function registered in :data:`BENCHMARKS` taking keyword arguments (``--set key=value`` on the
+command line) and returning a JSON-able dict. Add one with ``@register_benchmark("name")``.
+
+* ``label`` — throughput of ``genre-ray label`` (a fresh local Ray in a subprocess) on a synthetic library:
+  audio-seconds per wall-second and files/s over the labelling stream, plus wall time with Ray start-up.
+* ``label-memory`` — peak memory of ``genre-ray label`` on one short file, one very long file, and 1× vs 10× as
+  many files: the peak resident memory of the biggest Ray worker (``VmHWM``), and of the whole process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from genre_ray.registry import Registry
+
+Benchmark = Callable[..., dict[str, Any]]
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+register_benchmark = BENCHMARKS.register
+
+DEMO_KWARGS = {"channels": [16, 32, 64, 64], "dense": [128, 64], "dropout": 0.3}  # genre-ray demo's model
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0) -> Path:
+    """An (untrained) bundle with the demo's architecture and features: labelling cost does not depend on weights."""
+    import torch
+
+    from genre_ray.bundle import save_bundle
+    from genre_ray.features import FeatureConfig
+    from genre_ray.models import create_model
+    from genre_ray.synth import GENRE_NAMES
+
+    if (out / "bundle.json").is_file():
+        return out
+    features = FeatureConfig(hop_s=hop_s)
+    kwargs = {**DEMO_KWARGS, "input_size": [features.height, features.width]}
+    torch.manual_seed(0)
+    model = create_model("homebrew", num_classes=genres, **kwargs)
+    return save_bundle(out, model.eval(), "homebrew", kwargs, list(GENRE_NAMES[:genres]), features,
+                       meta={"note": "untrained, for benchmarks"})
+
+
+def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> list[Path]:
+    """``tracks`` synthetic clips over 10 genres, mixed wav/flac/mp3/ogg (reused when already there)."""
+    from genre_ray.synth import write_corpus
+
+    fmts = ("wav", "flac", "mp3", "ogg")
+    per_fmt = [tracks // (10 * len(fmts)) + (1 if i < (tracks // 10) % len(fmts) else 0) for i in range(len(fmts))]
+    paths: list[Path] = []
+    for i, (fmt, n) in enumerate(zip(fmts, per_fmt)):
+        if n:
+            paths += write_corpus(root, genres=10, per_genre=n, seconds=seconds, seed=seed,
+                                  start_index=1000 * i, fmt=fmt)
+    extra = tracks - len(paths)  # tracks not a multiple of 10: the rest as wav clips of the first genres
+    if extra > 0:
+        from genre_ray.synth import GENRE_NAMES
+
+        paths += write_corpus(root, genres=list(GENRE_NAMES[:extra]), per_genre=1, seconds=seconds, seed=seed,
+                              start_index=9000)
+    return sorted(paths)
+
+
+def long_file(path: Path, minutes: float, seed: int = 0) -> Path:
+    """One ``minutes``-long FLAC: a 60-s synthetic clip repeated, written block by block (never all in memory)."""
+    import soundfile as sf
+
+    from genre_ray.synth import clip_seed, synth_clip
+
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr = 22_050
+    clip = synth_clip("rock", 60.0, sr=sr, rng=np.random.default_rng(clip_seed(seed, "rock", 0))).astype(np.float32)
+    total = int(minutes * 60 * sr)
+    tmp = path.with_suffix(".tmp.flac")
+    with sf.SoundFile(tmp, "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as f:
+        for start in range(0, total, len(clip)):
+            f.write(clip[: min(len(clip), total - start)])
+    os.replace(tmp, path)
+    return path
+
+
+def _proc_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_measured(cmd: list[str], env: dict[str, str], interval_s: float = 0.1, timeout_s: float = 3600) -> dict[str, Any]:
+    """Run ``cmd`` in its own session; sample its process tree's memory until it exits.
+
+    Returns wall seconds, exit code, ``peak_tree_rss_mb`` (largest sum of RSS over the tree), and per role the
+    largest ``VmHWM`` (peak RSS) of a process: ``driver``, Ray ``workers`` (tasks and actors), the rest.
+    """
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    peak_tree, hwm = 0, {"driver": 0, "workers": 0, "ray_system": 0}
+    out_chunks: list[bytes] = []
+    import threading
+
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None and time.time() - t0 < timeout_s:
+            pids = _proc_tree(proc.pid)
+            peak_tree = max(peak_tree, sum(_status_kb(p, "VmRSS") for p in pids))
+            for p in pids:
+                role = "driver" if p == proc.pid else "workers" if "default_worker.py" in _cmdline(p) or \
+                    _cmdline(p).startswith("ray::") else "ray_system"
+                hwm[role] = max(hwm[role], _status_kb(p, "VmHWM"))
+            time.sleep(interval_s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        try:  # Ray processes the driver left behind in its session
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        reader.join(timeout=10)
+    return {"wall_s": round(time.time() - t0, 2), "returncode": proc.returncode,
+            "peak_tree_rss_mb": round(peak_tree / 1024, 1),
+            "peak_rss_mb": {k: round(v / 1024, 1) for k, v in hwm.items()},
+            "log_tail": b"".join(out_chunks).decode(errors="replace")[-1500:]}
+
+
+def _label(input_: str, model: Path, out: Path, num_cpus: int, home: Path, sets: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "genre_ray.cli", "label", "--input", input_, "--model", str(model), "--out", str(out),
+           "--num-cpus", str(num_cpus), "--set", "overwrite=true", *[x for s in sets for x in ("--set", s)]]
+    env = {**os.environ, "GENRE_RAY_HOME": str(home), "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    m = run_measured(cmd, env)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+    if m["returncode"] != 0 or not summary:
+        raise RuntimeError(f"label run failed (exit {m['returncode']}):\n{m['log_tail']}")
+    m.pop("log_tail")
+    keep = ("files", "status", "hours_of_audio", "audio_s_per_s", "files_per_s", "label_seconds", "seconds")
+    return {**m, **{k: summary[k] for k in keep}}
+
+
+def _workdir(workdir: str | None, name: str) -> Path:
+    from genre_ray.config import default_home
+
+    return Path(workdir) if workdir else default_home() / "bench" / name
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+@register_benchmark("label")
+def bench_label(tracks: int = 100, seconds: float = 30.0, num_cpus: int = 2, model: str | None = None,
+                workdir: str | None = None, num_actors: int = 1, batch_size: int = 64) -> dict[str, Any]:
+    """Throughput of ``genre-ray label`` on ``tracks`` synthetic clips of ``seconds`` s (fresh local Ray)."""
+    work = _workdir(workdir, "label")
+    lib = work / f"library-{tracks}x{seconds:g}s"
+    synth_library(lib, tracks, seconds)
+    bundle = Path(model) if model else demo_bundle(work / "demo-bundle")
+    r = _label(str(lib), bundle, work / "out", num_cpus, work / "home",
+               [f"num_actors={num_actors}", f"batch_size={batch_size}"])
+    return {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds, "num_cpus": num_cpus,
+            "model": str(model or "untrained demo architecture (homebrew 16-32-64-64, 216×216, 3-s windows)"),
+            "cpu_count": os.cpu_count(), **r}
+
+
+@register_benchmark("label-memory")
+def bench_label_memory(long_minutes: float = 75.0, short_seconds: float = 30.0, files: int = 10, num_cpus: int = 2,
+                       model: str | None = None, workdir: str | None = None) -> dict[str, Any]:
+    """Peak memory of labelling one short file, one ``long_minutes`` file, ``files`` and ``10 × files`` short files."""
+    work = _workdir(workdir, "label-memory")
+    bundle = Path(model) if model else demo_bundle(work / "demo-bundle")
+    long_path = long_file(work / "long" / f"long-{long_minutes:g}min.flac", long_minutes)
+    few = synth_library(work / f"few-{files}", files, short_seconds)
+    synth_library(work / f"many-{10 * files}", 10 * files, short_seconds)
+    cases = {"one_short_file": str(few[0]), "one_long_file": str(long_path),
+             f"{files}_files": str(work / f"few-{files}"), f"{10 * files}_files": str(work / f"many-{10 * files}")}
+    results = {}
+    for name, input_ in cases.items():
+        results[name] = _label(input_, bundle, work / "out" / name, num_cpus, work / "home", [])
+    return {"benchmark": "label-memory", "long_minutes": long_minutes, "short_seconds": short_seconds,
+            "num_cpus": num_cpus, "cases": results}
+
+
+def run_benchmark(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Run benchmark ``name`` with keyword overrides; the result also lands in its work folder as JSON."""
+    fn = BENCHMARKS.lookup(name)
+    t0 = time.time()
+    result = fn(**kwargs)
+    result["bench_wall_s"] = round(time.time() - t0, 1)
+    out = _workdir(kwargs.get("workdir"), name) / f"bench-{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result

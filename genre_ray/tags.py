@@ -1,0 +1,77 @@
+"""Write a genre into an audio file's tags with mutagen — metadata only, the audio data is never rewritten.
+
+Tag writers are looked up by mutagen file type (:data:`TAG_WRITERS`); anything mutagen cannot open, or has
+no writer for, is reported as ``skipped`` with the reason. No Ray here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from genre_ray.registry import Registry
+
+TagWriter = Callable[[Any, str, bool], str]
+"""``(mutagen file object, genre, dry_run) → previous genre ("" if none)``; saves unless ``dry_run``."""
+
+TAG_WRITERS: Registry[TagWriter] = Registry("tag writer")
+
+
+@dataclass
+class TagResult:
+    path: str
+    genre: str
+    previous: str
+    action: str  # written | would-write | unchanged | skipped
+    reason: str = ""
+
+
+def _easy(f: Any, genre: str, dry_run: bool) -> str:
+    """Formats with mutagen's "easy" key-value interface (ID3 via EasyID3, FLAC/Ogg Vorbis comments, MP4)."""
+    if f.tags is None:
+        f.add_tags()
+    previous = "; ".join(f.tags.get("genre", []))
+    if previous != genre and not dry_run:
+        f.tags["genre"] = [genre]
+        f.save()
+    return previous
+
+
+def _id3_frames(f: Any, genre: str, dry_run: bool) -> str:
+    """WAV/AIFF: an ID3 chunk with a TCON frame."""
+    from mutagen.id3 import TCON
+
+    if f.tags is None:
+        f.add_tags()
+    previous = "; ".join(f.tags["TCON"].text) if "TCON" in f.tags else ""
+    if previous != genre and not dry_run:
+        f.tags.setall("TCON", [TCON(encoding=3, text=[genre])])
+        f.save()
+    return previous
+
+
+for _name in ("EasyMP3", "EasyID3FileType", "FLAC", "OggVorbis", "OggOpus", "OggFLAC", "EasyMP4", "EasyTrueAudio"):
+    TAG_WRITERS.register(_name)(_easy)
+for _name in ("WAVE", "AIFF"):
+    TAG_WRITERS.register(_name)(_id3_frames)
+
+
+def write_genre_tag(path: str | Path, genre: str, dry_run: bool = False) -> TagResult:
+    """Set the genre tag of ``path`` to ``genre`` (or, with ``dry_run``, say what would change). Never raises."""
+    import mutagen
+
+    path = str(path)
+    try:
+        f = mutagen.File(path, easy=True)
+        if f is None:
+            return TagResult(path, genre, "", "skipped", "mutagen does not recognise this file type")
+        kind = type(f).__name__
+        if kind not in TAG_WRITERS:
+            return TagResult(path, genre, "", "skipped", f"no tag writer for {kind}")
+        previous = TAG_WRITERS[kind](f, genre, dry_run)
+    except Exception as exc:  # a file we cannot tag is reported, never fatal
+        return TagResult(path, genre, "", "skipped", f"{type(exc).__name__}: {exc}")
+    if previous == genre:
+        return TagResult(path, genre, previous, "unchanged")
+    return TagResult(path, genre, previous, "would-write" if dry_run else "written")

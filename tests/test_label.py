@@ -1,0 +1,148 @@
+"""The Ray Data label job on a real local Ray and MLflow store: a mixed library (nested folders, formats, sample
+rates, channel counts, bad files) → one row per file equal to ``predict``; resume; SIGKILL + rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_ray.bundle import load_bundle
+from genre_ray.config import LabelConfig
+from genre_ray.inference import predict_file
+from label_lib import CLASSES, make_library, sharp_bundle
+
+pytestmark = pytest.mark.integration
+
+P_COLS = [f"p_{c}" for c in CLASSES]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, ray_session, mlflow_home):
+    from genre_ray.pipelines.label import run_label
+
+    work = tmp_path_factory.mktemp("label")
+    expected = make_library(work / "library")
+    bundle = sharp_bundle(work / "bundle")
+    cfg = LabelConfig(input=str(work / "library"), model=str(bundle), out=str(work / "out"), too_short="skip",
+                      batch_size=16, shard_rows=3, timeline=True, export=["csv", "jsonl"])
+    summary = run_label(cfg)
+    return work, expected, bundle, cfg, summary
+
+
+def test_one_row_per_file_with_the_right_status(setup):
+    from genre_ray.pipelines.label import read_labels
+
+    work, expected, _, _, summary = setup
+    labels = read_labels(work / "out")
+    assert sorted(labels["path"]) == sorted(expected) and labels["path"].is_unique
+    assert dict(zip(labels["path"], labels["status"])) == expected
+    bad = labels[labels["status"] != "ok"]
+    assert (bad["error"].str.len() > 0).all() and bad["genre"].isna().all() and (bad["n_windows"] == 0).all()
+    assert bad[P_COLS].isna().all().all()
+    assert summary["status"] == {"ok": 8, "error": 4, "too-short": 1} and summary["labelled_now"] == 13
+    assert len(list((work / "out" / "labels").glob("*.parquet"))) == 5  # shards of 3 rows
+    ok = labels[labels["status"] == "ok"]
+    assert (ok[P_COLS].sum(axis=1) - 1).abs().max() < 1e-5
+    assert (ok["top_k_genres"].map(len) == 3).all() and (ok["genre"] == ok["top_k_genres"].map(lambda g: g[0])).all()
+    assert ok["model_name"].eq("homebrew").all() and ok["feature_hash"].eq(load_bundle(setup[2]).features.hash()).all()
+
+
+def test_labels_equal_predict_on_the_same_files(setup):
+    from genre_ray.pipelines.label import read_labels
+
+    work, expected, bundle_dir, _, _ = setup
+    labels = read_labels(work / "out").set_index("path")
+    timeline = pd.read_parquet(work / "out" / "timeline").sort_values(["path", "window"])
+    b = load_bundle(bundle_dir)
+    model = b.build_model()
+    for path, status in expected.items():
+        row, probs, starts = predict_file(model, path, b.features, b.classes, too_short="skip")
+        got = labels.loc[path]
+        assert got["status"] == row["status"] and got["n_windows"] == row["n_windows"] == len(probs), path
+        if status != "ok":
+            continue
+        assert got["genre"] == row["genre"], path
+        np.testing.assert_allclose(got[P_COLS].astype(float), [row[c] for c in P_COLS], atol=1e-5, err_msg=path)
+        tl = timeline[timeline["path"] == path]
+        np.testing.assert_allclose(tl["start_s"], starts)
+        np.testing.assert_allclose(tl[P_COLS].to_numpy(), probs, atol=1e-5, err_msg=path)
+    assert len(timeline) == labels["n_windows"].sum()
+
+
+def test_summary_exports_and_mlflow_run(setup):
+    work, expected, _, _, summary = setup
+    out = work / "out"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["files"] == len(expected) and saved["audio_s_per_s"] > 0 and saved["files_per_s"] > 0
+    assert sum(saved["genres"].values()) == 8 and saved["hours_of_audio"] > 0
+    assert len(pd.read_csv(out / "errors.csv")) == 5
+    csv, jsonl = pd.read_csv(out / "labels.csv"), pd.read_json(out / "labels.jsonl", lines=True)
+    assert sorted(csv["path"]) == sorted(jsonl["path"]) == sorted(expected)
+    runs = mlflow.search_runs(filter_string="tags.`genre_ray.job` = 'label'", search_all_experiments=True)
+    run = runs[runs["params.out"] == str(out)].iloc[0]
+    assert run["metrics.files"] == len(expected) and run["metrics.ok"] == 8 and run["metrics.errors"] == 4
+    assert run["params.model_id"] == summary["model_id"]
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
+    assert {"summary.json", "errors.csv", "genres.png", "config.yaml"} <= arts
+
+
+def test_rerun_skips_what_is_labelled_and_refuses_another_model_setting(setup):
+    from genre_ray.pipelines.label import read_labels, run_label
+
+    work, expected, _, cfg, _ = setup
+    before = read_labels(work / "out")
+    again = run_label(cfg)
+    assert again["labelled_now"] == 0 and again["skipped_already_labelled"] == len(expected)
+    pd.testing.assert_frame_equal(read_labels(work / "out"), before)
+    with pytest.raises(ValueError, match="overwrite=true"):
+        run_label(cfg.model_copy(update={"hop_s": 0.5}))
+    assert len(read_labels(work / "out")) == len(expected)
+
+
+def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup, ray_session, tmp_path):
+    """The driver is a `genre-ray label` subprocess on the session's Ray; SIGKILL it once a shard is written."""
+    from genre_ray.pipelines.label import read_labels, run_label
+
+    work, expected, bundle, cfg, _ = setup
+    out = tmp_path / "killed"
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
+           "GENRE_RAY_HOME": os.environ["GENRE_RAY_HOME"]}
+    cmd = [sys.executable, "-m", "genre_ray.cli", "label", "--input", cfg.input, "--model", str(bundle),
+           "--out", str(out), "--set", "too_short=skip", "--set", "batch_size=4", "--set", "shard_rows=1",
+           "--set", "progress_s=1", "--timeline"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not list((out / "labels").glob("*.parquet")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, log[-3000:]
+    partial = read_labels(out)
+    assert 1 <= len(partial) < len(expected), log[-3000:]
+    assert partial["path"].is_unique
+
+    resumed = run_label(cfg.model_copy(update={"out": str(out)}))
+    assert resumed["skipped_already_labelled"] == len(partial)
+    assert resumed["labelled_now"] == len(expected) - len(partial)
+    got, want = read_labels(out), read_labels(work / "out")
+    assert got["path"].tolist() == sorted(expected)  # exactly one row per input file
+    cols = ["path", "status", "genre", "n_windows", "top_k_genres", "label_key", "error"]
+    pd.testing.assert_frame_equal(got[cols], want[cols])
+    np.testing.assert_allclose(got[P_COLS].to_numpy(), want[P_COLS].to_numpy(), atol=1e-5)
+    timeline = pd.read_parquet(out / "timeline")
+    assert len(timeline) == got["n_windows"].sum()
+    assert not timeline.duplicated(["path", "window"]).any()

@@ -1,0 +1,158 @@
+"""Labelling without Ray: streamed decode, the once-per-track spectrogram and its windows, bad files, prepare ==
+label images, predict (several files, plot), genre tags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genre_ray import audio
+from genre_ray.bundle import load_bundle
+from genre_ray.cli import main
+from genre_ray.features import FEATURE_VERSION, FeatureConfig, TrackWindower, images_from_frames, track_window_images
+from genre_ray.inference import STATUS_OK, TrackEnd, WindowBatch, featurize_stream, featurize_track, predict_file
+from genre_ray.pipelines.prepare import track_windows
+from label_lib import BAD, CLASSES, FEATURES, make_library, sharp_bundle
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("library")
+    return root, make_library(root)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return sharp_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def _all(batches):
+    batches = list(batches)
+    return np.concatenate([i for i, _ in batches]), np.concatenate([s for _, s in batches])
+
+
+def test_decode_stream_matches_decode_for_every_format_rate_and_channels(library):
+    root, expected = library
+    for path, status in expected.items():
+        if status != "ok":
+            continue
+        whole = audio.decode(path)
+        streamed = np.concatenate(list(audio.decode_stream(path, block_s=0.7)))
+        assert streamed.shape == whole.shape, path
+        np.testing.assert_allclose(streamed, whole, atol=1e-5, err_msg=path)
+
+
+def test_spectrogram_once_per_track_is_chunking_independent_and_bounded():
+    rng = np.random.default_rng(0)
+    wave = (0.2 * rng.standard_normal(int(23.3 * FEATURES.sample_rate))).astype(np.float32)
+    ref, starts = _all(track_window_images([wave], FEATURES))
+    n = audio.window_count(len(wave), FEATURES.window_samples, FEATURES.hop_samples)
+    assert ref.shape == (n, *FEATURES.image_shape) and ref.dtype == np.float16
+    np.testing.assert_allclose(starts, np.arange(n) * FEATURES.hop_s)
+    w = TrackWindower(FEATURES, max_windows=4)
+    got, held = [], []
+    for chunk in np.split(wave, np.sort(rng.integers(0, len(wave), 60))):
+        got += w.push(chunk)
+        held.append(w._buf.shape[0])  # samples held between pushes: bounded, not the whole track
+    got += w.finish()
+    images, _ = _all(got)
+    assert np.array_equal(images, ref)  # bit-identical whatever the chunking
+    assert max(len(i) for i, _ in got) <= 4
+    assert max(held) < 4 * FEATURES.sample_rate + w.block_frames * FEATURES.hop_length
+
+
+def test_a_one_window_track_equals_the_isolated_window_image():
+    t = np.arange(FEATURES.window_samples) / FEATURES.sample_rate
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    images, _ = _all(track_window_images([wave], FEATURES))
+    np.testing.assert_allclose(images.astype(np.float32), images_from_frames(wave[None], FEATURES), atol=1e-3)
+
+
+def test_feature_version_is_in_the_hash_and_stale_configs_are_refused():
+    assert FeatureConfig().version == FEATURE_VERSION
+    legacy = {k: v for k, v in FeatureConfig().to_dict().items() if k != "version"}
+    old = FeatureConfig.from_dict(legacy)  # written before versions existed
+    assert old.version == 1 and old.hash() != FeatureConfig().hash()
+    with pytest.raises(ValueError, match="re-run `genre-ray prepare`"):
+        TrackWindower(old)
+
+
+def test_prepare_images_equal_label_images_for_the_same_window(library):
+    root, _ = library
+    path = str(root / "blues/live/b2.flac")  # 44.1 kHz stereo flac: resampled and downmixed on both paths
+    rows = list(track_windows({"track_id": "ab" * 8, "path": path, "label_idx": 0, "split": "val"}, FEATURES,
+                              noise_copies=0, noise_snr_db=20.0, seed=0))
+    labelled = featurize_track(path, FEATURES)
+    assert len(rows) == len(labelled.images) == 4 and all(r["error"] == "" for r in rows)
+    for r in rows:
+        assert r["start_s"] == labelled.starts_s[r["window_idx"]]
+        assert np.array_equal(r["image"], labelled.images[r["window_idx"]])
+    noisy = list(track_windows({"track_id": "ab" * 8, "path": path, "label_idx": 0, "split": "train"}, FEATURES,
+                               noise_copies=1, noise_snr_db=10.0, seed=0))
+    assert len(noisy) == 8 and sum(r["augmented"] for r in noisy) == 4
+    assert not np.array_equal(noisy[4]["image"], noisy[0]["image"])
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_each_bad_file_kind_gets_its_status(library, name):
+    root, _ = library
+    items = list(featurize_stream(root / name, FEATURES, too_short="skip"))
+    end = items[-1]
+    assert isinstance(end, TrackEnd) and end.status == BAD[name] and end.error
+    assert all(isinstance(i, WindowBatch) for i in items[:-1])
+    kind = name.split("/")[1].split(".")[0]
+    assert {"corrupt": "no decoder", "empty": "no decoder", "not-audio": "no decoder", "silent": "silent",
+            "short": "too short"}[kind] in end.error
+
+
+def test_too_short_padded_with_a_note_and_missing_file(library, caplog):
+    root, _ = library
+    t = featurize_track(root / "bad/short.wav", FEATURES, too_short="pad")
+    assert t.status == STATUS_OK and len(t.images) == 1 and t.error.startswith("padded")
+    assert any("padded" in r.message for r in caplog.records)
+    missing = featurize_track(root / "nowhere.wav", FEATURES)
+    assert missing.status == "error" and "nowhere.wav" in missing.error and missing.images.shape[0] == 0
+
+
+def test_predict_several_files_table_json_and_plot(library, bundle_dir, tmp_path, capsys):
+    root, _ = library
+    files = [str(root / "blues/b1.wav"), str(root / "metal/m1.m4a"), str(root / "bad/corrupt.flac")]
+    assert main(["predict", *files, "--model", str(bundle_dir), "--plot", str(tmp_path / "p.png")]) == 1
+    out = capsys.readouterr().out
+    assert all(f in out for f in files) and "p_" not in out and all(c[:8] in out for c in CLASSES)
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert main(["predict", *files[:2], "--model", str(bundle_dir), "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    b = load_bundle(bundle_dir)
+    row, probs, starts = predict_file(b.build_model(), files[1], b.features, b.classes)
+    assert rows[1]["n_windows"] == row["n_windows"] == len(rows[1]["timeline"]) == len(probs) == 3
+    assert rows[1]["genre"] == row["genre"]
+
+
+def test_write_tags_dry_run_then_write_never_touches_audio(library, tmp_path):
+    from mutagen import File as MutagenFile
+    from mutagen.flac import FLAC
+
+    from genre_ray.tags import write_genre_tag
+
+    root, _ = library
+    flac, mp3 = tmp_path / "b2.flac", tmp_path / "c2.mp3"
+    shutil.copy(root / "blues/live/b2.flac", flac)
+    shutil.copy(root / "classical/old/deep/c2.mp3", mp3)
+    before = {p: (sf.read(p)[0], p.read_bytes()) for p in (flac, mp3)}
+    md5 = FLAC(flac).info.md5_signature
+    for p in (flac, mp3):
+        r = write_genre_tag(p, "reggae", dry_run=True)
+        assert r.action == "would-write" and p.read_bytes() == before[p][1]  # dry run: not a byte changed
+        assert write_genre_tag(p, "reggae").action == "written"
+        assert MutagenFile(p, easy=True)["genre"] == ["reggae"]
+        assert np.array_equal(sf.read(p)[0], before[p][0])  # same decoded samples
+        assert write_genre_tag(p, "reggae").action == "unchanged"
+    assert FLAC(flac).info.md5_signature == md5  # the FLAC audio frames are the same
+    text = tmp_path / "x.wav"
+    text.write_text("not audio")
+    assert write_genre_tag(text, "rock").action == "skipped"
