@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from genre_ray.cli import main
 from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, load_config
@@ -42,3 +45,32 @@ def test_cli_bad_config_exits_2_before_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     with pytest.raises(ConfigError, match="not found"):
         load_config(TrainConfig, tmp_path / "missing.yaml")
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+REQUIRED = {"prepare": (PrepareConfig, {"source": "s", "out": "o"}), "train": (TrainConfig, {"data": "d", "out": "o"}),
+            "label": (LabelConfig, {"input": "i", "model": "m", "out": "o"})}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    """Each configs/<job>-*.yaml is a valid config of its job (paths given on the command line may be absent)."""
+    cls, required = REQUIRED[path.name.split("-")[0]]
+    data = yaml.safe_load(path.read_text())
+    cfg = load_config(cls, path, [f"{k}={v}" for k, v in required.items() if k not in data])
+    assert cfg.model_dump(exclude_unset=False)
+
+
+def test_train_config_cross_field_errors():
+    with pytest.raises(ConfigError, match="needs a pretrained backbone"):
+        load_config(TrainConfig, overrides=["data=d", "out=o", "finetune=fixed"])
+    with pytest.raises(ConfigError, match="finetune must be one of"):
+        load_config(TrainConfig, overrides=["data=d", "out=o", "model=resnet18", "finetune=half"])
+    with pytest.raises(ConfigError, match="unknown lr schedule"):
+        load_config(TrainConfig, overrides=["data=d", "out=o", "schedule=warmup-cosine-restart"])
+    with pytest.raises(ConfigError, match="augment.freq_masks"):
+        load_config(TrainConfig, overrides=["data=d", "out=o", "augment.freq_masks=-1"])
+    with pytest.raises(ConfigError, match="select_metric"):
+        load_config(TrainConfig, overrides=["data=d", "out=o", "select_metric=val_f1"])
+    cfg = load_config(TrainConfig, overrides=["data=d", "out=o", "augment.time_masks=2"])
+    assert cfg.augment.time_masks == 2 and cfg.augment.freq_masks == 0

@@ -64,3 +64,35 @@ def test_bundle_roundtrip(tmp_path):
     torch.testing.assert_close(b.build_model()(x), model(x))
     with pytest.raises(FileNotFoundError):
         load_bundle(tmp_path / "missing")
+
+
+def test_resnet18_conv1_conversion_matches_the_rgb_model_on_grey_images(tmp_path):
+    """Summing conv1's RGB filters gives the 1-channel model exactly what the RGB model sees on a grey image
+    replicated to 3 channels."""
+    torch.manual_seed(0)
+    ref = resnet18(weights=None).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    m = create_model("resnet18", 10, pretrained=str(path)).eval()
+    grey = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        ours = m.embed(grey)
+        ref.fc = torch.nn.Identity()
+        theirs = ref(grey.expand(-1, 3, -1, -1))
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_pretrained_auto_uses_torchvision_cache_only_if_the_file_is_there(tmp_path):
+    from genre_ray.models.resnet import TORCHVISION_FILE, resolve_pretrained
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        assert resolve_pretrained("auto") is None  # not there → scratch, nothing downloaded
+        f = tmp_path / "hub" / "checkpoints" / TORCHVISION_FILE
+        f.parent.mkdir(parents=True)
+        torch.save(resnet18(weights=None).state_dict(), f)
+        assert resolve_pretrained("auto") == str(f)
+        assert resolve_pretrained(None) is None and resolve_pretrained("/x.pth") == "/x.pth"
+    finally:
+        torch.hub.set_dir(old)

@@ -48,3 +48,54 @@ def test_cosine_warmup():
         opt.step()
         s.step()
     assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[2] == 1.0 and lrs[-1] < lrs[5] < lrs[2]
+
+
+def test_schedules_registry_and_warmup_per_group():
+    from genre_ray.training import SCHEDULES, lr_schedule
+
+    assert {"cosine", "step", "exponential", "constant"} <= set(SCHEDULES)
+    for name, end in (("step", 0.01), ("exponential", 0.01), ("constant", 1.0), ("cosine", 0.05)):
+        opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr": 1.0},
+                               {"params": [nn.Parameter(torch.zeros(1))], "lr": 0.1}])
+        s = lr_schedule(opt, name, total_steps=102, warmup_steps=2)
+        lrs = []
+        for _ in range(102):
+            lrs.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            s.step()
+        assert lrs[0] == [0.5, 0.05] and lrs[2] == [1.0, 0.1]  # warm-up, then the base lrs
+        assert abs(lrs[-1][0] - end) < 0.02 and abs(lrs[-1][1] - end / 10) < 0.002, (name, lrs[-1])
+        assert all(a[0] >= b[0] - 1e-12 for a, b in zip(lrs[2:], lrs[3:]))  # never increases after warm-up
+
+
+def test_discriminative_param_groups():
+    from genre_ray.models import create_model
+    from genre_ray.training import param_groups
+
+    m = create_model("resnet18", 4)
+    groups = {g["name"]: g for g in make_optimizer(m, 1e-3, 0.0, "adam", backbone_lr_factor=0.1).param_groups}
+    assert groups["head"]["lr"] == 1e-3 and abs(groups["backbone"]["lr"] - 1e-4) < 1e-12
+    assert {id(p) for p in groups["head"]["params"]} == {id(p) for p in m.classifier.parameters()}
+    n = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert n == sum(p.numel() for p in m.parameters())
+    assert [g["name"] for g in param_groups(m, 1e-3)] == ["all"]
+    assert type(make_optimizer(m, 1e-3, 0.01)).__name__ == "AdamW"
+    assert type(make_optimizer(m, 1e-3, 0.0, "sgd")).__name__ == "SGD"
+
+
+def test_fixed_features_leave_the_backbone_bit_identical():
+    """Fixed-features mode: training steps change the head only — backbone weights and BN statistics stay."""
+    from genre_ray.augment import BatchAugment
+    from genre_ray.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("resnet18", 3, freeze_backbone=True)
+    before = {k: v.clone() for k, v in m.backbone.state_dict().items()}
+    head_before = m.classifier.weight.clone()
+    opt = make_optimizer(m, 1e-2, 0.01, "adamw")
+    x, y = torch.rand(8, 1, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    aug = BatchAugment(num_classes=3, freq_masks=1, time_masks=1, mixup_alpha=0.2)
+    train_epoch(m, [(x, y)] * 3, opt, nn.CrossEntropyLoss(), CPU, bn_batches=2, augment=aug)
+    after = m.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen backbone tensor changed"
+    assert not torch.equal(head_before, m.classifier.weight)

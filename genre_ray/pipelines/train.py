@@ -108,11 +108,8 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs in every Ray Train worker. Only rank 0 talks to MLflow and writes checkpoints.
-
-    MLflow metrics of an epoch are logged after its checkpoint is reported, and a resumed run first logs the
-    checkpoint's epoch if it is missing, so the metric history has no gap and no repeat across restarts.
-    """
+    """Runs in every Ray Train worker. Only rank 0 writes checkpoints and reports the epoch's metrics (which
+    :class:`EpochLogger` puts into MLflow); on a restart rank 0 tags the MLflow run with it."""
     cfg = TrainConfig.model_validate(config["cfg"])
     classes = config["classes"]
     ctx = ray.train.get_context()
@@ -143,9 +140,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
         if client is not None:
-            logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}
-            if state["epoch"] not in logged:  # died between checkpoint and MLflow: fill the gap
-                _log_epoch(client, run_id, state["metrics"])
             restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1
             client.set_tag(run_id, "genre_ray.restarts", str(restarts))
             client.log_metric(run_id, "resumed_at_epoch", start_epoch, step=restarts)
@@ -178,7 +172,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
                             "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-            _log_epoch(client, run_id, metrics)
             print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
                   flush=True)
         else:
@@ -187,11 +180,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             print(f"early stop: {cfg.select_metric} has not improved for {since_best} epochs", flush=True)
 
 
-def _log_epoch(client: "mlflow.tracking.MlflowClient", run_id: str, metrics: dict[str, float]) -> None:
-    from mlflow.entities import Metric
+class EpochLogger(ray.train.UserCallback):
+    """Logs each epoch's metrics to MLflow from the Ray Train controller, right after the controller has
+    registered that epoch's checkpoint (Ray calls report callbacks after its checkpoint manager).
 
-    now, step = int(time.time() * 1000), int(metrics["epoch"])
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
+    Logging from the worker instead would race with failures: an epoch a worker logged but whose checkpoint
+    the controller never registered is trained again after a restart and would be logged twice. Here an epoch
+    is logged iff it can never be re-run, so the history has no gap and no repeat across restarts.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        self.tracking_uri, self.run_id = tracking_uri, run_id
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        from mlflow.entities import Metric
+
+        m = metrics[0]  # rank 0's report (every rank reports the same all-reduced numbers)
+        now, step = int(time.time() * 1000), int(m["epoch"])
+        mlflow.tracking.MlflowClient(self.tracking_uri).log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k != "epoch"])
 
 
 def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: list[str], how: str,
@@ -295,6 +302,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                     num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
                     checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
                 failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                callbacks=[EpochLogger(uri, run.info.run_id)],
             ),
             datasets=datasets,
         )
