@@ -1,0 +1,119 @@
+"""genre_ray.tracking: which store, and failing fast — naming the URI — when a tracking server is not there.
+The end-to-end checks against a real `mlflow server` and a real Ray head are in test_cluster.py."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from genre_ray import tracking
+from genre_ray.cli import main
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_store_is_sqlite_under_home_and_env_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENRE_RAY_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_unreachable_server_fails_in_seconds_naming_the_uri(monkeypatch):
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    t0 = time.time()
+    with pytest.raises(tracking.TrackingError, match=f"MLflow tracking server {uri} is unreachable"):
+        tracking.setup("genre-ray-test")
+    assert time.time() - t0 < 5  # MLflow's own HTTP retries would take minutes
+
+
+def test_silent_server_times_out_after_the_configured_wait(monkeypatch):
+    with socket.socket() as s:  # accepts connections (backlog) but never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+        monkeypatch.setenv("GENRE_RAY_MLFLOW_TIMEOUT_S", "1.5")
+        t0 = time.time()
+        with pytest.raises(tracking.TrackingError, match=f"{uri} is unreachable .*waited up to 1.5 s"):
+            tracking.check_server(uri)
+        assert 1.0 < time.time() - t0 < 10
+
+
+def test_bad_timeout_setting_is_named(monkeypatch):
+    monkeypatch.setenv("GENRE_RAY_MLFLOW_TIMEOUT_S", "soon")
+    with pytest.raises(tracking.TrackingError, match="GENRE_RAY_MLFLOW_TIMEOUT_S='soon'"):
+        tracking.check_server("http://127.0.0.1:1")
+
+
+def test_an_http_server_that_is_not_mlflow_is_reachable_but_not_usable(monkeypatch):
+    class NotMlflow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotMlflow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{srv.server_address[1]}"
+        tracking.check_server(uri)  # an HTTP answer: something is there
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        with pytest.raises(tracking.TrackingError, match=f"MLflow tracking store {uri} is not usable"):
+            tracking.setup("genre-ray-test")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_non_http_stores_are_not_probed():
+    for uri in ("sqlite:////nonexistent/mlflow.db", "postgresql://u:p@127.0.0.1:1/db", "databricks"):
+        tracking.check_server(uri)
+
+
+def test_sqlite_store_setup_creates_the_experiment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENRE_RAY_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri, exp_id = tracking.setup("genre-ray-tracking-test")
+    assert uri.startswith("sqlite:///") and (tmp_path / "mlflow.db").is_file()
+    assert tracking.setup("genre-ray-tracking-test")[1] == exp_id
+
+
+def test_cli_exits_3_with_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    """The train command with an unreachable server: status 3, the URI in one message, no output folder.
+
+    Uses a prepared folder's metadata only (train reads it before it checks MLflow); Ray is never started.
+    """
+    import json
+
+    import pandas as pd
+
+    from genre_ray.features import FeatureConfig
+
+    data = tmp_path / "prepared"
+    data.mkdir()
+    features = FeatureConfig()
+    (data / "meta.json").write_text(json.dumps({
+        "classes": ["a", "b"], "features": features.to_dict(), "feature_hash": features.hash(),
+        "tracks": {"train": 2, "val": 1, "test": 1}, "windows": {"train": 4, "val": 2, "test": 2}, "failed": []}))
+    pd.DataFrame({"track_id": ["t1", "t2"], "path": ["a.wav", "b.wav"], "label": ["a", "b"],
+                  "split": ["train", "val"]}).to_parquet(data / "tracks.parquet")
+    uri = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(data), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"genre-ray train: MLflow tracking server {uri} is unreachable" in err
+    assert not out.exists()
