@@ -73,10 +73,11 @@ def setup(experiment: str) -> tuple[str, str]:
     Fails fast with :class:`TrackingError` when the store cannot be reached; call it before starting Ray
     or creating output folders so that a failure leaves nothing half-written.
     """
+    uri = tracking_uri()
+    check_server(uri)  # before importing mlflow: an unreachable server fails in seconds
+
     import mlflow
 
-    uri = tracking_uri()
-    check_server(uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

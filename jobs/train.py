@@ -4,11 +4,10 @@ From the checkout's root, against a head node's dashboard (here a local one, clu
 
     RAY_AUTH_MODE=disabled ray job submit --address http://127.0.0.1:8265 --working-dir . \
         --runtime-env cluster/runtime-env.yaml \
-        -- python jobs/train.py --config configs/train-homebrew.yaml \
-           --data /mnt/shared/prepared/gtzan-ff --out /mnt/shared/runs/homebrew \
-           --set num_workers=4 --set use_gpu=true --set storage_path=/mnt/shared/ray_results
+        -- python jobs/train.py --config configs/train-gtzan-homebrew.yaml [--set key=value ...]
 
-Takes exactly the flags of `genre-ray train --help` (any `configs/train-*.yaml`). Inside a job Ray is
+Takes exactly the flags of `genre-ray train --help` (any `configs/train-*.yaml`; `train-smoke.yaml` for a
+first try, with `--data` and `--out` given). Inside a job Ray is
 joined through $RAY_ADDRESS; with `use_gpu` each Ray Train worker takes one GPU, so training lands on GPU
 nodes. Multi-node runs need `storage_path` (checkpoints) on storage every node reaches — a shared
 filesystem path or s3://… — and `data`/`out` on shared storage. MLflow: $MLFLOW_TRACKING_URI (set it in

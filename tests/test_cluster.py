@@ -2,7 +2,8 @@
 real `mlflow server` over HTTP, and the jobs in jobs/ submitted with `ray job submit` / JobSubmissionClient
 exactly as the README says. Loopback only; every process a test starts is stopped by it, also on failure.
 
-Sizes are the smoke size (64×64 images, tiny homebrew CNN, 2 epochs) so the module runs in a few minutes
+Sizes are the smoke configs (configs/prepare-smoke.yaml: 64×64 images; configs/train-smoke.yaml: tiny
+homebrew CNN, 2 workers × 0.5 CPU, 2 epochs; configs/label-smoke.yaml) so the module runs in a few minutes
 on 2 cores. Ray 2.60 rewrites `--node-ip-address=127.0.0.1` to the machine's address, so the nodes use
 127.0.0.2 / 127.0.0.3 (also loopback) while dashboards and MLflow listen on 127.0.0.1.
 """
@@ -33,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, mlflow, and the python the job drivers inherit
 GENRES, PER_GENRE = 3, 6
 MODEL_NAME = "genre-ray-cluster-test"
-TINY_MODEL = "model_kwargs={channels: [8, 16, 16, 16], dense: [32], dropout: 0.2}"
 START_TIMEOUT_S = 180
 JOB_TIMEOUT_S = 420
 
@@ -250,9 +250,8 @@ def test_prepare_train_label_jobs_through_head_and_mlflow_server(head, mlflow_se
 
     t0 = time.time()
     train = submit_cli(head["url"], env, [
-        "jobs/train.py", "--data", str(prepared), "--out", str(work / "train"), "--epochs", "2", "--num-workers", "2",
-        "--set", "cpus_per_worker=0.5", "--set", "batch_size=16", "--set", TINY_MODEL,
-        "--set", f"register_as={MODEL_NAME}"], work / "train-job.log")
+        "jobs/train.py", "--config", "configs/train-smoke.yaml", "--data", str(prepared), "--out", str(work / "train"),
+        "--epochs", "2", "--num-workers", "2", "--set", f"register_as={MODEL_NAME}"], work / "train-job.log")
     assert train.returncode == 0 and "succeeded" in train.stdout + train.stderr, (train.stdout + train.stderr)[-5000:]
     print(f"train job: {time.time() - t0:.0f} s")
     assert (work / "train" / "bundle" / "bundle.json").is_file()
@@ -331,8 +330,8 @@ def test_two_node_training_one_worker_per_node(head, prepared, work):
         # second node unpacking the same working-dir package there would replace the driver's cwd under it.
         # The nodes run the installed package instead; --working-dir is covered by the tests above.
         status, logs, sub = submit_sdk(
-            head["url"], f"python {ROOT / 'jobs' / 'train.py'} --data {prepared} --out {out} --epochs 1 "
-                         f"--num-workers 2 --set cpus_per_worker=2.5 --set batch_size=16 --set '{TINY_MODEL}'",
+            head["url"], f"python {ROOT / 'jobs' / 'train.py'} --config {ROOT / 'configs' / 'train-smoke.yaml'} "
+                         f"--data {prepared} --out {out} --epochs 1 --num-workers 2 --set cpus_per_worker=2.5",
             {"GENRE_RAY_HOME": str(work / "home")}, working_dir=False)
         assert status == "SUCCEEDED", logs[-5000:]
         assert (out / "bundle" / "bundle.json").is_file()
