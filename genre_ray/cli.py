@@ -1,4 +1,4 @@
-"""``genre-ray`` command line: synth, prepare, train, label, predict, demo.
+"""``genre-ray`` command line: synth, prepare, train, tune, label, predict, demo.
 
 Every job takes ``--config FILE.yaml`` plus a few common flags and any number of ``--set key=value``
 overrides (dotted keys reach nested sections: ``--set features.window_s=2.0``). The config is validated
@@ -14,7 +14,8 @@ import sys
 from typing import Callable, Sequence
 
 from genre_ray import __version__
-from genre_ray.config import ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, load_config
+from genre_ray.config import (ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, TuneConfig,
+                              load_config)
 from genre_ray.registry import Registry
 from genre_ray.tracking import TrackingError
 
@@ -68,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", dest="num_workers", type=int, help="Ray Train workers")
     p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None)
     p.add_argument("--pretrained", help="local resnet18 ImageNet state_dict (nothing is downloaded)")
+    _config_args(p)
+
+    p = sub.add_parser("tune", help="Ray Tune sweep of the training config (ASHA), every trial in MLflow",
+                       description="Sweep a search space over TrainConfig keys declared in the config (random or "
+                                   "grid search, ASHA early stopping on the validation metric); one parent MLflow "
+                                   "run with a nested run per trial, a summary table and a hyperparameter plot; "
+                                   "rerunning into the same OUT resumes an interrupted sweep; the best config is "
+                                   "saved (OUT/best_config.yaml), retrained for full epochs and registered.")
+    p.add_argument("--data", help="prepared folder")
+    p.add_argument("--out", help="sweep folder (config, Tune state, summary, best config, retrained model)")
+    p.add_argument("--num-samples", dest="num_samples", type=int, help="trials (random) or grid repetitions")
     _config_args(p)
 
     p = sub.add_parser("label", help="label a music library with a trained model (Ray Data batch inference)",
@@ -153,6 +165,15 @@ def _train(args: argparse.Namespace) -> int:
     from genre_ray.pipelines.train import run_train
 
     run_train(cfg)
+    return 0
+
+
+@command("tune")
+def _tune(args: argparse.Namespace) -> int:
+    cfg = load_config(TuneConfig, args.config, args.overrides, **_values(args, "data", "out", "num_samples"))
+    from genre_ray.pipelines.tune import run_tune
+
+    run_tune(cfg)
     return 0
 
 

@@ -9,13 +9,15 @@ are overridden with dots (``features.window_s=2.0``); values are parsed as YAML 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from genre_ray.features import FeatureConfig
+from genre_ray.registry import Registry
 
 
 class ConfigError(ValueError):
@@ -157,6 +159,214 @@ class TrainConfig(_Base):
         if self.pretrained and self.model != "resnet18":
             raise ValueError(f"pretrained weights apply to resnet18 only (model is {self.model!r})")
         return self
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One search-space distribution: how ``args`` are checked and which ``ray.tune`` function builds it.
+
+    ``check(args)`` raises ValueError on malformed arguments and returns them normalised plus the values worth
+    validating against :class:`TrainConfig` (bounds, every choice); ``spread`` = the args go to ``tune_fn`` one by
+    one (``uniform(low, high)``) instead of as one list (``choice([...])``); ``discrete`` = usable by the grid searcher.
+    """
+
+    tune_fn: str
+    check: Callable[[Any], tuple[Any, list[Any]]]
+    spread: bool
+    discrete: bool
+
+
+def _number(x: Any, what: str) -> float:
+    if isinstance(x, bool):
+        raise ValueError(f"{what} must be a number (got {x!r})")
+    try:
+        return float(x)  # YAML reads 1e-4 (no dot) as a string
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number (got {x!r})") from None
+
+
+def _bounds(args: Any, positive: bool = False, integer: bool = False) -> tuple[Any, list[Any]]:
+    if not isinstance(args, (list, tuple)) or len(args) != 2:
+        raise ValueError(f"expects [low, high] (got {args!r})")
+    low, high = (_number(a, "bound") for a in args)
+    if integer:
+        if low != int(low) or high != int(high):
+            raise ValueError(f"bounds must be integers (got {args!r})")
+        low, high = int(low), int(high)
+    if not low < high:
+        raise ValueError(f"low must be < high (got {args!r})")
+    if positive and low <= 0:
+        raise ValueError(f"bounds must be > 0 (got {args!r})")
+    return [low, high], [low, high - 1 if integer else high]
+
+
+def _values(args: Any) -> tuple[Any, list[Any]]:
+    if not isinstance(args, (list, tuple)) or not args:
+        raise ValueError(f"expects a non-empty list of values (got {args!r})")
+    return list(args), list(args)
+
+
+#: ``{name: args}`` in a search space → ``ray.tune.<tune_fn>`` (the mapping is applied in genre_ray/pipelines/tune.py)
+DISTRIBUTIONS: Registry[Distribution] = Registry("search-space distribution")
+DISTRIBUTIONS.register("uniform")(Distribution("uniform", _bounds, spread=True, discrete=False))
+DISTRIBUTIONS.register("loguniform")(Distribution("loguniform", lambda a: _bounds(a, positive=True), True, False))
+DISTRIBUTIONS.register("randint")(Distribution("randint", lambda a: _bounds(a, integer=True), True, False))  # [low, high)
+DISTRIBUTIONS.register("choice")(Distribution("choice", _values, spread=False, discrete=True))
+DISTRIBUTIONS.register("grid")(Distribution("grid_search", _values, spread=False, discrete=True))
+
+#: built-in searchers (grid: every combination of `grid`/`choice` values; random: `num_samples` draws) and
+#: schedulers (asha: asynchronous successive halving on the validation metric; fifo: every trial runs to the end)
+TUNE_SEARCHERS = ("random", "grid")
+TUNE_SCHEDULERS = ("asha", "fifo")
+#: TrainConfig keys a sweep may not vary: paths and registry names, resources, and `epochs` (ASHA's budget)
+FIXED_TRAIN_KEYS = frozenset({"data", "out", "epochs", "ray", "experiment", "register_as", "champion_alias",
+                              "storage_path", "num_workers", "cpus_per_worker", "use_gpu", "max_failures",
+                              "checkpoints_to_keep", "select_metric"})
+
+
+def _space_key_error(key: str) -> str | None:
+    """Why ``key`` (dotted) is not a TrainConfig key a sweep may vary, or None when it is."""
+    import typing
+
+    parts, cls = key.split("."), TrainConfig
+    if parts[0] in FIXED_TRAIN_KEYS:
+        return f"{parts[0]!r} is fixed for a sweep (set it under train:)"
+    for i, part in enumerate(parts):
+        field = cls.model_fields.get(part)
+        if field is None:
+            return f"unknown key {part!r} of {cls.__name__} (known: {', '.join(sorted(cls.model_fields))})"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if i == len(parts) - 1:
+                return f"{key!r} is a section; sweep one of its keys ({key}.<key>)"
+            cls = ann
+        elif typing.get_origin(ann) is dict:
+            return None if i == len(parts) - 2 else f"{key!r}: give one key below {part!r} ({part}.<key>)"
+        elif i < len(parts) - 1:
+            return f"{'.'.join(parts[:i + 1])!r} is not a section"
+    return None
+
+
+class TuneConfig(_Base):
+    """``genre-ray tune``: a Ray Tune sweep of :class:`TrainConfig` over a declared search space.
+
+    ``train`` holds the fixed part (any TrainConfig key except ``data``/``out``, which come from here);
+    ``search_space`` maps dotted TrainConfig keys to one distribution each, e.g.
+    ``{lr: {loguniform: [1.0e-4, 1.0e-2]}, model_kwargs.channels: {choice: [[8, 16, 32, 32], [16, 32, 64, 64]]}}``.
+    Every key and every bound/choice is validated against TrainConfig before Ray starts.
+    """
+
+    data: str = Field(..., description="prepared folder written by `genre-ray prepare`")
+    out: str = Field(..., description="sweep folder: config, Tune state (resume), summary, best_config.yaml, best/")
+    train: dict[str, Any] = Field(default_factory=dict, description="the fixed TrainConfig keys of every trial; "
+                                  "num_workers defaults to 1 (a plain Tune function trial; > 1 = a TorchTrainer "
+                                  "per trial)")
+    search_space: dict[str, dict[str, Any]] = Field(..., description="dotted TrainConfig key → {distribution: "
+                                                    f"args}}; distributions: {', '.join(DISTRIBUTIONS)}")
+    searcher: str = Field("random", description=" | ".join(TUNE_SEARCHERS))
+    num_samples: int = Field(8, ge=1, description="trials (random), or repetitions of the grid (grid)")
+    seed: int | None = Field(0, description="searcher seed (None = unseeded)")
+    scheduler: str = Field("asha", description=" | ".join(TUNE_SCHEDULERS))
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep the best 1/reduction_factor at each rung")
+    max_concurrent_trials: int | None = Field(2, ge=1, description="trials at once (None = as many as fit)")
+    trial_cpus: float = Field(1.0, ge=0, description="CPUs per trial (single-worker trials: its torch threads; "
+                              "multi-worker trials: the trial's driver only, workers take train.cpus_per_worker)")
+    trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial worker, fractions allowed (0.5 = two trials "
+                              "share a GPU); needs train.use_gpu")
+    max_trial_failures: int = Field(0, ge=0, description="times Tune retries a failed trial before it counts as failed")
+    checkpoint_trials: bool = Field(True, description="single-worker trials checkpoint every epoch (num_to_keep=1), "
+                                    "so a resumed sweep continues an interrupted trial instead of restarting it")
+    snapshot_s: float = Field(5.0, gt=0, description="seconds between Tune experiment-state snapshots: a trial "
+                              "finished less than this before a driver crash may run again on resume")
+    name: str = Field("sweep", description="Tune experiment name (STORAGE/NAME is what a rerun resumes)")
+    storage_path: str | None = Field(None, description="Tune storage (shared FS or s3://… on a cluster); default "
+                                     "OUT/ray_results")
+    resume: bool = Field(True, description="rerunning into an OUT with an unfinished sweep resumes it (Tuner.restore)")
+    retrain: bool = Field(True, description="retrain the best config for full epochs (run_train) and register it")
+    retrain_epochs: int | None = Field(None, ge=1, description="epochs of the retrain (default: train.epochs)")
+    retrain_num_workers: int | None = Field(None, ge=1, description="Ray Train workers of the retrain (default: "
+                                            "train.num_workers)")
+    experiment: str = Field("genre-ray", description="MLflow experiment of the parent, trial and retrain runs")
+    ray: RayConfig = RayConfig()
+
+    @field_validator("searcher")
+    @classmethod
+    def _searcher(cls, v: str) -> str:
+        if v not in TUNE_SEARCHERS:
+            raise ValueError(f"unknown searcher {v!r}; known: {', '.join(TUNE_SEARCHERS)}")
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        if v not in TUNE_SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; known: {', '.join(TUNE_SCHEDULERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_sweep(self) -> "TuneConfig":
+        base = self.base()  # the fixed part alone must be a valid TrainConfig
+        if not self.search_space:
+            raise ValueError("search_space is empty: declare at least one key, e.g. lr: {loguniform: [1.0e-4, 1.0e-2]}")
+        for key, spec in self.search_space.items():
+            if not isinstance(spec, dict) or len(spec) != 1:
+                raise ValueError(f"search_space.{key}: give exactly one distribution, e.g. {{choice: [16, 32]}} "
+                                 f"(got {spec!r}); known: {', '.join(DISTRIBUTIONS)}")
+            why = _space_key_error(key)
+            if why:
+                raise ValueError(f"search_space.{key}: {why}")
+            (name, args), = spec.items()
+            try:
+                dist = DISTRIBUTIONS.lookup(name)
+                args, probes = dist.check(args)
+            except ValueError as exc:
+                raise ValueError(f"search_space.{key}: {name}: {exc}") from None
+            if self.searcher == "grid" and not dist.discrete:
+                raise ValueError(f"search_space.{key}: searcher grid needs discrete values (choice or grid), "
+                                 f"not {name}; or use searcher random")
+            self.search_space[key] = {name: args}  # normalised (numbers parsed)
+            for value in probes:
+                try:
+                    self.trial_config({key: value})
+                except ValueError as exc:
+                    raise ValueError(f"search_space.{key}: value {value!r} is not a valid {key}: "
+                                     f"{_first_error(exc)}") from None
+        if self.trial_gpus > 0 and not base.use_gpu:
+            raise ValueError("trial_gpus > 0 needs train.use_gpu: true")
+        if base.use_gpu and base.num_workers == 1 and self.trial_gpus == 0:
+            raise ValueError("train.use_gpu with single-worker trials needs trial_gpus > 0 (e.g. 1 or 0.5)")
+        return self
+
+    def _train_dict(self) -> dict[str, Any]:
+        bad = sorted({"data", "out"} & set(self.train))
+        if bad:
+            raise ValueError(f"train.{bad[0]}: set {bad[0]} at the top level of the tune config, not under train")
+        return {"num_workers": 1, "experiment": self.experiment, **self.train,
+                "data": self.data, "out": str(Path(self.out) / "best")}
+
+    def base(self) -> TrainConfig:
+        """The fixed part as a TrainConfig (``out`` = OUT/best, where the retrain writes)."""
+        try:
+            return TrainConfig.model_validate(self._train_dict())
+        except ValidationError as exc:
+            raise ValueError(f"train.{_first_error(exc)}") from None
+
+    def trial_config(self, values: dict[str, Any]) -> TrainConfig:
+        """The TrainConfig of one trial: the fixed part with ``values`` (dotted keys → sampled values) applied."""
+        import copy
+
+        data = copy.deepcopy(self._train_dict())
+        for key, value in values.items():
+            _set_dotted(data, key, value)
+        return TrainConfig.model_validate(data)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        e = exc.errors()[0]
+        return f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}"
+    return str(exc)
 
 
 class LabelConfig(_Base):
