@@ -28,14 +28,15 @@ import yaml
 
 from genre_ray.synth import write_corpus
 
-pytestmark = pytest.mark.integration
+# each test submits one or two Ray jobs: allow them more than the suite's default per-test timeout
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, mlflow, and the python the job drivers inherit
 GENRES, PER_GENRE = 3, 6
 MODEL_NAME = "genre-ray-cluster-test"
 START_TIMEOUT_S = 180
-JOB_TIMEOUT_S = 420
+JOB_TIMEOUT_S = 900
 
 
 # ---------------------------------------------------------------- processes this module starts and stops

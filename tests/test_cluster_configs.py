@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genre_ray.config import LabelConfig, PrepareConfig, TrainConfig, load_config
+from genre_ray.config import LabelConfig, PrepareConfig, TrainConfig, TuneConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 YAMLS = sorted([*ROOT.glob("cluster/**/*.yaml"), *ROOT.glob("configs/*.yaml")])
-JOBS = {"prepare": PrepareConfig, "train": TrainConfig, "label": LabelConfig}
+JOBS = {"prepare": PrepareConfig, "train": TrainConfig, "tune": TuneConfig, "label": LabelConfig}
 IMAGE_ROOT = "/app/"  # cluster/Dockerfile copies the checkout there
 
 
@@ -38,10 +38,11 @@ def _check_args(job: Path, args: list[str]) -> None:
     flags = {a[2:].replace("-", "_"): args[i + 1] for i, a in enumerate(args)
              if a.startswith("--") and a not in ("--config", "--set") and i + 1 < len(args)}
     overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-    required = {k: "x" for k, f in cls.model_fields.items() if f.is_required()}
+    in_file = yaml.safe_load(path.read_text()) if path else {}
     values = {k: v for k, v in flags.items() if k in cls.model_fields}
-    if cls is TrainConfig:
-        overrides = [o for o in overrides if not o.startswith("pretrained=")]
+    # paths the command leaves to the user (none in the shipped examples) get a placeholder
+    required = {k: "x" for k, f in cls.model_fields.items() if f.is_required() and k not in in_file}
+    overrides = [o for o in overrides if not o.startswith("pretrained=")]  # a local weights file
     load_config(cls, path, overrides, **{**required, **values})
 
 
