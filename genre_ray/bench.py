@@ -133,15 +133,30 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _role(pid: int, driver: int) -> str:
+    """Which kind of process: the driver, a classifier actor, a Ray Data task worker, or Ray's own processes."""
+    if pid == driver:
+        return "driver"
+    cmd = _cmdline(pid)
+    if "MapWorker" in cmd or "Classifier" in cmd:
+        return "classifier_actors"
+    return "task_workers" if cmd.startswith("ray::") or "default_worker.py" in cmd else "ray_system"
+
+
 def run_measured(cmd: list[str], env: dict[str, str], interval_s: float = 0.1, timeout_s: float = 3600) -> dict[str, Any]:
     """Run ``cmd`` in its own session; sample its process tree's memory until it exits.
 
     Returns wall seconds, exit code, ``peak_tree_rss_mb`` (largest sum of RSS over the tree), and per role the
-    largest ``VmHWM`` (peak RSS) of a process: ``driver``, Ray ``workers`` (tasks and actors), the rest.
+    largest ``VmHWM`` (peak RSS — it includes the pages of Ray's shared-memory object store a process touched)
+    and the largest sampled ``RssAnon`` (private memory, ``peak_private_mb``) of one process: ``driver``, ``classifier_actors``, ``task_workers`` (featurize
+    tasks; idle workers), ``ray_system`` (GCS, raylet, dashboard…). A process's role is read while it lives, so
+    a worker that became an actor counts there from then on.
     """
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    peak_tree, hwm = 0, {"driver": 0, "workers": 0, "ray_system": 0}
+    peak_tree = 0
+    hwm = {"driver": 0, "classifier_actors": 0, "task_workers": 0, "ray_system": 0}
+    anon = dict(hwm)
     out_chunks: list[bytes] = []
     import threading
 
@@ -152,9 +167,9 @@ def run_measured(cmd: list[str], env: dict[str, str], interval_s: float = 0.1, t
             pids = _proc_tree(proc.pid)
             peak_tree = max(peak_tree, sum(_status_kb(p, "VmRSS") for p in pids))
             for p in pids:
-                role = "driver" if p == proc.pid else "workers" if "default_worker.py" in _cmdline(p) or \
-                    _cmdline(p).startswith("ray::") else "ray_system"
+                role = _role(p, proc.pid)
                 hwm[role] = max(hwm[role], _status_kb(p, "VmHWM"))
+                anon[role] = max(anon[role], _status_kb(p, "RssAnon"))
             time.sleep(interval_s)
     finally:
         if proc.poll() is None:
@@ -168,6 +183,7 @@ def run_measured(cmd: list[str], env: dict[str, str], interval_s: float = 0.1, t
     return {"wall_s": round(time.time() - t0, 2), "returncode": proc.returncode,
             "peak_tree_rss_mb": round(peak_tree / 1024, 1),
             "peak_rss_mb": {k: round(v / 1024, 1) for k, v in hwm.items()},
+            "peak_private_mb": {k: round(v / 1024, 1) for k, v in anon.items()},
             "log_tail": b"".join(out_chunks).decode(errors="replace")[-1500:]}
 
 
@@ -199,15 +215,17 @@ def _workdir(workdir: str | None, name: str) -> Path:
 
 @register_benchmark("label")
 def bench_label(tracks: int = 100, seconds: float = 30.0, num_cpus: int = 2, model: str | None = None,
-                workdir: str | None = None, num_actors: int = 1, batch_size: int = 64) -> dict[str, Any]:
+                workdir: str | None = None, num_actors: int = 1, actor_cpus: float = 1.0,
+                batch_size: int = 64) -> dict[str, Any]:
     """Throughput of ``genre-ray label`` on ``tracks`` synthetic clips of ``seconds`` s (fresh local Ray)."""
     work = _workdir(workdir, "label")
     lib = work / f"library-{tracks}x{seconds:g}s"
     synth_library(lib, tracks, seconds)
     bundle = Path(model) if model else demo_bundle(work / "demo-bundle")
     r = _label(str(lib), bundle, work / "out", num_cpus, work / "home",
-               [f"num_actors={num_actors}", f"batch_size={batch_size}"])
+               [f"num_actors={num_actors}", f"actor_cpus={actor_cpus}", f"batch_size={batch_size}"])
     return {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds, "num_cpus": num_cpus,
+            "num_actors": num_actors, "actor_cpus": actor_cpus, "batch_size": batch_size,
             "model": str(model or "untrained demo architecture (homebrew 16-32-64-64, 216×216, 3-s windows)"),
             "cpu_count": os.cpu_count(), **r}
 
@@ -226,8 +244,33 @@ def bench_label_memory(long_minutes: float = 75.0, short_seconds: float = 30.0, 
     results = {}
     for name, input_ in cases.items():
         results[name] = _label(input_, bundle, work / "out" / name, num_cpus, work / "home", [])
+    featurize = {name: _featurize_peak(path, bundle) for name, path in
+                 (("one_short_file", few[0]), ("one_long_file", long_path))}
     return {"benchmark": "label-memory", "long_minutes": long_minutes, "short_seconds": short_seconds,
-            "num_cpus": num_cpus, "cases": results}
+            "num_cpus": num_cpus, "cases": results, "featurize_only_one_process": featurize}
+
+
+_FEATURIZE = """
+import resource, sys, time
+from genre_ray.bundle import load_bundle
+from genre_ray.inference import WindowBatch, featurize_stream
+features = load_bundle(sys.argv[2]).features
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0, n = time.time(), 0
+for item in featurize_stream(sys.argv[1], features):
+    n += len(item.images) if isinstance(item, WindowBatch) else 0
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n, item.duration_s, time.time() - t0)
+"""
+
+
+def _featurize_peak(path: Path, bundle: Path) -> dict[str, Any]:
+    """Peak RSS of one process that decodes + featurizes ``path`` (what one featurize task does), vs its baseline."""
+    out = subprocess.run([sys.executable, "-c", _FEATURIZE, str(path), str(bundle)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    base, peak, n, dur, secs = int(out[0]), int(out[1]), int(out[2]), float(out[3]), float(out[4])
+    return {"duration_s": round(dur, 1), "windows": n, "baseline_rss_mb": round(base / 1024, 1),
+            "peak_rss_mb": round(peak / 1024, 1), "growth_mb": round((peak - base) / 1024, 1),
+            "audio_s_per_s_one_core": round(dur / secs, 1)}
 
 
 def run_benchmark(name: str, **kwargs: Any) -> dict[str, Any]:

@@ -380,7 +380,11 @@ class LabelConfig(_Base):
                            "status ok) | skip (status too-short); both warn")
     batch_size: int = Field(64, ge=1, description="windows per inference batch")
     num_actors: int = Field(1, ge=1, description="classifier actors (each loads the model once)")
-    use_gpu: bool = Field(False, description="one GPU per classifier actor, bf16 autocast")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per classifier actor (torch threads = max(1, "
+                              "round(actor_cpus))); on a CPU-only box e.g. num_actors=2, actor_cpus=0.5 leaves room "
+                              "for the featurize tasks")
+    use_gpu: bool | None = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
+                                 "Ray cluster has GPUs")
     shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")
     overwrite: bool = Field(False, description="relabel everything (default: resume, skipping files already "
                             "labelled by the same model, features and windows)")

@@ -154,10 +154,11 @@ def model_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:12]
 
 
-def label_key(model_id: str, feature_hash: str, hop_s: float, how: str, too_short: str) -> str:
-    """12-hex digest of everything that decides a labels row: which weights, which images, which windows."""
+def label_key(model_id: str, feature_hash: str, hop_s: float, how: str, too_short: str, k: int) -> str:
+    """12-hex digest of everything that decides a labels row: which weights, which images, which windows, which
+    aggregation and how many top genres."""
     blob = json.dumps({"model": model_id, "features": feature_hash, "hop_s": round(float(hop_s), 6), "how": how,
-                       "too_short": too_short}, sort_keys=True)
+                       "too_short": too_short, "top_k": int(k)}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

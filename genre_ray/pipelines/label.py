@@ -11,7 +11,7 @@ Pipeline::
       → ShardWriter                    OUT/labels/part-*.parquet (+ OUT/timeline/), temp file + rename
 
 A SIGKILLed driver leaves only complete shards; a rerun into the same ``OUT`` skips every file that already
-has a row with the same ``label_key`` (model weights + feature hash + hop + aggregation + too-short policy),
+has a row with the same ``label_key`` (model weights + feature hash + hop + aggregation + too-short + top-k),
 so the union of shards has exactly one row per input file. Also written: ``OUT/config.yaml``,
 ``OUT/summary.json``, ``OUT/errors.csv``, ``OUT/genres.png`` (and ``labels.csv`` / ``labels.jsonl``,
 ``tags.csv`` when asked); the summary and those files are logged as one MLflow run.
@@ -54,6 +54,9 @@ LABELS, TIMELINE = "labels", "timeline"
 WINDOW, END = "w", "end"
 MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
 FLUSH_S = 30.0  # write a shard at least this often while rows are pending
+BLOCK_BYTES = 16 * 2**20
+"""Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
+of this size, so neither the task nor the object store holds much more of one track at a time."""
 FEATURIZE_MEMORY = 640 * 2**20
 """Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
 whatever the track's length. Declaring it also keeps Ray Data from fusing featurization into the classifier
@@ -151,7 +154,8 @@ def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
 class Classifier:
     """Actor: holds the model once; turns the window rows of a batch into ``probs (n, C)`` (NaN on end rows)."""
 
-    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool):
+    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1):
+        torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.model = bundle.build_model().to(self.device)
         if self.device.type == "cuda":
@@ -426,16 +430,29 @@ def model_version(uri: str) -> str:
 def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
                   writer: ShardWriter, progress: Progress) -> None:
     init_ray(cfg.ray)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.target_max_block_size
+    ctx.target_max_block_size = BLOCK_BYTES
+    try:
+        _stream(cfg, todo, bundle, hop, extra, writer, progress)
+    finally:
+        ctx.target_max_block_size = saved
+
+
+def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
+            writer: ShardWriter, progress: Progress) -> None:
     cpus = int(ray.available_resources().get("CPU", 1))
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
     ds = (ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
           .map_batches(featurize_batch, batch_size=1, batch_format="numpy",
                        fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
                        num_cpus=1, memory=FEATURIZE_MEMORY)
           .map_batches(Classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
-                                                          "use_gpu": cfg.use_gpu},
-                       batch_size=cfg.batch_size, batch_format="numpy", num_gpus=1 if cfg.use_gpu else 0,
-                       compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
+                                                          "use_gpu": use_gpu,
+                                                          "threads": max(1, round(cfg.actor_cpus))},
+                       batch_size=cfg.batch_size, batch_format="numpy", num_gpus=1 if use_gpu else 0,
+                       num_cpus=cfg.actor_cpus, compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard
 
@@ -469,7 +486,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     bundle.features.check_current()
     hop = cfg.hop_s or bundle.features.hop_s
     model_id = model_fingerprint(bundle.state_dict or {})
-    key = label_key(model_id, bundle.features.hash(), hop, cfg.aggregate, cfg.too_short)
+    key = label_key(model_id, bundle.features.hash(), hop, cfg.aggregate, cfg.too_short, cfg.top_k)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
