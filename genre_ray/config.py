@@ -9,6 +9,7 @@ are overridden with dots (``features.window_s=2.0``); values are parsed as YAML 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -200,10 +201,15 @@ def _bounds(args: Any, positive: bool = False, integer: bool = False) -> tuple[A
     return [low, high], [low, high - 1 if integer else high]
 
 
+_SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _values(args: Any) -> tuple[Any, list[Any]]:
     if not isinstance(args, (list, tuple)) or not args:
         raise ValueError(f"expects a non-empty list of values (got {args!r})")
-    return list(args), list(args)
+    # YAML 1.1 reads 1e-7 (no dot) as a string: such values are numbers
+    values = [float(v) if isinstance(v, str) and _SCIENTIFIC.match(v) else v for v in args]
+    return values, values
 
 
 #: ``{name: args}`` in a search space → ``ray.tune.<tune_fn>`` (the mapping is applied in genre_ray/pipelines/tune.py)
@@ -428,7 +434,7 @@ class DemoConfig(_Base):
     per_genre: int = Field(24, ge=4, description="clips per genre")
     seconds: float = Field(12.0, gt=0, description="clip length")
     hop_s: float = Field(3.0, gt=0, description="window hop in seconds (3.0 = disjoint 3-s windows)")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(10, ge=1)
     num_workers: int = Field(2, ge=1)
     num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray")
     seed: int = 0

@@ -41,8 +41,8 @@ def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dic
                               features=FeatureConfig(hop_s=hop_s), ray=ray_cfg))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), model="homebrew",
                                    model_kwargs=model_kwargs or {"channels": [16, 32, 64, 64], "dense": [128, 64],
-                                                                 "dropout": 0.3},
-                                   epochs=epochs, batch_size=16, lr=1e-3, num_workers=num_workers, seed=seed,
+                                                                 "dropout": 0.2, "conv_dropout": 0.0},
+                                   epochs=epochs, batch_size=16, lr=2e-3, num_workers=num_workers, seed=seed,
                                    cpus_per_worker=0.5, register_as="genre-ray-demo",
                                    ray=ray_cfg))
     summary = run_label(LabelConfig(input=str(work / "unseen"), model=report["bundle"], out=str(work / "unseen-labels"),
