@@ -34,7 +34,8 @@ def trained(tmp_path_factory, ray_session, mlflow_home):
                                      ray=RayConfig()))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), epochs=EPOCHS, batch_size=16,
                                    lr=3e-3, num_workers=2, cpus_per_worker=0.5, register_as="genre-ray-e2e",
-                                   model_kwargs={"channels": [16, 32, 32, 32], "dense": [64], "dropout": 0.2}))
+                                   model_kwargs={"channels": [16, 32, 32, 32], "dense": [64], "dropout": 0.2,
+                                                 "conv_dropout": 0.0}))
     return work, meta, report
 
 
@@ -59,10 +60,10 @@ def test_prepare_splits_per_track_before_windowing(trained):
     assert 0.0 <= row["image"].min() and row["image"].max() <= 1.0
 
 
-def test_training_beats_chance_per_track_and_is_in_mlflow(trained):
+def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):
     work, _, report = trained
     acc = report["test"]["track"]["accuracy"]
-    assert acc >= 0.75, f"held-out per-track accuracy {acc} (chance {1 / GENRES})"
+    assert acc >= 0.95, f"held-out per-track accuracy {acc} (chance {1 / GENRES})"
     run = mlflow.get_run(report["run_id"])
     assert run.data.params["model"] == "homebrew" and run.data.params["num_workers"] == "2"
     client = mlflow.tracking.MlflowClient()
