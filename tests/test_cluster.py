@@ -176,8 +176,10 @@ def head(work):
         wait_until(lambda: JobSubmissionClient(url).list_jobs() is not None, START_TIMEOUT_S, "ray head", svc)
         yield {"url": url, "gcs": f"127.0.0.2:{gcs}", "temp": temp, "service": svc}
     finally:
-        svc.stop()
-        shutil.rmtree(temp, ignore_errors=True)
+        try:
+            svc.stop()
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def runtime_env_file(path: Path, **env_vars: str) -> Path:
