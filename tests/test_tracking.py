@@ -117,3 +117,16 @@ def test_cli_exits_3_with_one_line_and_writes_nothing(monkeypatch, tmp_path, cap
     err = capsys.readouterr().err
     assert f"genre-ray train: MLflow tracking server {uri} is unreachable" in err
     assert not out.exists()
+
+
+def test_label_with_an_unreachable_server_writes_nothing(monkeypatch, tmp_path, capsys):
+    """The label command checks the tracking server before listing inputs, fetching the model or writing."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a.wav").write_bytes(b"RIFF")
+    uri = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "labels"
+    assert main(["label", "--input", str(lib), "--model", "models:/nothing/1", "--out", str(out)]) == 3
+    assert f"genre-ray label: MLflow tracking server {uri} is unreachable" in capsys.readouterr().err
+    assert not out.exists()

@@ -481,6 +481,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
     announce("label", cfg)
     t0 = time.time()
+    tracking.setup(cfg.experiment)  # an unreachable tracking server fails here: nothing written, no model fetched
     files = list_inputs(cfg.input)
     bundle = load_bundle(cfg.model)  # fail before any work if the model cannot be loaded or is stale
     bundle.features.check_current()
@@ -490,7 +491,6 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
-    tracking.setup(cfg.experiment)
     extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
              "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
 
