@@ -57,6 +57,7 @@ def test_search_space_parses_and_maps_to_tune_domains():
     assert trial.model_kwargs == {"channels": [8, 8, 8, 8], "dropout": 0.3}  # merged into the fixed kwargs
     grid = _tune(searcher="grid", search_space={"batch_size": {"choice": [8, 16]}})
     assert param_space(grid)["batch_size"] == {"grid_search": [8, 16]}
+    assert _tune(search_space={"lr": {"grid": ["1e-7", 0.01]}}).search_space["lr"] == {"grid": [1e-7, 0.01]}
     assert sorted(SEARCHERS) == sorted(TUNE_SEARCHERS) and sorted(SCHEDULERS) == sorted(TUNE_SCHEDULERS)
     assert set(DISTRIBUTIONS) == {"uniform", "loguniform", "randint", "choice", "grid"}
 
@@ -178,7 +179,7 @@ def test_failed_trial_is_reported_and_the_best_config_is_retrained_and_registere
     # kernel_sizes [3, 3] does not match the four conv blocks: the model constructor raises in that trial
     cfg = _tune(data=str(prepared), out=str(tmp_path / "sweep"), experiment="tune-fail",
                 train={**TINY, "epochs": 2, "lr": 0.005, "register_as": "genre-ray-tune-test"},
-                search_space={"model_kwargs.kernel_sizes": {"grid": [3, [3, 3]]}}, scheduler="fifo",
+                search_space={"model_kwargs.kernel_sizes": {"grid": [3, [3, 3]]}}, scheduler="fifo", num_samples=1,
                 max_concurrent_trials=2, trial_cpus=0.5, retrain=True, retrain_epochs=2)
     report = run_tune(cfg)
     trials = {json.dumps(t["model_kwargs.kernel_sizes"]): t for t in report["trials"]}
@@ -218,7 +219,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 @pytest.mark.integration
 def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_path, mlflow_home):
-    cfg = {"train": {**TINY, "epochs": 3}, "search_space": {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
+    EPOCHS = 10
+    cfg = {"train": {**TINY, "epochs": EPOCHS}, "search_space": {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
            "scheduler": "fifo", "num_samples": 1, "max_concurrent_trials": 1, "trial_cpus": 1, "snapshot_s": 1,
            "retrain": False, "experiment": "tune-restore"}
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
@@ -233,20 +235,23 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_p
     try:
         deadline = time.time() + 600
         while time.time() < deadline and first.poll() is None:
-            time.sleep(1.0)
+            time.sleep(0.25)
             state = tmp_path / "sweep" / "sweep.json"
             if not state.is_file():
                 continue
             children = _children(json.loads(state.read_text())["parent_run_id"])
             finished = {c.data.tags["genre_ray.trial_id"]: c.info.end_time for c in children
                         if c.info.status == "FINISHED"}
-            if len(finished) >= 2:
-                time.sleep(3.0)  # > snapshot_s: Tune's experiment state has recorded them
+            running = [c for c in children if c.info.status == "RUNNING"
+                       and len(client.get_metric_history(c.info.run_id, "val_loss")) >= 2]
+            # two trials done and the next one two epochs in: its checkpoints forced Tune state snapshots that
+            # record the finished trials — kill the driver (and its local Ray) mid-trial
+            if len(finished) >= 2 and running:
                 break
     finally:
         _kill_group(first)
         log.close()
-    assert len(finished) >= 2, (tmp_path / "first.log").read_text()[-3000:]
+    assert len(finished) >= 2 and running, (tmp_path / "first.log").read_text()[-3000:]
     parent_id = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["parent_run_id"]
     before = {c.data.tags["genre_ray.trial_id"]: c for c in _children(parent_id)}
     finished = {t: c.info.end_time for t, c in before.items() if c.info.status == "FINISHED"}
@@ -264,7 +269,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_p
     for tid, end_time in finished.items():  # finished trials were not run again
         assert after[tid].info.end_time == end_time
         history = client.get_metric_history(after[tid].info.run_id, "val_loss")
-        assert sorted(m.step for m in history) == [0, 1, 2] and all(m.timestamp < killed_at for m in history)
+        assert sorted(m.step for m in history) == list(range(EPOCHS)) and all(m.timestamp < killed_at for m in history)
     for c in after.values():  # and no epoch of any trial was logged twice
-        assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "val_loss")) == [0, 1, 2]
+        assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "val_loss")) == list(range(EPOCHS))
+    interrupted = after[running[0].data.tags["genre_ray.trial_id"]]  # went on from its last epoch checkpoint
+    assert "trial resumed after epoch" in second.stdout + second.stderr
+    assert interrupted.info.status == "FINISHED"
     assert client.get_run(parent_id).info.status == "FINISHED"

@@ -298,11 +298,15 @@ _REPORTED = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_tr
 
 
 def _error_text(trial) -> str:
+    """The trial's error trace: the driver's local error file (written before the callbacks run), else storage."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text()
     try:
         err = trial.get_error()
-    except Exception:  # storage gone: keep what the trial object knows
+    except Exception:  # storage unreachable
         err = None
-    return str(err or getattr(trial, "error_msg", None) or "failed (no error file)")
+    return str(err or "failed (no error file)")
 
 
 # ---------------------------------------------------------------- summary
@@ -441,6 +445,11 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         if diff:
             raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(diff)}); resume it with its own "
                               f"config ({saved}) or choose another --out")
+    storage = cfg.storage_path or str(out / "ray_results")
+    exp_path = f"{storage.rstrip('/')}/{cfg.name}"
+    resuming = ray.tune.Tuner.can_restore(exp_path)  # reads the storage only; Ray need not run
+    if resuming and not cfg.resume:
+        raise ConfigError(f"{exp_path} holds a sweep already and resume is off: choose another --out (or name)")
     uri, exp_id = tracking.setup(cfg.experiment)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", f"{cfg.snapshot_s:g}")  # read when the Tune loop starts
     # each trial checkpoint (num_to_keep=1) forces a state snapshot — what resume relies on; don't warn about it
@@ -448,11 +457,6 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     init_ray(cfg.ray)
     _check_resources(cfg, base)
     out.mkdir(parents=True, exist_ok=True)
-    storage = cfg.storage_path or str(out / "ray_results")
-    exp_path = f"{storage.rstrip('/')}/{cfg.name}"
-    resuming = cfg.resume and ray.tune.Tuner.can_restore(exp_path)
-    if not cfg.resume and ray.tune.Tuner.can_restore(exp_path):
-        raise ConfigError(f"{exp_path} holds a sweep already and resume is off: choose another --out (or name)")
     client = mlflow.tracking.MlflowClient(uri)
     parent, reused = _open_parent(cfg, out, client, exp_id, resuming)
     cfg.save(saved)
@@ -490,7 +494,7 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
                 metric=metric, mode=mode, num_samples=cfg.num_samples,
                 search_alg=SEARCHERS.lookup(cfg.searcher)(cfg),
                 scheduler=SCHEDULERS.lookup(cfg.scheduler)(cfg, base.epochs),
-                trial_dirname_creator=trial_dirname),
+                trial_dirname_creator=trial_dirname, reuse_actors=True),
             run_config=ray.tune.RunConfig(
                 name=cfg.name, storage_path=storage, verbose=1,
                 checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1),
