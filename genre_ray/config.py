@@ -276,8 +276,9 @@ class TuneConfig(_Base):
     grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep the best 1/reduction_factor at each rung")
     max_concurrent_trials: int | None = Field(2, ge=1, description="trials at once (None = as many as fit)")
-    trial_cpus: float = Field(1.0, ge=0, description="CPUs per trial (single-worker trials: its torch threads; "
-                              "multi-worker trials: the trial's driver only, workers take train.cpus_per_worker)")
+    trial_cpus: float = Field(1.0, gt=0, description="CPUs per trial (single-worker trials: its torch threads; "
+                              "multi-worker trials: the trial's driver only, e.g. 0.1 — the workers take "
+                              "train.cpus_per_worker each)")
     trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial worker, fractions allowed (0.5 = two trials "
                               "share a GPU); needs train.use_gpu")
     max_trial_failures: int = Field(0, ge=0, description="times Tune retries a failed trial before it counts as failed")

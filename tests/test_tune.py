@@ -89,6 +89,7 @@ def test_search_space_parses_and_maps_to_tune_domains():
     ({"train": {"epoch": 3}}, "train.epoch"),
     ({"trial_gpus": 0.5}, "needs train.use_gpu"),
     ({"num_samples": 0}, "num_samples"),
+    ({"trial_cpus": 0}, "trial_cpus"),
 ])
 def test_bad_sweep_config_names_the_problem(overrides, needle):
     kw = {"search_space": {"lr": {"uniform": [0.001, 0.01]}}, **overrides}
