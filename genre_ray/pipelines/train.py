@@ -101,6 +101,18 @@ def validate(model: nn.Module, shard, batch_size: int, device: torch.device, cla
             "val_track_accuracy": float((track_probs.argmax(1) == track_y).mean())}
 
 
+def restore_checkpoint(ckpt: "ray.train.Checkpoint", model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict[str, Any]:
+    """Load a training checkpoint (``weights_only``) into model, optimizer and scheduler; returns its state
+    (``epoch``, ``best``, ``since_best``, ``metrics``)."""
+    with ckpt.as_directory() as d:
+        state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
 def _is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -133,11 +145,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart after a failure: continue after the last reported epoch
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore_checkpoint(ckpt, model, optimizer, scheduler)
         start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
         if client is not None:
             restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1

@@ -50,7 +50,8 @@ from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
-from genre_ray.pipelines.train import CKPT_FILE, _batches, _is_better, _model_kwargs, train_loop_per_worker, validate
+from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, restore_checkpoint,
+                                      train_loop_per_worker, validate)
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
 from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
@@ -138,11 +139,7 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
     start_epoch, best, since_best = 0, None, 0
     ckpt = ray.tune.get_checkpoint()
     if ckpt:  # the sweep was resumed, or Tune retried this trial
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore_checkpoint(ckpt, model, optimizer, scheduler)
         start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
         print(f"trial resumed after epoch {state['epoch']}", flush=True)
     for epoch in range(start_epoch, cfg.epochs):
