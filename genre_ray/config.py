@@ -73,6 +73,8 @@ class PrepareConfig(_Base):
     features: FeatureConfig = FeatureConfig()
     noise_copies: int = Field(0, ge=0, description="extra noisy copies of each training window")
     noise_snr_db: float = Field(20.0, description="SNR of the added white noise, dB")
+    offset_copies: int = Field(0, ge=0, description="extra copies of each training track cut from a random offset "
+                               "in (0, hop): windows between the regular ones")
     ray: RayConfig = RayConfig()
 
     @field_validator("split_fractions")

@@ -33,8 +33,12 @@ FAILED = "_failed"
 
 
 def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: int, noise_snr_db: float,
-                  seed: int) -> Iterator[dict[str, Any]]:
-    """One track row → its window rows (or one ``_failed`` row carrying the error). Runs in Ray tasks."""
+                  seed: int, offset_copies: int = 0) -> Iterator[dict[str, Any]]:
+    """One track row → its window rows (or one ``_failed`` row carrying the error). Runs in Ray tasks.
+
+    Training tracks also get ``noise_copies`` noisy copies and ``offset_copies`` copies cut from a random offset
+    (``augmented=True``); val/test windows stay clean and on the regular grid.
+    """
     base = {"track_id": row["track_id"], "label_idx": int(row["label_idx"])}
     empty = np.zeros(features.image_shape, np.float16)
     try:
@@ -48,17 +52,19 @@ def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: in
         yield {**base, "split": FAILED, "window_idx": -1, "start_s": 0.0, "augmented": False,
                "image": empty, "error": f"{type(exc).__name__}: {exc}"}
         return
-    n = images.shape[0]
-    augmented = np.zeros(n, bool)
-    if row["split"] == "train" and noise_copies > 0:  # white noise at noise_snr_db below the track's power
+    parts = [(images, starts, False)]
+    if row["split"] == "train" and (noise_copies > 0 or offset_copies > 0):
         rng = np.random.default_rng([seed, int(row["track_id"][:8], 16)])
-        noisy = [_windows(audio.add_noise(wave, noise_snr_db, rng), features)[0] for _ in range(noise_copies)]
-        images = np.concatenate([images, *noisy])
-        starts = np.tile(starts, noise_copies + 1)
-        augmented = np.repeat(np.arange(noise_copies + 1) > 0, n)
-    for i in range(len(images)):
-        yield {**base, "split": row["split"], "window_idx": i % n, "start_s": float(starts[i]),
-               "augmented": bool(augmented[i]), "image": images[i], "error": ""}
+        for _ in range(noise_copies):  # white noise at noise_snr_db below the track's power
+            parts.append((*_windows(audio.add_noise(wave, noise_snr_db, rng), features), True))
+        for _ in range(offset_copies):  # the same audio cut from a random offset in (0, hop): windows in between
+            shift = int(rng.integers(1, max(2, features.hop_samples)))
+            im, st = _windows(wave[shift:], features)
+            parts.append((im, st + shift / features.sample_rate, True))
+    for images, starts, augmented in parts:
+        for i in range(len(images)):
+            yield {**base, "split": row["split"], "window_idx": i, "start_s": float(starts[i]),
+                   "augmented": augmented, "image": images[i], "error": ""}
 
 
 def _windows(wave: np.ndarray, features: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +98,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     ds = ray.data.from_items(records, override_num_blocks=n_blocks).flat_map(
         track_windows,
         fn_kwargs={"features": cfg.features, "noise_copies": cfg.noise_copies,
-                   "noise_snr_db": cfg.noise_snr_db, "seed": cfg.seed},
+                   "noise_snr_db": cfg.noise_snr_db, "seed": cfg.seed, "offset_copies": cfg.offset_copies},
     )
     ds.write_parquet(str(out / "windows"), partition_cols=["split"])
 
