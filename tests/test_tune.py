@@ -124,8 +124,14 @@ def prepared(tmp_path_factory, ray_session, mlflow_home):
     return work / "prepared"
 
 
+def _client():
+    from genre_ray import tracking
+
+    return mlflow.tracking.MlflowClient(tracking.tracking_uri())  # the store of mlflow_home, as in the jobs
+
+
 def _children(parent_run_id: str, job: str = "tune-trial"):
-    client = mlflow.tracking.MlflowClient()
+    client = _client()
     run = client.get_run(parent_run_id)
     return client.search_runs([run.info.experiment_id],
                               f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.genre_ray.job = '{job}'")
@@ -154,7 +160,7 @@ def test_asha_sweep_stops_trials_early_and_logs_a_child_run_per_trial(prepared, 
     assert best.lr == report["best"]["values"]["lr"] and best.epochs == 3
     assert (out / "hyperparameters.png").stat().st_size > 5000 and (out / "summary.csv").is_file()
 
-    client = mlflow.tracking.MlflowClient()
+    client = _client()
     parent = client.get_run(report["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == 4
     assert parent.data.metrics["n_stopped_early"] == len(stopped)
@@ -191,7 +197,7 @@ def test_failed_trial_is_reported_and_the_best_config_is_retrained_and_registere
     summary = (tmp_path / "sweep" / "summary.md").read_text()
     assert "ERROR" in summary and "Failed trials" in summary
 
-    client = mlflow.tracking.MlflowClient()
+    client = _client()
     children = {c.data.tags["genre_ray.trial_id"]: c for c in _children(report["parent_run_id"])}
     failed = children[trials["[3, 3]"]["trial_id"]]
     assert failed.info.status == "FAILED" and "must match channels" in failed.data.tags["genre_ray.error"]
@@ -216,12 +222,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # what Ray itself forked from the group goes with it
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
 
 
 @pytest.mark.integration
 def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_path, mlflow_home):
-    EPOCHS = 10
-    cfg = {"train": {**TINY, "epochs": EPOCHS}, "search_space": {"lr": {"grid": [0.01, 0.005, 0.003, 0.002]}},
+    EPOCHS, TRIALS = 8, 3
+    cfg = {"train": {**TINY, "epochs": EPOCHS}, "search_space": {"lr": {"grid": [0.01, 0.005, 0.003]}},
            "scheduler": "fifo", "num_samples": 1, "max_concurrent_trials": 1, "trial_cpus": 1, "snapshot_s": 1,
            "retrain": False, "experiment": "tune-restore"}
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
@@ -229,7 +242,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_p
            str(prepared), "--out", str(tmp_path / "sweep"), "--num-cpus", "2"]
     env = {**os.environ, "GENRE_RAY_HOME": str(mlflow_home)}
     env.pop("RAY_ADDRESS", None)  # its own local Ray, not the test session's
-    client = mlflow.tracking.MlflowClient()
+    client = _client()
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     finished: dict[str, float] = {}
@@ -256,16 +269,16 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_p
     parent_id = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["parent_run_id"]
     before = {c.data.tags["genre_ray.trial_id"]: c for c in _children(parent_id)}
     finished = {t: c.info.end_time for t, c in before.items() if c.info.status == "FINISHED"}
-    assert len(finished) < 4, "the sweep ended before the driver was killed"
+    assert len(finished) < TRIALS, "the sweep ended before the driver was killed"
     killed_at = time.time() * 1000
 
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming the sweep" in second.stdout
     report = json.loads((tmp_path / "sweep" / "tune_results.json").read_text())
-    assert report["resumed"] and report["parent_run_id"] == parent_id and len(report["trials"]) == 4
+    assert report["resumed"] and report["parent_run_id"] == parent_id and len(report["trials"]) == TRIALS
     after = {c.data.tags["genre_ray.trial_id"]: c for c in _children(parent_id)}
-    assert len(after) == 4 and all(c.info.status == "FINISHED" for c in after.values())
+    assert len(after) == TRIALS and all(c.info.status == "FINISHED" for c in after.values())
     assert set(before) <= set(after)  # the same child runs went on
     for tid, end_time in finished.items():  # finished trials were not run again
         assert after[tid].info.end_time == end_time
