@@ -140,7 +140,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
     start_epoch, best, since_best = 0, None, 0
-    client = mlflow.tracking.MlflowClient(config["tracking_uri"]) if rank == 0 else None
+    # a sweep passes run_id "": its driver alone writes that run
+    client = mlflow.tracking.MlflowClient(config["tracking_uri"]) if rank == 0 and config["run_id"] else None
     run_id = config["run_id"]
 
     ckpt = ray.train.get_checkpoint()
