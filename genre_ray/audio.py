@@ -9,7 +9,10 @@ in its wheel: m4a/aac, wma and everything else). Resampling goes through ``soxr`
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -89,6 +92,7 @@ def decode(path: str | Path, sr: int = DEFAULT_SR, backends: tuple[str, ...] | N
     reads it, or when the file decodes to zero samples or a non-positive sample rate.
     """
     path = str(path)
+    check_local_file(path)
     errors: list[str] = []
     for name in backends or tuple(DECODERS):
         try:
@@ -166,6 +170,31 @@ def _stream_pyav(src: object, block_frames: int) -> tuple[int, Iterator[np.ndarr
     return sr, blocks()
 
 
+def check_local_file(path: str) -> None:
+    """Fail early, with the reason in words, for a local path that cannot be audio: missing, a dangling or looping
+    symlink, a directory/FIFO/device (reading a FIFO would block forever), empty, or unreadable. URIs pass."""
+    if "://" in path and not path.startswith("file://"):
+        return
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if not os.path.exists(local):
+        if os.path.islink(local):
+            try:
+                os.stat(local)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise DecodeError(f"{path}: symlink loop") from None
+            raise DecodeError(f"{path}: dangling symlink (target {os.readlink(local)!r} does not exist)")
+        raise DecodeError(f"{path}: no such file")
+    st = os.stat(local)
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket or device)"
+        raise DecodeError(f"{path}: {kind}")
+    if st.st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    if not os.access(local, os.R_OK):
+        raise DecodeError(f"{path}: permission denied (mode {stat.filemode(st.st_mode)})")
+
+
 def _open_source(path: str) -> object:
     """A local path as is; ``s3://``, ``gs://`` … through fsspec (its filesystem package must be installed)."""
     if "://" in path and not path.startswith("file://"):
@@ -186,6 +215,7 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
     samples, or when decoding fails part-way (nothing already yielded is taken back).
     """
     path = str(path)
+    check_local_file(path)
     errors: list[str] = []
     for name in backends or tuple(STREAM_DECODERS):
         src = None

@@ -108,8 +108,10 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
     """All audio files under ``root`` (by extension), sorted.
 
     Walks with ``os.walk(followlinks=False)``: symlinked *directories* are never entered (so a
-    symlink loop cannot hang the walk; their count is logged), symlinked *files* are kept when
-    they point at a regular file. Directories are skipped even when named like ``album.wav``.
+    symlink loop cannot hang the walk; their count is logged), symlinked *files* are kept, and so
+    are dangling or looping links named like audio (every such entry is an input: decoding reports it as an
+    error with the reason, so nothing in the folder goes unaccounted). Directories are skipped even when named
+    like ``album.wav``.
     Hidden entries (names starting with ``.``, e.g. macOS ``._blues.00000.wav`` resource forks)
     are skipped. Returned paths start with ``root`` as given.
 
@@ -142,7 +144,7 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
             if name.startswith(".") or not is_audio_file(name):
                 continue
             full = os.path.join(dirpath, name)
-            if os.path.isfile(full):  # follows file symlinks; drops broken ones and odd entries
+            if not os.path.isdir(full):  # files, file symlinks, and broken/looping links: decode reports those
                 found.append(Path(full))
     if skipped_links:
         logger.info("list_audio_files(%s): did not enter %d symlinked folder(s)", root_path, skipped_links)

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from genre_ray import atomic
 from genre_ray.registry import Registry
 
 Aggregator = Callable[[np.ndarray], np.ndarray]
@@ -122,7 +123,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    atomic.savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -151,6 +152,6 @@ def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Pat
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    atomic.savefig(fig, path, dpi=100)
     plt.close(fig)
     return path

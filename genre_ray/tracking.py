@@ -14,6 +14,7 @@ half the work is done. ``mlflow`` itself is imported lazily so that importing :c
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -96,10 +97,25 @@ def setup(experiment: str) -> tuple[str, str]:
     return uri, exp_id
 
 
+SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|access[_-]?key|credential)", re.I)
+URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^/@\s]*)@", re.I)
+
+
+def redact(key: str, value: Any) -> str:
+    """A param value as logged: secrets never reach MLflow — a key that names one (password, token, secret, api_key,
+    access_key, credential) logs ``***``, and ``scheme://user:password@host`` URIs lose the password."""
+    if value is None:
+        return "None"
+    text = str(value)
+    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+        return "***"
+    return URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
 def log_params(params: dict[str, Any]) -> None:
     import mlflow
 
-    clean = {k: (str(v)[:MAX_PARAM_LEN] if v is not None else "None") for k, v in params.items()}
+    clean = {k: redact(k, v)[:MAX_PARAM_LEN] for k, v in params.items()}
     items = list(clean.items())
     for i in range(0, len(items), 100):
         mlflow.log_params(dict(items[i:i + 100]))
