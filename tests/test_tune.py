@@ -290,3 +290,44 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(prepared, tmp_p
     assert "trial resumed after epoch" in second.stdout + second.stderr
     assert interrupted.info.status == "FINISHED"
     assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+@pytest.mark.integration
+def test_trial_whose_worker_is_killed_restarts_from_its_checkpoint(prepared, tmp_path):
+    """SIGKILL a trial's Ray worker after its first epoch: Tune restarts it from its checkpoint (max_trial_failures),
+    the sweep finishes, and the trial's MLflow run says it restarted and holds every epoch exactly once."""
+    import threading
+
+    from procs import ray_workers
+
+    from genre_ray.pipelines.tune import run_tune
+
+    epochs = 4
+    cfg = _tune(data=str(prepared), out=str(tmp_path / "sweep"), experiment="tune-fault",
+                train={**TINY, "epochs": epochs}, search_space={"lr": {"grid": [0.01, 0.005]}}, scheduler="fifo",
+                num_samples=1, max_concurrent_trials=2, trial_cpus=1, max_trial_failures=1, retrain=False)
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("report", run_tune(cfg)), daemon=True)
+    thread.start()
+    client, killed, deadline = _client(), None, time.time() + 600
+    while thread.is_alive() and killed is None and time.time() < deadline:
+        time.sleep(0.5)
+        exp = client.get_experiment_by_name("tune-fault")
+        runs = client.search_runs([exp.experiment_id], "tags.genre_ray.job = 'tune-trial'") if exp else []
+        if any(client.get_metric_history(r.info.run_id, "val_loss") for r in runs):
+            pids = ray_workers("ImplicitFunc")
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+    thread.join(timeout=600)
+    assert killed is not None, "the sweep finished before a trial worker could be killed"
+    report = box["report"]
+    assert len(report["trials"]) == 2 and all(t["status"] == "TERMINATED" for t in report["trials"])
+    assert all(t["epochs"] == epochs for t in report["trials"])
+    children = _children(report["parent_run_id"])
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    restarted = [c for c in children if c.data.tags.get("genre_ray.restarts")]
+    assert len(restarted) == 1 and restarted[0].data.tags["genre_ray.restarts"] == "1"
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(epochs)), "every epoch exactly once"
