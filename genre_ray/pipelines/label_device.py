@@ -1,0 +1,159 @@
+"""``genre-ray label --set featurize=device``: decode tasks ship waveform segments, the classifier actor makes the
+images (on its GPU with ``use_gpu``) — the CPUs only decode.
+
+Stages::
+
+    map_batches(segment_batch)   CPU tasks: streamed decode → SegmentWindower → one row per segment (the samples
+                                 of ≤ MAX_WINDOWS windows, once) + one "end" row per track
+    map_batches(SegmentClassifier, ActorPoolStrategy)   SegmentFeaturizer on the actor's device → window rows
+                                 with images → the label job's Classifier (same probabilities, same row format)
+
+The images go back to host memory as float16 before the Classifier moves them to the device (one
+copy of ``93 KB`` per window each way; the CPU work — the STFTs — is gone from the decode tasks, which is the
+point on a GPU node whose CPUs are the bottleneck). The window rows leaving the actor are those of the CPU path (``path, kind, window, start_s, … probs``), so the
+driver's TrackAssembler, shards and resume work unchanged. Images match the CPU path up to float rounding
+(``tests/test_bench.py::test_device_featurization_matches_the_cpu_path``, ``tests/test_label_device.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from genre_ray import audio
+from genre_ray.bundle import Bundle
+from genre_ray.device_features import SegmentFeaturizer, SegmentWindower
+from genre_ray.features import FeatureConfig
+from genre_ray.inference import SILENCE_PEAK, STATUS_ERROR, STATUS_OK, STATUS_TOO_SHORT, TOO_SHORT
+from genre_ray.pipelines.label import END, MAX_WINDOWS, WINDOW, Classifier, featurize_batch
+from genre_ray.registry import Registry
+
+SEGMENT = "seg"
+
+
+def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_short: str,
+                   max_windows: int = MAX_WINDOWS, block_s: float = 10.0) -> Iterator[dict]:
+    """One track → segment rows then one end row (the statuses of :func:`genre_ray.inference.featurize_stream`:
+    error for unreadable or silent audio, too-short or a padded window). Never raises for a file."""
+    w = SegmentWindower(features, hop_s, pad_short=TOO_SHORT.lookup(too_short), max_windows=max_windows)
+    sr, emitted = features.sample_rate, 0
+
+    def seg_row(s) -> dict:
+        return {"kind": SEGMENT, "first": s.first, "samples": s.samples, "offsets": s.frame_offsets,
+                "starts": s.starts_s}
+
+    try:
+        for chunk in audio.decode_stream(path, sr, block_s=block_s):
+            for s in w.push(chunk):
+                emitted += len(s.frame_offsets)
+                yield seg_row(s)
+        for s in w.finish():
+            emitted += len(s.frame_offsets)
+            yield seg_row(s)
+    except Exception as exc:
+        yield _end(w.n_samples / sr, emitted, STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+        return
+    duration = w.n_samples / sr
+    if w.peak <= SILENCE_PEAK:
+        yield _end(duration, emitted, STATUS_ERROR,
+                   f"silent: peak amplitude {w.peak:.1e} ≤ {SILENCE_PEAK:.0e} (−100 dBFS)")
+    elif emitted == 0:
+        yield _end(duration, 0, STATUS_TOO_SHORT,
+                   f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)")
+    else:
+        note = f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window" if w.padded else ""
+        yield _end(duration, emitted, STATUS_OK, note)
+
+
+def _end(duration_s: float, n_windows: int, status: str, error: str) -> dict:
+    return {"kind": END, "duration_s": duration_s, "n_windows": n_windows, "status": status, "error": error}
+
+
+def segment_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: float, too_short: str,
+                  max_windows: int = MAX_WINDOWS) -> Iterator[dict[str, np.ndarray]]:
+    """Paths → one-row batches: segments (``samples``, ``offsets``, ``starts`` ragged, as object arrays) and one end
+    row per track. Columns as the CPU path's where they overlap: ``path, kind, first, duration_s, n_windows,
+    status, error``. Runs in Ray tasks."""
+    for path in batch["path"]:
+        for row in segment_stream(str(path), features, hop_s, too_short, max_windows):
+            full = {"path": str(path), "first": -1, "samples": np.zeros(0, np.float32),
+                    "offsets": np.zeros(0, np.int64), "starts": np.zeros(0), "duration_s": 0.0, "n_windows": 0,
+                    "status": "", "error": "", **row}
+            out = {k: np.empty(1, object) for k in ("samples", "offsets", "starts")}
+            for k in out:
+                out[k][0] = np.asarray(full[k])
+            yield {"path": np.array([full["path"]], object), "kind": np.array([full["kind"]], object),
+                   "first": np.array([full["first"]], np.int64), **out,
+                   "duration_s": np.array([float(full["duration_s"])]),
+                   "n_windows": np.array([int(full["n_windows"])], np.int64),
+                   "status": np.array([full["status"]], object), "error": np.array([full["error"]], object)}
+
+
+def expand_segments(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer) -> dict[str, np.ndarray]:
+    """Segment + end rows → the CPU path's window + end rows (``image (n, 1, H, W)`` float16, made by
+    ``featurizer`` on its device; end rows carry a zero image)."""
+    is_seg = np.asarray(batch["kind"]) == SEGMENT
+    seg_rows = np.flatnonzero(is_seg)
+    images = featurizer.images([np.asarray(batch["samples"][i], np.float32) for i in seg_rows],
+                               [np.asarray(batch["offsets"][i], np.int64) for i in seg_rows])
+    images = images.to("cpu", dtype=__import__("torch").float16).numpy()
+    cols: dict[str, list] = {k: [] for k in ("path", "kind", "window", "start_s", "duration_s", "n_windows", "status",
+                                             "error")}
+    image_rows: list[np.ndarray] = []
+    shape = featurizer.cfg.image_shape
+    k = 0
+    for i in range(len(is_seg)):
+        if is_seg[i]:
+            n = len(batch["offsets"][i])
+            first = int(batch["first"][i])
+            cols["path"] += [batch["path"][i]] * n
+            cols["kind"] += [WINDOW] * n
+            cols["window"] += list(range(first, first + n))
+            cols["start_s"] += list(np.asarray(batch["starts"][i], np.float64))
+            cols["duration_s"] += [0.0] * n
+            cols["n_windows"] += [0] * n
+            cols["status"] += [""] * n
+            cols["error"] += [""] * n
+            image_rows.append(images[k:k + n])
+            k += n
+        else:
+            for c in ("path", "duration_s", "n_windows", "status", "error"):
+                cols[c].append(batch[c][i])
+            cols["kind"].append(END)
+            cols["window"].append(-1)
+            cols["start_s"].append(0.0)
+            image_rows.append(np.zeros((1, *shape), np.float16))
+    return {"path": np.array(cols["path"], object), "kind": np.array(cols["kind"], object),
+            "window": np.array(cols["window"], np.int64), "start_s": np.array(cols["start_s"], np.float64),
+            "image": np.concatenate(image_rows) if image_rows else np.zeros((0, *shape), np.float16),
+            "duration_s": np.array(cols["duration_s"], np.float64),
+            "n_windows": np.array(cols["n_windows"], np.int64), "status": np.array(cols["status"], object),
+            "error": np.array(cols["error"], object)}
+
+
+class SegmentClassifier(Classifier):
+    """The label job's :class:`Classifier` behind a :class:`SegmentFeaturizer` on the same device."""
+
+    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1, **kwargs):
+        super().__init__(bundle, batch_size, use_gpu, threads, **kwargs)
+        self.featurizer = SegmentFeaturizer(bundle.features, self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return super().__call__(expand_segments(batch, self.featurizer))
+
+
+@dataclass(frozen=True)
+class FeaturizeStage:
+    """The two Ray Data stages of one ``featurize`` mode: the CPU task function, the actor class, and how many
+    windows one row of the task's output carries (the actor's batch is ``batch_size // windows_per_row`` rows)."""
+
+    featurize: Callable[..., Iterator[dict[str, np.ndarray]]]
+    classifier: type
+    windows_per_row: int
+
+
+FEATURIZE_STAGES: Registry[FeaturizeStage] = Registry("featurize mode")
+FEATURIZE_STAGES.register("cpu")(FeaturizeStage(featurize_batch, Classifier, 1))
+FEATURIZE_STAGES.register("device")(FeaturizeStage(segment_batch, SegmentClassifier, MAX_WINDOWS))

@@ -1,0 +1,70 @@
+"""``featurize=device``: decode tasks ship waveform segments and the classifier actor makes the images — the same
+statuses as the CPU path for every kind of file, and the same labels through the real Ray Data job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genre_ray.config import LabelConfig
+from genre_ray.inference import TrackEnd, WindowBatch, featurize_stream
+from genre_ray.pipelines.label_device import FEATURIZE_STAGES, SEGMENT, expand_segments, segment_batch
+from genre_ray.device_features import SegmentFeaturizer
+from label_lib import CLASSES, FEATURES, make_library, sharp_bundle
+
+P_COLS = [f"p_{c}" for c in CLASSES]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("device-lib")
+    return root, make_library(root / "library"), sharp_bundle(root / "bundle")
+
+
+@pytest.mark.parametrize("too_short", ["pad", "skip"])
+def test_segment_rows_expand_to_the_cpu_rows(library, too_short):
+    """Per file (good, corrupt, empty, not audio, silent, short): the same end row and the same window images."""
+    _, expected, _ = library
+    featurizer = SegmentFeaturizer(FEATURES, "cpu")
+    for path in sorted(expected):
+        rows = list(segment_batch({"path": np.array([path], object)}, FEATURES, FEATURES.hop_s, too_short))
+        batch = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        assert (batch["kind"][:-1] == SEGMENT).all() and batch["kind"][-1] == "end"
+        got = expand_segments(batch, featurizer)
+        items = list(featurize_stream(path, FEATURES, FEATURES.hop_s, too_short))
+        end: TrackEnd = items[-1]
+        images = [i.images for i in items if isinstance(i, WindowBatch)]
+        want = np.concatenate(images) if images else np.zeros((0, *FEATURES.image_shape), np.float16)
+        assert (got["status"][-1], got["n_windows"][-1], got["error"][-1]) == (end.status, end.n_windows, end.error)
+        assert got["duration_s"][-1] == pytest.approx(end.duration_s)
+        windows = got["kind"] == "w"
+        assert windows.sum() == len(want), path
+        np.testing.assert_array_equal(got["window"][windows], np.arange(len(want)))
+        np.testing.assert_allclose(got["image"][windows].astype(np.float32), want.astype(np.float32), atol=2e-3,
+                                   err_msg=path)
+
+
+def test_featurize_modes_are_registered_and_validated():
+    assert set(FEATURIZE_STAGES) == {"cpu", "device"}
+    with pytest.raises(ValueError, match="featurize must be cpu or device"):
+        LabelConfig(input="x", model="y", out="z", featurize="gpu")
+
+
+@pytest.mark.integration
+def test_label_job_with_device_featurization_equals_the_cpu_job(library, ray_session, mlflow_home, tmp_path):
+    from genre_ray.pipelines.label import read_labels, run_label
+
+    root, expected, bundle = library
+    tables = {}
+    for mode in ("cpu", "device"):
+        cfg = LabelConfig(input=str(root / "library"), model=str(bundle), out=str(tmp_path / mode), too_short="skip",
+                          batch_size=16, featurize=mode)
+        summary = run_label(cfg)
+        assert summary["status"] == {"ok": 8, "error": 4, "too-short": 1}, mode
+        tables[mode] = read_labels(tmp_path / mode).set_index("path")
+    cpu, dev = tables["cpu"], tables["device"]
+    assert sorted(dev.index) == sorted(expected)
+    assert (dev["status"] == cpu["status"]).all() and (dev["n_windows"] == cpu["n_windows"]).all()
+    ok = cpu["status"] == "ok"
+    np.testing.assert_allclose(dev.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=2e-3)
+    assert (dev.loc[ok, "genre"] == cpu.loc[ok, "genre"]).all()
