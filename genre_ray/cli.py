@@ -17,6 +17,7 @@ from genre_ray import __version__
 from genre_ray.config import (ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, TuneConfig,
                               load_config)
 from genre_ray.registry import Registry
+from genre_ray.splits import LeakageError
 from genre_ray.tracking import TrackingError
 
 COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="dataset folder, FMA tracks.csv, or manifest")
     p.add_argument("--out", help="output folder")
     p.add_argument("--split", help="random (default) | predefined | gtzan-ff")
+    p.add_argument("--allow-leakage", dest="allow_leakage", action="store_true", default=None,
+                   help="refuse nothing when a track, file, recording or artist is in two splits: warn, and tag the "
+                        "MLflow run as not comparable (only to reproduce leaky published settings)")
     _config_args(p)
 
     p = sub.add_parser("train", help="train a model on prepared windows (Ray Train DDP), log it to MLflow",
@@ -69,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", dest="num_workers", type=int, help="Ray Train workers")
     p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None)
     p.add_argument("--pretrained", help="local resnet18 ImageNet state_dict (nothing is downloaded)")
+    p.add_argument("--allow-leakage", dest="allow_leakage", action="store_true", default=None,
+                   help="refuse nothing when a track, file, recording or artist is in two splits: warn, and tag the "
+                        "MLflow run as not comparable (only to reproduce leaky published settings)")
     _config_args(p)
 
     p = sub.add_parser("tune", help="Ray Tune sweep of the training config (ASHA), every trial in MLflow",
@@ -111,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png", help="save a bar chart and a timeline per file")
     p.add_argument("--json", action="store_true", help="print one JSON object per file (with its timeline)")
 
+    p = sub.add_parser("report", help="one self-contained HTML page of a labelled library (no network)",
+                       description="Read the labels (and timelines) a `genre-ray label` run wrote and write one HTML "
+                                   "file with everything inlined: genre distribution, a sortable, filterable, "
+                                   "paginated table of tracks with their status, and each track's per-window "
+                                   "timeline (label --timeline).")
+    p.add_argument("labels_dir", metavar="LABELS_DIR", help="the --out folder of `genre-ray label`")
+    p.add_argument("--out", help="HTML file to write (default: LABELS_DIR/report.html)")
+    p.add_argument("--title", help="page title (default: from the folder name)")
+    p.add_argument("--timeline-mb", dest="timeline_mb", type=float, default=6.0,
+                   help="timeline data embedded, MB before base64 (default 6: all class probabilities per window "
+                        "when they fit, else each window's top genre, else the first tracks' timelines)")
+
     p = sub.add_parser("bench", help="benchmarks (speed, memory); prints JSON",
                        description="Run a registered benchmark (genre_ray/bench.py) and print its JSON result. "
                                    "label: throughput on a synthetic library; label-memory: peak memory of one long "
@@ -151,7 +170,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 @command("prepare")
 def _prepare(args: argparse.Namespace) -> int:
-    cfg = load_config(PrepareConfig, args.config, args.overrides, **_values(args, "source", "out", "split"))
+    cfg = load_config(PrepareConfig, args.config, args.overrides, **_values(args, "source", "out", "split", "allow_leakage"))
     from genre_ray.pipelines.prepare import run_prepare
 
     run_prepare(cfg)
@@ -161,7 +180,8 @@ def _prepare(args: argparse.Namespace) -> int:
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(TrainConfig, args.config, args.overrides,
-                      **_values(args, "data", "out", "model", "epochs", "num_workers", "use_gpu", "pretrained"))
+                      **_values(args, "data", "out", "model", "epochs", "num_workers", "use_gpu", "pretrained",
+                                "allow_leakage"))
     from genre_ray.pipelines.train import run_train
 
     run_train(cfg)
@@ -229,6 +249,20 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "ok" for r, _, _ in results) else 1
 
 
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from genre_ray.report import write_report
+
+    try:
+        path = write_report(args.labels_dir, args.out, title=args.title,
+                            timeline_budget=int(args.timeline_mb * 1e6))
+    except FileNotFoundError as exc:
+        print(f"genre-ray report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 @command("bench")
 def _bench(args: argparse.Namespace) -> int:
     import inspect
@@ -271,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrackingError as exc:  # MLflow unreachable: nothing was started or written
         print(f"genre-ray {args.command}: {exc}", file=sys.stderr)
         return 3
+    except LeakageError as exc:  # a track/artist in two splits (genre_ray/leakage.py): refused before Ray starts
+        print(f"genre-ray {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

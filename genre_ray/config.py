@@ -75,6 +75,10 @@ class PrepareConfig(_Base):
     noise_snr_db: float = Field(20.0, description="SNR of the added white noise, dB")
     offset_copies: int = Field(0, ge=0, description="extra copies of each training track cut from a random offset "
                                "in (0, hop): windows between the regular ones")
+    content_hash_s: float = Field(10.0, ge=0, description="seconds of decoded audio hashed per track (tracks.parquet "
+                                  "content_hash) so copies of one recording in two splits are caught; 0 = off")
+    allow_leakage: bool = Field(False, description="a track, file, recording or artist in two splits only warns "
+                                "(reproduces leaky published settings; see genre_ray/leakage.py)")
     ray: RayConfig = RayConfig()
 
     @field_validator("split_fractions")
@@ -138,6 +142,8 @@ class TrainConfig(_Base):
     register_as: str | None = Field(None, description="MLflow registered-model name")
     champion_alias: str = Field("champion", description="alias moved to a new version only when it beats the current "
                                 "holder on the same validation split")
+    allow_leakage: bool = Field(False, description="train although a track, file, recording or artist is in two "
+                                "splits (warns; the MLflow run is tagged genre_ray.leakage = ALLOWED: …)")
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
@@ -228,6 +234,7 @@ TUNE_SEARCHERS = ("random", "grid")
 TUNE_SCHEDULERS = ("asha", "fifo")
 #: TrainConfig keys a sweep may not vary: paths and registry names, resources, and `epochs` (ASHA's budget)
 FIXED_TRAIN_KEYS = frozenset({"data", "out", "epochs", "ray", "experiment", "register_as", "champion_alias",
+                              "allow_leakage",
                               "storage_path", "num_workers", "cpus_per_worker", "use_gpu", "max_failures",
                               "checkpoints_to_keep", "select_metric"})
 

@@ -75,6 +75,9 @@ def write_library(out: Path, labels: pd.DataFrame, timeline: pd.DataFrame | None
     frame = labels.reindex(columns=cols)
     for k, part in enumerate(np.array_split(np.arange(len(frame)), shards)):
         t = pa.Table.from_pandas(frame.iloc[part].reset_index(drop=True), schema=schema, preserve_index=False)
+        for name, kind in (("vote_entropy", pa.float64()), ("uncertain", pa.bool_())):  # the calibration columns,
+            if name not in t.column_names and name in labels.columns:  # should this schema predate them
+                t = t.append_column(pa.field(name, kind), pa.array(labels[name].iloc[part], kind, from_pandas=True))
         pq.write_table(t.drop_columns([d for d in drop if d in t.column_names]), out / LABELS / f"part-{k:05d}.parquet")
     if timeline is not None and len(timeline):
         (out / TIMELINE).mkdir(parents=True, exist_ok=True)

@@ -139,8 +139,34 @@ def test_cli_report(lib, tmp_path, capsys):
     out, labels, _ = lib
     assert main(["report", str(out), "--out", str(tmp_path / "x.html")]) == 0
     assert "report:" in capsys.readouterr().out and (tmp_path / "x.html").stat().st_size > 10_000
+    assert main(["report", str(out), "--out", str(tmp_path / "y.html"), "--timeline-mb", "0"]) == 0
+    small = (tmp_path / "y.html").read_text()
+    assert '"tracks_embedded":0' in small and len(small) < (tmp_path / "x.html").stat().st_size
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no labels" in capsys.readouterr().err and not (tmp_path / "nothing" / REPORT_FILE).exists()
+
+
+def test_label_job_writes_and_logs_the_report(tmp_path, mlflow_home):
+    """The label job's MLflow step (pipelines/label.py ``_log_mlflow``) writes OUT/report.html and logs it."""
+    import mlflow
+
+    from genre_ray import tracking
+    from genre_ray.config import LabelConfig
+    from genre_ray.pipelines.label import _log_mlflow
+
+    labels, timeline = library(50, seed=4)
+    out = write_library(tmp_path / "out", labels, timeline)
+    cfg = LabelConfig(input=str(tmp_path / "music"), model=str(tmp_path / "bundle"), out=str(out),
+                      experiment="report-test")
+    tracking.setup(cfg.experiment)
+    status = labels["status"].value_counts().to_dict()
+    summary = {"model_id": "m", "label_key": "k", "status": status, "files": 50, "labelled_now": 50,
+               "skipped_already_labelled": 0, "hours_of_audio": 0.1, "audio_s_per_s": 1.0, "files_per_s": 1.0,
+               "seconds": 1.0}
+    _log_mlflow(cfg, summary, out)
+    run = mlflow.last_active_run()
+    assert (out / REPORT_FILE).is_file() and '"n":50' in (out / REPORT_FILE).read_text()
+    assert REPORT_FILE in {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
 
 
 # ------------------------------------------------------------------------------------------ browser

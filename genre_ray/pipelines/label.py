@@ -46,6 +46,7 @@ from genre_ray.inference import (STATUS_ERROR, STATUS_OK, TrackEnd, WindowBatch,
                                  label_row, model_fingerprint)
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.registry import Registry
+from genre_ray.report import REPORT_FILE, write_report
 from genre_ray.training import predict_probs
 
 log = logging.getLogger("genre_ray")
@@ -548,7 +549,11 @@ def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
                             "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
                             "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
                             "files_per_s": summary["files_per_s"], "seconds": summary["seconds"]})
-        for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv"):
+        try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
+            write_report(out)
+        except Exception as exc:  # the labels are written already; a report bug must not lose the run's record
+            log.warning("label: %s not written: %s: %s", REPORT_FILE, type(exc).__name__, exc)
+        for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv", REPORT_FILE):
             if (out / name).is_file():
                 mlflow.log_artifact(str(out / name))
 

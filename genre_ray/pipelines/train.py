@@ -29,6 +29,7 @@ from genre_ray.augment import BatchAugment
 from genre_ray.config import SELECT_METRICS, TrainConfig
 from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion, plot_curves
 from genre_ray.features import FeatureConfig
+from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
@@ -275,6 +276,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.data}: need train and val windows, found {meta['windows']}")
     tracks = pd.read_parquet(Path(cfg.data) / "tracks.parquet")
     fingerprint = dataset_fingerprint(tracks, meta["feature_hash"])
+    leak = enforce(find_leakage(tracks), cfg.allow_leakage, f"train {cfg.data}")  # before MLflow and Ray
     uri, _ = tracking.setup(cfg.experiment)  # fails before Ray starts if MLflow is unusable
     init_ray(cfg.ray)
     _check_cpus_left_for_data(cfg)
@@ -292,7 +294,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                              "effective_batch_size": cfg.batch_size * cfg.num_workers,
                              "pretrained_file": model_kwargs.get("pretrained")})
         mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model, "git_commit": git_commit(),
-                         "dataset_fingerprint": fingerprint,
+                         "dataset_fingerprint": fingerprint, **leakage_tags(leak),
                          **{f"version.{k}": v for k, v in versions().items()}})
         mlflow.log_artifact(str(out / "config.yaml"))
         mlflow.log_artifact(str(out / "classes.json"))

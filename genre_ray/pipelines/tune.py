@@ -52,6 +52,7 @@ from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
 from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, restore_checkpoint,
                                       train_loop_per_worker, validate)
+from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
 from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
@@ -446,6 +447,8 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     resuming = ray.tune.Tuner.can_restore(exp_path)  # reads the storage only; Ray need not run
     if resuming and not cfg.resume:
         raise ConfigError(f"{exp_path} holds a sweep already and resume is off: choose another --out (or name)")
+    leak = enforce(find_leakage(pd.read_parquet(Path(cfg.data) / "tracks.parquet")), base.allow_leakage,
+                   f"tune {cfg.data}")  # before MLflow and Ray, as in train
     uri, exp_id = tracking.setup(cfg.experiment)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", f"{cfg.snapshot_s:g}")  # read when the Tune loop starts
     # each trial checkpoint (num_to_keep=1) forces a state snapshot — what resume relies on; don't warn about it
@@ -466,6 +469,8 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         for i in range(0, len(items), 100):
             client.log_batch(parent, params=items[i:i + 100])
         client.set_tag(parent, "dataset_fingerprint", fingerprint)
+        for key, value in leakage_tags(leak).items():
+            client.set_tag(parent, key, value)
         client.log_artifact(parent, str(saved))
     state_file.write_text(json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "running"}))
 
