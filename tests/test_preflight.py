@@ -1,0 +1,174 @@
+"""Bad settings fail before any work: one clear message naming the problem, exit status 2 (3: MLflow unreachable),
+nothing written, no MLflow store touched, no Ray started. And safe-by-default loading, writes and logging."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genre_ray import atomic
+from genre_ray.bundle import WEIGHTS, save_bundle
+from genre_ray.cli import main
+from genre_ray.features import FeatureConfig
+from genre_ray.models import create_model
+from genre_ray.tracking import redact
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = FeatureConfig(n_mels=32, height=32, width=32)
+CLASSES = ["blues", "metal", "pop"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh GENRE_RAY_HOME: the default MLflow store would be created in it by any job that got that far."""
+    monkeypatch.setenv("GENRE_RAY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """The part of a prepared folder every job reads first (meta.json), as `genre-ray prepare` writes it."""
+    d = tmp_path / "prepared"
+    d.mkdir()
+    atomic.write_json(d / "meta.json", {"classes": CLASSES, "features": SMALL.to_dict(), "feature_hash": SMALL.hash(),
+                                        "tracks": {"train": 6, "val": 3, "test": 3},
+                                        "windows": {"train": 30, "val": 15, "test": 15}, "failed": []})
+    import pandas as pd
+
+    pd.DataFrame({"track_id": [f"{i:040x}" for i in range(12)], "rel_path": [f"g/{i}.wav" for i in range(12)],
+                  "label": [CLASSES[i % 3] for i in range(12)],
+                  "split": ["train"] * 6 + ["val"] * 3 + ["test"] * 3}).to_parquet(d / "tracks.parquet")
+    return d
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    kw = {"channels": [4, 4, 8, 8], "dense": [8], "input_size": [32, 32]}
+    return save_bundle(tmp_path / "bundle", create_model("homebrew", num_classes=3, **kw).eval(), "homebrew", kw,
+                       CLASSES, SMALL)
+
+
+def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str]]:
+    lib = tmp / "lib"
+    lib.mkdir(exist_ok=True)
+    (lib / "notes.txt").write_text("no audio here")
+    music = tmp / "music"
+    music.mkdir(exist_ok=True)
+    (music / "a.wav").write_bytes(b"")  # listed as audio (decoding would report it): the model is what fails
+    not_bundle = tmp / "not-a-bundle"
+    not_bundle.mkdir(exist_ok=True)
+    out = str(tmp / "out")
+    return [
+        (["train", "--data", str(prepared), "--out", out, "--set", "epoch=3"], "epoch"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "batch_size=many"], "batch_size"),
+        (["prepare", "--source", str(prepared), "--out", out, "--set", "features.n_mel=64"], "n_mel"),
+        (["label", "--input", str(lib), "--model", str(bundle), "--out", out, "--set", "top_k=0"], "top_k"),
+        (["train", "--data", str(tmp / "nowhere"), "--out", out], "not found: " + str(tmp / "nowhere")),
+        (["train", "--data", str(lib), "--out", out], "not a prepared folder"),
+        (["tune", "--data", str(tmp / "nowhere"), "--out", out, "--set", "search_space={lr: {grid: [0.01]}}"],
+         "not found"),
+        (["prepare", "--source", str(tmp / "nowhere"), "--out", out], "source not found"),
+        (["label", "--input", str(tmp / "nowhere"), "--model", str(bundle), "--out", out], "not found"),
+        (["label", "--input", str(lib), "--model", str(bundle), "--out", out], "no audio files"),
+        (["label", "--input", str(music), "--model", str(not_bundle), "--out", out], "not a genre-ray model bundle"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs.num_classes=5"],
+         "num_classes=5 but the dataset has 3 classes"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs.input_size=[216, 216]"],
+         "does not fit the data's images (1, 32, 32)"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs.kernel_sizes=[3, 3]"],
+         "kernel_sizes (2) must match channels (4)"),
+        (["tune", "--data", str(prepared), "--out", out, "--set", "train={model_kwargs: {input_size: [216, 216]}}",
+          "--set", "search_space={lr: {loguniform: [1e-4, 1e-2]}}"], "does not fit the data's images"),
+    ]
+
+
+def test_every_bad_setting_is_one_message_and_exit_2_before_any_work(tmp_path, home, prepared, bundle, capsys):
+    for argv, needle in _cases(tmp_path, prepared, bundle):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err, (argv, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 12, err
+        assert not (tmp_path / "out").exists(), argv  # nothing written
+        assert not (home / "mlflow.db").exists(), argv  # MLflow not reached: it comes after the checks
+
+
+def test_unreachable_tracking_server_exits_3_before_ray(tmp_path, prepared):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "RAY_ADDRESS": ""}
+    proc = subprocess.run([sys.executable, "-m", "genre_ray.cli", "train", "--data", str(prepared), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
+class _Boom:  # what a hostile "weights.pt" might carry: unpickling it would run os.system
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/genre-ray-pwned",))
+
+
+def test_a_bundle_carrying_code_is_refused_and_nothing_runs(tmp_path, bundle, home, capsys):
+    marker = Path("/tmp/genre-ray-pwned")
+    marker.unlink(missing_ok=True)
+    with open(bundle / WEIGHTS, "wb") as f:
+        pickle.dump({"conv.weight": _Boom()}, f)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a.wav").write_bytes(b"")
+    assert main(["label", "--input", str(lib), "--model", str(bundle), "--out", str(tmp_path / "out")]) == 2
+    assert "not a plain tensor state_dict; refused" in capsys.readouterr().err
+    assert main(["predict", "--model", str(bundle), str(lib / "a.wav")]) == 2
+    assert not marker.exists()
+
+
+def test_every_torch_load_is_weights_only_and_no_shell():
+    """Static check of the package, jobs and cluster scripts: torch.load(…, weights_only=True) only; no shell=True,
+    os.system or os.popen anywhere."""
+    files = [*ROOT.glob("genre_ray/**/*.py"), *ROOT.glob("jobs/*.py"), *ROOT.glob("cluster/**/*.py")]
+    assert len(files) > 20
+    for f in files:
+        tree = ast.parse(f.read_text(), str(f))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            if name.endswith("torch.load"):
+                assert kw.get("weights_only") == "True", f"{f}:{node.lineno} torch.load without weights_only=True"
+            assert kw.get("shell") != "True", f"{f}:{node.lineno} shell=True"
+            assert name not in ("os.system", "os.popen"), f"{f}:{node.lineno} {name}"
+
+
+def test_mlflow_server_script_binds_loopback_by_default():
+    text = (ROOT / "cluster" / "mlflow-server.sh").read_text()
+    assert 'host="${MLFLOW_HOST:-127.0.0.1}"' in text and '--host "$host"' in text
+
+
+def test_secrets_never_reach_logged_params():
+    assert redact("ray.address", "ray://alice:hunter2@head:10001") == "ray://alice:***@head:10001"
+    assert redact("storage_path", "s3://bucket/runs") == "s3://bucket/runs"
+    for key in ("db_password", "api_key", "aws.secret", "hf_token", "access-key", "credentials"):
+        assert redact(key, "hunter2") == "***", key
+    assert redact("lr", 0.001) == "0.001" and redact("author", "x") == "x" and redact("x", None) == "None"
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "meta.json"
+    atomic.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "trunc')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]  # no temporary left behind
+    atomic.write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 2}
