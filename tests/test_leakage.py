@@ -134,8 +134,12 @@ def test_data_prepared_before_content_hashes_is_checked_by_the_rest():
 
 def _prepared(folder: Path, tracks: pd.DataFrame) -> Path:
     """The parts of a prepared folder the train driver reads before anything else."""
+    from genre_ray.features import FeatureConfig
+
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": {}, "feature_hash": "x",
+    features = FeatureConfig()
+    (folder / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": features.to_dict(),
+                                                  "feature_hash": features.hash(),
                                                   "windows": {"train": 10, "val": 2, "test": 2}}))
     tracks.to_parquet(folder / "tracks.parquet")
     return folder
