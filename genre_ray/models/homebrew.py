@@ -69,8 +69,12 @@ class HomebrewCNN(nn.Module):
         """``(B, C, H, W)`` → penultimate features ``(B, embedding_dim)``."""
         return self.head(self.pool(self.features(x)))
 
+    def classify(self, e: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(B, embedding_dim)`` → logits ``(B, num_classes)``."""
+        return self.classifier(e)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        return self.classify(self.embed(x))
 
 
 @register_model("homebrew")

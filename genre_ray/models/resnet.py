@@ -99,8 +99,12 @@ class ResNet18Audio(nn.Module):
         """``(B, C, H, W)`` → pooled penultimate features ``(B, 512)``."""
         return self.backbone(x)
 
+    def classify(self, e: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, 512)`` → logits ``(B, num_classes)``."""
+        return self.classifier(self.dropout(e))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.embed(x)))
+        return self.classify(self.embed(x))
 
 
 @register_model("resnet18")

@@ -1,0 +1,58 @@
+"""Window images → calibrated window probabilities and penultimate features in one forward pass, and a track's
+embedding (the window features averaged, then L2-normalised). Pure torch/NumPy; no Ray.
+
+Every model in :mod:`genre_ray.models` splits as ``forward(x) == classify(embed(x))``; :func:`window_outputs`
+runs ``embed`` once and ``classify`` on its result, so the embedding costs no second pass over the network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from genre_ray.training import autocast, batched, to_device
+
+
+@torch.no_grad()
+def window_outputs(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64,
+                   temperature: float = 1.0, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(N, 1, H, W)`` images → ``(probs (N, C) float32, features (N, D) float32 or None)``.
+
+    ``probs = softmax(logits / temperature)`` (temperature scaling; 1.0 = as trained); ``features`` are the
+    model's pooled penultimate features (``model.embed``), None when ``embeddings`` is False.
+    """
+    model.eval()
+    probs, feats = [], []
+    for b in batched(images, batch_size):
+        x = to_device(torch.from_numpy(np.ascontiguousarray(b)), device)
+        with autocast(device):
+            e = model.embed(x)
+            logits = model.classify(e)
+        probs.append(torch.softmax(logits.float() / float(temperature), dim=1).cpu())
+        if embeddings:
+            feats.append(e.float().cpu())
+    if not probs:
+        return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if embeddings else None)
+    p = torch.cat(probs).numpy().astype(np.float32)
+    return p, (torch.cat(feats).numpy().astype(np.float32) if embeddings else None)
+
+
+def track_embedding(window_features: np.ndarray) -> np.ndarray:
+    """``(n, D)`` window features of one track (``n >= 1``) → ``(D,)`` float32: their mean, L2-normalised.
+
+    An all-zero mean (possible only for a degenerate model) stays zero rather than dividing by 0.
+    """
+    if window_features.ndim != 2 or window_features.shape[0] == 0:
+        raise ValueError(f"need (n>=1, D) window features, got shape {window_features.shape}")
+    mean = window_features.astype(np.float64).mean(axis=0)
+    norm = np.linalg.norm(mean)
+    return (mean / norm if norm > 0 else mean).astype(np.float32)
+
+
+def embedding_dim(model: nn.Module) -> int:
+    """D of ``model.embed``: its ``embedding_dim`` attribute (every registered model has one)."""
+    dim = getattr(model, "embedding_dim", None)
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"{type(model).__name__} has no embedding_dim; models must expose embed()/classify()")
+    return dim
