@@ -1,10 +1,11 @@
-"""Benchmarks — speed and memory are measured here, never asserted in tests. ``genre-ray bench NAME`` prints JSON.
+"""Benchmarks — speed and memory are measured here, never asserted in tests. ``genre-ray bench NAME`` prints JSON
+and a table (``--quick``: CI-friendly sizes; ``--out FILE.json``; ``bench all``: every benchmark in one JSON).
 
 Each benchmark is a function registered in :data:`BENCHMARKS` taking keyword arguments (``--set key=value`` on the
-command line) and returning a JSON-able dict. Add one with ``@register_benchmark("name")``.
+command line) and returning a JSON-able dict with a ``table``. Add one with ``@register_benchmark("name")``.
+The stage benchmarks (``decode``, ``spectrogram``, ``prepare``, ``train``, ``label``, ``cache``) are in
+:mod:`genre_ray.bench_stages`.
 
-* ``label`` — throughput of ``genre-ray label`` (a fresh local Ray in a subprocess) on a synthetic library:
-  audio-seconds per wall-second and files/s over the labelling stream, plus wall time with Ray start-up.
 * ``label-memory`` — peak memory of ``genre-ray label`` on one short file, one very long file, and 1× vs 10× as
   many files: the peak resident memory of the biggest Ray worker (``VmHWM``), and of the whole process tree.
 """
@@ -57,8 +58,12 @@ def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0) -> Path:
 
 def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> list[Path]:
     """``tracks`` synthetic clips over 10 genres, mixed wav/flac/mp3/ogg (reused when already there)."""
+    from genre_ray.catalog import list_audio_files
     from genre_ray.synth import write_corpus
 
+    done = root / f".complete-{tracks}x{seconds:g}s-{seed}"
+    if done.is_file():
+        return sorted(list_audio_files(root))
     fmts = ("wav", "flac", "mp3", "ogg")
     per_fmt = [tracks // (10 * len(fmts)) + (1 if i < (tracks // 10) % len(fmts) else 0) for i in range(len(fmts))]
     paths: list[Path] = []
@@ -72,6 +77,7 @@ def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> lis
 
         paths += write_corpus(root, genres=list(GENRE_NAMES[:extra]), per_genre=1, seconds=seconds, seed=seed,
                               start_index=9000)
+    done.touch()
     return sorted(paths)
 
 
@@ -213,23 +219,6 @@ def _workdir(workdir: str | None, name: str) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-@register_benchmark("label")
-def bench_label(tracks: int = 100, seconds: float = 30.0, num_cpus: int = 2, model: str | None = None,
-                workdir: str | None = None, num_actors: int = 1, actor_cpus: float = 1.0,
-                batch_size: int = 64) -> dict[str, Any]:
-    """Throughput of ``genre-ray label`` on ``tracks`` synthetic clips of ``seconds`` s (fresh local Ray)."""
-    work = _workdir(workdir, "label")
-    lib = work / f"library-{tracks}x{seconds:g}s"
-    synth_library(lib, tracks, seconds)
-    bundle = Path(model) if model else demo_bundle(work / "demo-bundle")
-    r = _label(str(lib), bundle, work / "out", num_cpus, work / "home",
-               [f"num_actors={num_actors}", f"actor_cpus={actor_cpus}", f"batch_size={batch_size}"])
-    return {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds, "num_cpus": num_cpus,
-            "num_actors": num_actors, "actor_cpus": actor_cpus, "batch_size": batch_size,
-            "model": str(model or "untrained demo architecture (homebrew 16-32-64-64, 216×216, 3-s windows)"),
-            "cpu_count": os.cpu_count(), **r}
-
-
 @register_benchmark("label-memory")
 def bench_label_memory(long_minutes: float = 75.0, short_seconds: float = 30.0, files: int = 10, num_cpus: int = 2,
                        model: str | None = None, workdir: str | None = None) -> dict[str, Any]:
@@ -246,8 +235,10 @@ def bench_label_memory(long_minutes: float = 75.0, short_seconds: float = 30.0, 
         results[name] = _label(input_, bundle, work / "out" / name, num_cpus, work / "home", [])
     featurize = {name: _featurize_peak(path, bundle) for name, path in
                  (("one_short_file", few[0]), ("one_long_file", long_path))}
+    table = [[f"label-memory {name}: process tree peak", r["peak_tree_rss_mb"], "MB"] for name, r in results.items()]
+    table += [[f"label-memory featurize {name}: growth", f["growth_mb"], "MB"] for name, f in featurize.items()]
     return {"benchmark": "label-memory", "long_minutes": long_minutes, "short_seconds": short_seconds,
-            "num_cpus": num_cpus, "cases": results, "featurize_only_one_process": featurize}
+            "num_cpus": num_cpus, "cases": results, "featurize_only_one_process": featurize, "table": table}
 
 
 _FEATURIZE = """
@@ -273,13 +264,79 @@ def _featurize_peak(path: Path, bundle: Path) -> dict[str, Any]:
             "audio_s_per_s_one_core": round(dur / secs, 1)}
 
 
-def run_benchmark(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run benchmark ``name`` with keyword overrides; the result also lands in its work folder as JSON."""
+def run_benchmark(name: str, quick: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Run benchmark ``name`` (``quick``: the CI-friendly sizes of ``bench_stages.QUICK``, explicit keyword
+    overrides win); the result — with the host's hardware and load average — also lands in its work folder."""
+    from genre_ray.bench_stages import QUICK, host_info
+
     fn = BENCHMARKS.lookup(name)
+    if quick:
+        kwargs = {**QUICK.get(name, {}), **kwargs}
+    host = host_info()
     t0 = time.time()
     result = fn(**kwargs)
     result["bench_wall_s"] = round(time.time() - t0, 1)
+    result["quick"] = quick
+    result["host"] = {**host, "loadavg_end": host_info().get("loadavg")}
     out = _workdir(kwargs.get("workdir"), name) / f"bench-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return result
+
+
+ALL_ORDER = ("decode", "spectrogram", "prepare", "train", "cache", "label", "label-memory")
+"""``genre-ray bench all``: every stage, cheapest first (benchmarks registered later run after these)."""
+
+
+def run_all(quick: bool = False, workdir: str | None = None, skip: list[str] | tuple[str, ...] = (),
+            **kwargs: Any) -> dict[str, Any]:
+    """Every registered benchmark in :data:`ALL_ORDER` (then any other), one result each under ``results``.
+    ``kwargs`` go to each benchmark that takes them (e.g. ``num_cpus``). A benchmark that fails is recorded
+    with its error and the rest still run."""
+    import inspect
+    import traceback
+
+    names = [n for n in ALL_ORDER if n in BENCHMARKS] + sorted(set(BENCHMARKS) - set(ALL_ORDER))
+    names = [n for n in names if n not in skip]
+    host = _host()
+    t0 = time.time()
+    results: dict[str, Any] = {}
+    for name in names:
+        params = inspect.signature(BENCHMARKS[name]).parameters
+        kw = {k: v for k, v in kwargs.items() if k in params}
+        kw["workdir"] = str(_workdir(workdir, "all"))  # one folder: train and cache reuse prepare's data
+        print(f"[bench all] {name} …", file=sys.stderr, flush=True)
+        try:
+            results[name] = run_benchmark(name, quick=quick, **kw)
+        except Exception as exc:  # one broken stage must not hide the others' figures
+            results[name] = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc()[-3000:]}
+    return {"benchmark": "all", "quick": quick, "skipped": list(skip), "host": {**host, "loadavg_end": _host().get("loadavg")},
+            "wall_s": round(time.time() - t0, 1), "results": results}
+
+
+def _host() -> dict[str, Any]:
+    from genre_ray.bench_stages import host_info
+
+    return host_info()
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The ``table`` rows of a result (or of every result of ``bench all``) as aligned text."""
+    rows = []
+    parts = result["results"].values() if result.get("benchmark") == "all" else [result]
+    for r in parts:
+        if "error" in r:
+            rows.append([f"{r['benchmark']}: FAILED", r["error"][:60], ""])
+        rows += r.get("table", [])
+    if not rows:
+        return ""
+    width = max(len(str(r[0])) for r in rows)
+    lines = [f"{'measure':<{width}}  {'value':>12}  unit", "-" * (width + 22)]
+    for what, value, unit in rows:
+        v = f"{value:,.2f}" if isinstance(value, (int, float)) else str(value)
+        lines.append(f"{what:<{width}}  {v:>12}  {unit}")
+    return "\n".join(lines)
+
+
+from genre_ray import bench_stages  # noqa: E402,F401  (registers the stage benchmarks)

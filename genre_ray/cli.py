@@ -134,9 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a registered benchmark (genre_ray/bench.py) and print its JSON result. "
                                    "label: throughput on a synthetic library; label-memory: peak memory of one long "
                                    "file vs a short one and of 10× more files. Keyword arguments via --set.")
-    p.add_argument("name", help="label | label-memory (see genre_ray/bench.py)")
+    p.add_argument("name", help="all | decode | spectrogram | prepare | train | label | cache | label-memory "
+                                "(see genre_ray/bench.py, genre_ray/bench_stages.py)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="benchmark argument, e.g. --set tracks=200 --set long_minutes=75 --set model=runs/x/bundle")
+                   help="benchmark argument, e.g. --set tracks=200 --set long_minutes=75 --set model=runs/x/bundle "
+                        "(with `all`: given to every benchmark that takes it, e.g. --set num_cpus=2)")
+    p.add_argument("--quick", action="store_true", help="CI-friendly sizes (seconds, not minutes)")
+    p.add_argument("--out", metavar="FILE.json", help="also write the JSON result here")
+    p.add_argument("--skip", action="append", default=[], metavar="NAME", help="with `all`: leave this benchmark out")
 
     p = sub.add_parser("demo", help="synthesise → prepare → train (2 workers) → label unseen clips, in minutes",
                        description="End to end on synthetic audio, on this machine: prints held-out per-track "
@@ -269,7 +274,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from genre_ray.bench import BENCHMARKS, run_benchmark
+    from pathlib import Path
+
+    from genre_ray.bench import BENCHMARKS, format_table, run_all, run_benchmark
 
     kwargs = {}
     for item in args.overrides:
@@ -277,12 +284,25 @@ def _bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"bench argument {item!r} is not key=value")
         k, v = item.split("=", 1)
         kwargs[k.strip()] = yaml.safe_load(v)
-    try:
-        inspect.signature(BENCHMARKS.lookup(args.name)).bind(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{args.name}: {exc}") from None
-    print(json.dumps(run_benchmark(args.name, **kwargs), indent=2))
-    return 0
+    if args.name == "all":
+        unknown = [s for s in args.skip if s not in BENCHMARKS]
+        known = {p for fn in BENCHMARKS.values() for p in inspect.signature(fn).parameters}
+        if unknown or set(kwargs) - known:
+            raise ConfigError(f"all: unknown benchmark(s) {unknown} or argument(s) {sorted(set(kwargs) - known)}")
+        result = run_all(args.quick, skip=args.skip, **kwargs)
+    else:
+        try:
+            inspect.signature(BENCHMARKS.lookup(args.name)).bind(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{args.name}: {exc}") from None
+        result = run_benchmark(args.name, quick=args.quick, **kwargs)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    print(format_table(result), file=sys.stderr)
+    return 0 if all("error" not in r for r in result.get("results", {}).values()) else 1
 
 
 @command("demo")

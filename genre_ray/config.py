@@ -133,6 +133,10 @@ class TrainConfig(_Base):
     num_workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker (fractions allowed)")
     use_gpu: bool = False
+    torch_compile: bool = Field(False, description="torch.compile the model in each worker (off: on short runs "
+                                "compilation costs more than it saves)")
+    prefetch_batches: int = Field(2, ge=0, description="batches Ray Data prepares ahead of the training step "
+                                  "(iter_torch_batches; pinned host memory when use_gpu)")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = forever)")
     checkpoints_to_keep: int = Field(2, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage (shared FS or s3://… for multi-node); "
@@ -409,6 +413,9 @@ class LabelConfig(_Base):
     write_tags: bool = Field(False, description="write the top genre into each file's tags (mutagen); audio untouched")
     dry_run: bool = Field(False, description="with write_tags: only list the tag changes (OUT/tags.csv)")
     progress_s: float = Field(10.0, gt=0, description="seconds between progress lines")
+    featurize: str = Field("cpu", description="where spectrograms are made: cpu (decode tasks ship window images) | "
+                           "device (decode tasks ship waveform segments; the classifier actor makes the images, on "
+                           "its GPU with use_gpu)")
     experiment: str = "genre-ray"
     ray: RayConfig = RayConfig()
 
@@ -434,6 +441,13 @@ class LabelConfig(_Base):
         if bad:
             raise ValueError(f"unknown export format(s) {bad}; known: csv, jsonl")
         return list(dict.fromkeys(v))
+
+    @field_validator("featurize")
+    @classmethod
+    def _featurize(cls, v: str) -> str:
+        if v not in ("cpu", "device"):
+            raise ValueError(f"featurize must be cpu or device (got {v!r})")
+        return v
 
 
 class DemoConfig(_Base):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genre_ray import accel
 from genre_ray.registry import Registry
 
 
@@ -33,18 +34,13 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on CPU (fp32)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on a CUDA card that supports it, nothing on CPU (fp32): :func:`genre_ray.accel.autocast_for`."""
+    return accel.autocast_for(device, "auto")
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Images ``(B, 1, H, W)`` (any float dtype) → float32 on ``device``, channels_last on CUDA."""
-    x = x.to(device, non_blocking=True).float()
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return accel.to_input(x, device)
 
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")

@@ -1,4 +1,4 @@
-"""Benchmark plumbing (the benchmarks themselves are run by hand: `genre-ray bench label`, `label-memory`)."""
+"""Benchmark plumbing and --quick smoke runs (figures are measured by `genre-ray bench`, never asserted here)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,128 @@ def test_bench_cli_validates_arguments(capsys):
     assert main(["bench", "label", "--set", "bogus=1"]) == 2
     assert main(["bench", "nope"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #7: stage benchmarks, the GPU path's pure parts
+# ---------------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from genre_ray import accel  # noqa: E402
+from genre_ray.bench import format_table, run_all  # noqa: E402
+from genre_ray.bench_stages import QUICK, allocation_bound, shared_bound  # noqa: E402
+from genre_ray.device_features import SegmentFeaturizer, track_segments  # noqa: E402
+from genre_ray.features import FeatureConfig, track_window_images  # noqa: E402
+
+
+def _rates(obj, path=""):
+    """Every number under a key that names a rate (``*_per_s``, ``*per_s_*``), with its path."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _rates(v, f"{path}.{k}")
+    elif isinstance(obj, (int, float)) and "per_s" in path.rsplit(".", 1)[-1]:
+        yield path, obj
+
+
+def test_bounds_of_a_pipeline():
+    per_core = {"decode": 600.0, "featurize": 300.0, "inference": 100.0}
+    # stages on their own CPUs: the slowest stage × its CPUs
+    assert allocation_bound(per_core, {"decode": 1, "featurize": 1, "inference": 2}) == 200.0
+    assert allocation_bound(per_core, {"decode": 0.25, "featurize": 1, "inference": 2}) == 150.0
+    # every CPU runs any stage: one audio-second costs 1/600 + 1/300 + 1/100 CPU-seconds
+    assert shared_bound(per_core, 2) == pytest.approx(2 / (1 / 600 + 1 / 300 + 1 / 100))
+
+
+def test_precision_registry_picks_the_autocast_dtype():
+    assert accel.autocast_dtype("cpu") is None  # fp32 on CPU
+    assert accel.autocast_dtype("cuda", bf16_ok=True) is torch.bfloat16
+    assert accel.autocast_dtype("cuda", bf16_ok=False) is None  # e.g. a T4: fp32, not emulated bf16
+    assert accel.autocast_dtype("cpu", "bf16") is torch.bfloat16
+    assert accel.autocast_dtype("cuda", "fp16", bf16_ok=False) is torch.float16
+    with pytest.raises(ValueError, match="CUDA"):
+        accel.autocast_dtype("cpu", "fp16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        accel.autocast_dtype("cpu", "fp8")
+    with accel.autocast_for("cpu", "bf16"):
+        y = torch.nn.Linear(4, 2)(torch.ones(3, 4))
+    assert y.dtype == torch.bfloat16
+    with accel.autocast_for("cpu"):
+        assert torch.nn.Linear(4, 2)(torch.ones(3, 4)).dtype == torch.float32
+
+
+def test_memory_format_follows_the_device():
+    assert accel.memory_format("cuda") is torch.channels_last
+    assert accel.memory_format("cpu") is torch.contiguous_format
+    x = accel.to_input(torch.zeros(2, 1, 8, 8, dtype=torch.float16), "cpu")
+    assert x.dtype == torch.float32 and x.is_contiguous()
+    model = accel.prepare_model(torch.nn.Conv2d(1, 4, 3), "cpu")
+    assert model.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("seconds,hop_s,n_chunks,max_windows", [(20.0, 1.0, 7, 5), (9.7, 3.0, 1, 32),
+                                                                  (4.0, 1.5, 3, 2), (2.0, 1.5, 1, 4)])
+def test_device_featurization_matches_the_cpu_path(seconds, hop_s, n_chunks, max_windows):
+    """Segments made where the audio is decoded, images made on the device: the CPU path's images (allclose)."""
+    cfg = FeatureConfig(hop_s=hop_s)
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * cfg.sample_rate))
+    wave = (0.3 * np.sin(t / 40.0) * np.sin(t / 9000.0) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    chunks = np.array_split(wave, n_chunks)
+    pad = seconds < cfg.window_s
+    ref = list(track_window_images(chunks, cfg, pad_short=pad))
+    ref_images = np.concatenate([i for i, _ in ref]).astype(np.float32)
+    segs = track_segments(chunks, cfg, pad_short=pad, max_windows=max_windows)
+    assert all(len(s.frame_offsets) <= max_windows for s in segs)
+    images = SegmentFeaturizer(cfg, "cpu").images([s.samples for s in segs], [s.frame_offsets for s in segs])
+    assert images.shape == ref_images.shape and images.dtype == torch.float32
+    np.testing.assert_allclose(images.numpy(), ref_images, atol=2e-3)  # float16 rounding of the reference
+    np.testing.assert_allclose(np.concatenate([s.starts_s for s in segs]), np.concatenate([s for _, s in ref]))
+    assert [s.first for s in segs] == list(np.cumsum([0] + [len(s.frame_offsets) for s in segs[:-1]]))
+
+
+def test_table_and_quick_sizes_cover_the_benchmarks():
+    assert {"decode", "spectrogram", "prepare", "train", "label", "cache", "label-memory"} <= set(BENCHMARKS)
+    assert set(QUICK) <= set(BENCHMARKS)
+    text = format_table({"benchmark": "x", "table": [["decode wav", 1234.5, "audio-s/s"]]})
+    assert "decode wav" in text and "1,234.50" in text
+
+
+def test_cpu_benchmarks_quick_via_the_cli(tmp_path, capsys):
+    out = tmp_path / "decode.json"
+    assert main(["bench", "decode", "--quick", "--set", f"workdir={tmp_path}", "--set", "formats=wav,flac,mp3",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["formats"]) == {"wav", "flac", "mp3"}
+    assert all(result["formats"][f]["audio_s_per_s"] > 0 for f in result["formats"])
+    assert result["quick"] and result["host"]["cpu_count"] >= 1 and len(result["host"]["loadavg"]) == 3
+    assert "decode flac (1 core)" in capsys.readouterr().err
+    assert main(["bench", "spectrogram", "--quick", "--set", f"workdir={tmp_path}", "--out", str(out)]) == 0
+    cases = json.loads(out.read_text())["cases"]
+    assert {"track_windower_cpu_1_thread", "segments_cpu_1_thread", "mel_only_cpu_1_thread"} <= set(cases)
+    assert all(v["audio_s_per_s"] > 0 for v in cases.values())
+    assert main(["bench", "all", "--skip", "nope"]) == 2
+
+
+@pytest.mark.integration
+def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
+    """Every Ray benchmark once at --quick size on the session's Ray: well-formed JSON, positive rates.
+    (label-memory starts its own Ray per case in subprocesses; it is left to `genre-ray bench`.)"""
+    result = run_all(quick=True, workdir=str(tmp_path), skip=["decode", "spectrogram", "label-memory"], num_cpus=2)
+    json.dumps(result)  # JSON-able
+    res = result["results"]
+    assert set(res) == {"prepare", "train", "cache", "label"}
+    assert not [r["error"] for r in res.values() if "error" in r]
+    rates = dict(_rates(res))
+    assert len(rates) >= 15 and all(v > 0 for v in rates.values()), rates
+    assert res["prepare"]["windows"] > 0
+    assert res["train"]["ray_vs_bare"] > 0 and res["train"]["bare_loop"]["samples_per_s"] > 0
+    assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
+    assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
+    assert 0 < res["label"]["efficiency"]["efficiency_shared"]
+    assert res["cache"]["cases"]["uint8 (x·255, rounded) snappy"]["max_abs_error"] <= 0.5 / 255 + 1e-3
+    assert res["cache"]["cases"]["float16 (current) none"]["max_abs_error"] == 0.0

@@ -445,14 +445,18 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     cpus = int(ray.available_resources().get("CPU", 1))
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
+    from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
+
+    stage = FEATURIZE_STAGES.lookup(cfg.featurize)
     ds = (ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
-          .map_batches(featurize_batch, batch_size=1, batch_format="numpy",
+          .map_batches(stage.featurize, batch_size=1, batch_format="numpy",
                        fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
                        num_cpus=1, memory=FEATURIZE_MEMORY)
-          .map_batches(Classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
-                                                          "use_gpu": use_gpu,
-                                                          "threads": max(1, round(cfg.actor_cpus))},
-                       batch_size=cfg.batch_size, batch_format="numpy", num_gpus=1 if use_gpu else 0,
+          .map_batches(stage.classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
+                                                                "use_gpu": use_gpu,
+                                                                "threads": max(1, round(cfg.actor_cpus))},
+                       batch_size=max(1, cfg.batch_size // stage.windows_per_row), batch_format="numpy",
+                       num_gpus=1 if use_gpu else 0,
                        num_cpus=cfg.actor_cpus, compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from mlflow.models import infer_signature
 from torch import nn
 
-from genre_ray import tracking
+from genre_ray import accel, tracking
 from genre_ray.bundle import save_bundle
 from genre_ray.augment import BatchAugment
 from genre_ray.config import SELECT_METRICS, TrainConfig
@@ -58,8 +58,11 @@ def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
     return kw
 
 
-def _batches(shard, batch_size: int, shuffle: bool):
-    for b in shard.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=4 * batch_size if shuffle else None):
+def _batches(shard, batch_size: int, shuffle: bool, prefetch_batches: int = 1, pin_memory: bool = False):
+    """``(images, labels)`` torch batches of a Ray Data shard, ``prefetch_batches`` made ahead of the step (in
+    pinned host memory when ``pin_memory``: the copy to the GPU then overlaps compute)."""
+    for b in shard.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=4 * batch_size if shuffle else None,
+                                      prefetch_batches=prefetch_batches, pin_memory=pin_memory):
         yield b["image"], b["label_idx"]
 
 
@@ -131,8 +134,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
     model = create_model(cfg.model, num_classes=len(classes), **config["model_kwargs"])
-    model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(model.to(memory_format=accel.memory_format(device)))
+    if cfg.torch_compile:
+        unwrap(model).compile()  # in place: state_dict keys unchanged
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
                                cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0)
     steps_per_epoch = max(1, -(-config["n_train"] // (cfg.batch_size * world)))
@@ -163,7 +168,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             break
         seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
         t0 = time.time()
-        tr = train_epoch(model, _batches(train_shard, cfg.batch_size, True), optimizer, loss_fn, device,
+        batches = _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda")
+        tr = train_epoch(model, batches, optimizer, loss_fn, device,
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
         tr_s = Totals.summary(_allreduce(tr.as_tensor()))

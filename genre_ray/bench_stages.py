@@ -1,0 +1,655 @@
+"""Stage benchmarks (issue #7): decode, spectrogram, prepare, train (Ray Train vs a bare loop), label stages
+(+ pipeline efficiency), spectrogram cache formats. Registered in :data:`genre_ray.bench.BENCHMARKS`.
+
+Every benchmark returns a JSON-able dict with a ``table`` (rows ``[what, value, unit]``) that
+``genre-ray bench`` prints. Rates are measured, never asserted; ``QUICK`` holds the CI-friendly sizes
+(``genre-ray bench NAME --quick``). Ray runs in this process (``init_ray``: an already running Ray is reused);
+MLflow runs of the train/label benchmarks go to a private sqlite store in the benchmark's work folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from genre_ray.bench import DEMO_KWARGS, _workdir, demo_bundle, register_benchmark, synth_library
+
+QUICK: dict[str, dict[str, Any]] = {
+    "decode": {"seconds": 10.0, "repeats": 1},
+    "spectrogram": {"seconds": 20.0, "repeats": 1},
+    "prepare": {"tracks": 30, "seconds": 6.0},
+    "train": {"tracks": 30, "seconds": 6.0, "epochs": 1, "bare_epochs": 1},
+    "label": {"tracks": 6, "seconds": 8.0, "batch_sizes": [16, 64], "infer_windows": 64},
+    "cache": {"tracks": 30, "seconds": 6.0, "repeats": 1},
+    "label-memory": {"long_minutes": 3.0, "short_seconds": 6.0, "files": 2},
+}
+"""``--quick`` sizes per benchmark (explicit ``--set`` values win)."""
+
+SR = 22_050
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (restored afterwards)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def private_mlflow(home: Path) -> Iterator[None]:
+    """MLflow runs of a benchmark go to ``home/mlflow.db`` (``GENRE_RAY_HOME``), not the user's store."""
+    keys = ("GENRE_RAY_HOME", "MLFLOW_TRACKING_URI")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ["GENRE_RAY_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` calls of ``fn`` (≥ 1) and the last result."""
+    best, out = math.inf, None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def rate(n: float, seconds: float) -> float:
+    return round(n / seconds, 2) if seconds > 0 else 0.0
+
+
+def allocation_bound(per_core: dict[str, float], cpus: dict[str, float]) -> float:
+    """Throughput the stages allow when stage ``s`` runs on ``cpus[s]`` CPUs at ``per_core[s]`` units/s per CPU:
+    the slowest stage's ``per_core × cpus`` (a stage with no CPUs of its own, e.g. the driver's writer, counts at
+    one CPU)."""
+    return min(per_core[s] * (cpus.get(s) or 1.0) for s in per_core)
+
+
+def shared_bound(per_core: dict[str, float], total_cpus: float) -> float:
+    """Throughput the stages allow when every CPU may run any stage: ``total_cpus / Σ_s 1 / per_core[s]``
+    (each unit of work costs ``Σ 1/r_s`` CPU-seconds)."""
+    return total_cpus / sum(1.0 / r for r in per_core.values())
+
+
+def _stereo_clip(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """``(T, 2)`` float32: a synthetic rock clip and a slightly different right channel."""
+    from genre_ray.synth import clip_seed, synth_clip
+
+    left = synth_clip("rock", seconds, sr=sr, rng=np.random.default_rng(clip_seed(seed, "rock", 0)))
+    right = np.roll(left, 37) * 0.9
+    return np.stack([left, right], axis=1).astype(np.float32)
+
+
+def write_clip(path: Path, wave: np.ndarray, sr: int) -> Path:
+    """Write ``(T, C)`` float32 as ``path``'s format: soundfile for wav/flac/mp3/ogg, PyAV (AAC) for m4a."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".m4a":
+        import av
+
+        with av.open(str(path), "w", format="mp4") as out:
+            stream = out.add_stream("aac", rate=sr)
+            stream.layout = "stereo" if wave.shape[1] == 2 else "mono"
+            for i in range(0, len(wave), 1024):
+                block = np.ascontiguousarray(wave[i:i + 1024].T)
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=stream.layout.name)
+                frame.sample_rate = sr
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        return path
+    import soundfile as sf
+
+    from genre_ray.synth import _format_for
+
+    major, subtype = _format_for(path.suffix)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=wave.shape[1], format=major, subtype=subtype) as f:
+        for i in range(0, len(wave), 1 << 16):
+            f.write(wave[i:i + (1 << 16)])
+    return path
+
+
+def _decode_all(path: str | Path) -> int:
+    from genre_ray import audio
+
+    return sum(len(b) for b in audio.decode_stream(str(path), SR))
+
+
+def _prepared(work: Path, tracks: int, seconds: float, num_cpus: int) -> tuple[Path, float]:
+    """A prepared folder of ``tracks`` synthetic wav clips (made once; reused by train/cache) → (path, prepare s)."""
+    from genre_ray.config import PrepareConfig
+    from genre_ray.features import FeatureConfig
+    from genre_ray.pipelines.common import init_ray
+    from genre_ray.pipelines.prepare import run_prepare
+    from genre_ray.synth import write_corpus
+
+    out = work / f"prepared-{tracks}x{seconds:g}s"
+    if (out / "meta.json").is_file():
+        return out, -1.0
+    corpus = work / f"corpus-{tracks}x{seconds:g}s"
+    if not corpus.is_dir():
+        write_corpus(corpus, genres=10, per_genre=max(1, tracks // 10), seconds=seconds)
+    cfg = PrepareConfig(source=str(corpus), out=str(out), features=FeatureConfig(hop_s=3.0),
+                        ray={"num_cpus": num_cpus})
+    init_ray(cfg.ray)
+    t0 = time.perf_counter()
+    run_prepare(cfg)
+    return out, time.perf_counter() - t0
+
+
+def _load_split(prepared: Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """All images ``(N, 1, H, W)`` float16 and labels ``(N,)`` of a prepared split, read with pyarrow."""
+    import pyarrow.parquet as pq
+
+    from genre_ray.pipelines.prepare import split_dir
+
+    t = pq.read_table(split_dir(prepared, split), columns=["image", "label_idx"])
+    images = t.column("image").combine_chunks().to_numpy_ndarray()
+    return np.ascontiguousarray(images), t.column("label_idx").to_numpy()
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def host_info() -> dict[str, Any]:
+    """Hardware and load at the time of a run (load average from /proc/loadavg)."""
+    import platform
+
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        info["loadavg"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        pass
+    try:
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                 if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import ray
+
+        info["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# decode
+# ---------------------------------------------------------------------------------------------
+
+
+@register_benchmark("decode")
+def bench_decode(seconds: float = 60.0, repeats: int = 3, formats: str = "wav,flac,mp3,ogg,m4a", sr_in: int = 44_100,
+                 workdir: str | None = None) -> dict[str, Any]:
+    """Audio-seconds decoded per second on one core (one process, one thread): ``audio.decode_stream`` — decode,
+    downmix, soxr resampling to 22,050 Hz, what prepare and label run — on a ``seconds`` stereo clip per format."""
+    work = _workdir(workdir, "decode")
+    wave = _stereo_clip(seconds, sr_in)
+    results: dict[str, Any] = {}
+    table = []
+    with torch_threads(1):
+        for fmt in [f.strip() for f in formats.split(",") if f.strip()]:
+            path = work / f"clip-{seconds:g}s-{sr_in}.{fmt}"
+            try:
+                if not path.is_file():
+                    write_clip(path, wave, sr_in)
+                _decode_all(path)  # warm-up (codec set-up, page cache)
+                secs, n = best_time(lambda: _decode_all(path), repeats)
+            except Exception as exc:  # e.g. no AAC encoder in this PyAV build
+                results[fmt] = {"skipped": f"{type(exc).__name__}: {exc}"}
+                continue
+            results[fmt] = {"audio_s_per_s": rate(n / SR, secs), "x_realtime_per_core": rate(n / SR, secs),
+                            "seconds": round(secs, 4), "bytes": path.stat().st_size}
+            table.append([f"decode {fmt} (1 core)", results[fmt]["audio_s_per_s"], "audio-s/s"])
+    return {"benchmark": "decode", "clip_seconds": seconds, "sr_in": sr_in, "channels": 2, "repeats": repeats,
+            "formats": results, "table": table}
+
+
+# ---------------------------------------------------------------------------------------------
+# spectrogram
+# ---------------------------------------------------------------------------------------------
+
+
+def _windower_run(wave: np.ndarray, cfg, hop_s: float) -> int:
+    from genre_ray.features import track_window_images
+
+    chunks = (wave[i:i + 10 * SR] for i in range(0, len(wave), 10 * SR))
+    return sum(len(im) for im, _ in track_window_images(chunks, cfg, hop_s))
+
+
+def _segments_run(wave: np.ndarray, cfg, hop_s: float, feat, device: torch.device) -> int:
+    from genre_ray.device_features import track_segments
+
+    segs = track_segments((wave[i:i + 10 * SR] for i in range(0, len(wave), 10 * SR)), cfg, hop_s)
+    n = 0
+    for i in range(0, len(segs), 8):  # 8 segments (≤ 256 windows) per device call
+        part = segs[i:i + 8]
+        n += len(feat.images([s.samples for s in part], [s.frame_offsets for s in part]))
+    _sync(device)
+    return n
+
+
+@register_benchmark("spectrogram")
+def bench_spectrogram(seconds: float = 120.0, hop_s: float = 3.0, repeats: int = 2,
+                      workdir: str | None = None) -> dict[str, Any]:
+    """Featurization rate (waveform → window images) of one ``seconds`` track: the CPU path (``TrackWindower``)
+    on one thread and on all threads; the device path (``SegmentWindower`` + ``SegmentFeaturizer``) on CPU and,
+    when CUDA is there, on the GPU; and the issue's plain mel spectrogram (n_fft 2048, hop 512, 128 mels)."""
+    from genre_ray.device_features import SegmentFeaturizer
+    from genre_ray.features import FeatureConfig, mel_filterbank
+    from genre_ray.synth import clip_seed, synth_clip
+
+    cfg = FeatureConfig(hop_s=hop_s)
+    wave = synth_clip("jazz", seconds, sr=SR, rng=np.random.default_rng(clip_seed(0, "jazz", 0))).astype(np.float32)
+    cases: dict[str, Any] = {}
+    threads_all = os.cpu_count() or 1
+    _windower_run(wave[: 12 * SR], cfg, hop_s)  # warm-up: filterbank cache, torch's first calls
+    _segments_run(wave[: 12 * SR], cfg, hop_s, SegmentFeaturizer(cfg, "cpu"), torch.device("cpu"))
+    for name, threads in (("cpu_1_thread", 1), (f"cpu_{threads_all}_threads", threads_all)):
+        with torch_threads(threads):
+            secs, n = best_time(lambda: _windower_run(wave, cfg, hop_s), repeats)
+            cases[f"track_windower_{name}"] = {"audio_s_per_s": rate(seconds, secs), "windows_per_s": rate(n, secs)}
+            feat = SegmentFeaturizer(cfg, "cpu")
+            secs, n = best_time(lambda: _segments_run(wave, cfg, hop_s, feat, torch.device("cpu")), repeats)
+            cases[f"segments_{name}"] = {"audio_s_per_s": rate(seconds, secs), "windows_per_s": rate(n, secs)}
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        if device.type == "cuda":
+            feat = SegmentFeaturizer(cfg, device)
+            _segments_run(wave, cfg, hop_s, feat, device)  # warm-up
+            secs, n = best_time(lambda: _segments_run(wave, cfg, hop_s, feat, device), max(repeats, 3))
+            cases["segments_cuda"] = {"audio_s_per_s": rate(seconds, secs), "windows_per_s": rate(n, secs)}
+        # the issue's recipe: a plain mel power spectrogram of the whole track
+        window, fbank = torch.hann_window(2048, device=device), mel_filterbank(FeatureConfig()).to(device)
+        x = torch.from_numpy(wave).to(device)
+
+        def mel() -> torch.Tensor:
+            s = torch.stft(x, 2048, 512, window=window, return_complex=True)
+            m = torch.matmul((s.real.square() + s.imag.square()).T, fbank)
+            _sync(device)
+            return m
+
+        with torch_threads(1 if device.type == "cpu" else threads_all):
+            mel()
+            secs, _ = best_time(mel, max(repeats, 3))
+        cases[f"mel_only_{device.type}" + ("_1_thread" if device.type == "cpu" else "")] = {
+            "audio_s_per_s": rate(seconds, secs)}
+    table = [[f"spectrogram {k}", v["audio_s_per_s"], "audio-s/s"] for k, v in cases.items()]
+    return {"benchmark": "spectrogram", "track_seconds": seconds, "hop_s": hop_s, "window_s": cfg.window_s,
+            "image": list(cfg.image_shape), "cases": cases, "table": table}
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare (Ray Data)
+# ---------------------------------------------------------------------------------------------
+
+
+@register_benchmark("prepare")
+def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2,
+                  workdir: str | None = None) -> dict[str, Any]:
+    """``genre-ray prepare`` through Ray Data on ``tracks`` synthetic wav clips: windows/s and audio-s/s (wall
+    time of ``run_prepare`` once Ray is up, catalog and Parquet writing included)."""
+    import json
+    import shutil
+
+    work = _workdir(workdir, "prepare")
+    out = work / f"prepared-{tracks}x{seconds:g}s"
+    if out.exists():
+        shutil.rmtree(out)  # always measure a fresh run
+    prepared, secs = _prepared(work, tracks, seconds, num_cpus)
+    meta = json.loads((prepared / "meta.json").read_text())
+    windows = sum(meta["windows"].values())
+    audio_s = sum(meta["tracks"].values()) * seconds
+    return {"benchmark": "prepare", "tracks": tracks, "seconds_per_track": seconds, "num_cpus": num_cpus,
+            "windows": windows, "prepare_s": round(secs, 2), "windows_per_s": rate(windows, secs),
+            "audio_s_per_s": rate(audio_s, secs),
+            "table": [["prepare windows/s (Ray Data)", rate(windows, secs), "windows/s"],
+                      ["prepare audio-s/s (Ray Data)", rate(audio_s, secs), "audio-s/s"]]}
+
+
+# ---------------------------------------------------------------------------------------------
+# train: Ray Train vs the same step in a bare loop; cache read
+# ---------------------------------------------------------------------------------------------
+
+
+def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+                    num_classes: int, batch_size: int, epochs: int, threads: int, device: torch.device,
+                    lr: float = 1e-3, bn_batches: int = 16, seed: int = 0) -> dict[str, float]:
+    """Training samples/s of ``train_epoch`` (the Ray Train worker's step) over in-memory tensors, no Ray:
+    ``images (N, 1, H, W)``, ``labels (N,)``; median over ``epochs`` epochs (shuffled batches, as in Ray)."""
+    from torch import nn
+
+    from genre_ray.models import create_model
+    from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch
+
+    seed_everything(seed)
+    model = create_model(model_name, num_classes=num_classes, **model_kwargs).to(device)
+    optimizer = make_optimizer(model, lr)
+    steps = max(1, -(-len(labels) // batch_size))
+    scheduler = lr_schedule(optimizer, "cosine", epochs * steps)
+    loss_fn = nn.CrossEntropyLoss()
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    if device.type == "cuda":
+        x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
+    rates = []
+    rng = np.random.default_rng(seed)
+    with torch_threads(threads):
+        for _ in range(epochs):
+            order = torch.from_numpy(rng.permutation(len(labels)))
+            batches = ((x_all[order[i:i + batch_size]], y_all[order[i:i + batch_size]])
+                       for i in range(0, len(labels), batch_size))
+            _sync(device)
+            t0 = time.perf_counter()
+            totals = train_epoch(model, batches, optimizer, loss_fn, device, scheduler, 5.0, bn_batches)
+            _sync(device)
+            rates.append(totals.n / (time.perf_counter() - t0))
+    return {"samples_per_s": round(float(np.median(rates)), 2), "epochs": epochs,
+            "per_epoch": [round(r, 2) for r in rates]}
+
+
+def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dict[str, float]:
+    """Rows/s reading the prepared train split: pyarrow in this process, and Ray Data ``iter_torch_batches``."""
+    import ray
+
+    from genre_ray.pipelines.prepare import split_dir
+
+    secs, (images, _) = best_time(lambda: _load_split(prepared), 2)
+    ds = ray.data.read_parquet(str(split_dir(prepared, "train")), columns=["image", "label_idx"])
+    ds.count()  # list files once (metadata) before timing
+    t0 = time.perf_counter()
+    n = sum(len(b["label_idx"]) for b in ds.iter_torch_batches(batch_size=batch_size, prefetch_batches=2))
+    ray_s = time.perf_counter() - t0
+    return {"pyarrow_rows_per_s": rate(len(images), secs), "pyarrow_mb_per_s": rate(images.nbytes / 2**20, secs),
+            "ray_iter_torch_batches_rows_per_s": rate(n, ray_s)}
+
+
+@register_benchmark("train")
+def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, batch_size: int | None = None,
+                tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, cpus_per_worker: float = 1.0,
+                use_gpu: bool | None = None, torch_compile: bool = False,
+                workdir: str | None = None) -> dict[str, Any]:
+    """Training samples/s through Ray Train (``run_train``: 1 worker, streamed Ray Data shard, median epoch) and
+    of the same ``train_epoch`` in a bare loop over in-memory tensors in this process (ratio = Ray / bare), on a
+    prepared synthetic corpus; plus the cache read throughput. ``model=homebrew`` uses the demo's CNN; batch size
+    32 on CPU (the demo's), 128 on GPU."""
+    import json
+
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.train import run_train
+
+    work = _workdir(workdir, "train")
+    prepared, _ = _prepared(work, tracks, seconds, num_cpus)
+    meta = json.loads((prepared / "meta.json").read_text())
+    features_hw = [meta["features"]["height"], meta["features"]["width"]]
+    use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
+    batch_size = batch_size or (128 if use_gpu else 32)
+    kwargs = {**DEMO_KWARGS, "input_size": features_hw} if model == "homebrew" else {}
+    cfg_kw: dict[str, Any] = {"data": str(prepared), "out": str(work / f"run-{model}"), "model": model,
+                              "model_kwargs": kwargs, "epochs": epochs, "batch_size": batch_size, "num_workers": 1,
+                              "cpus_per_worker": cpus_per_worker, "use_gpu": use_gpu, "experiment": "genre-ray-bench",
+                              "ray": {"num_cpus": num_cpus}}
+    if torch_compile:
+        cfg_kw["torch_compile"] = True
+    cfg = TrainConfig(**cfg_kw)
+    with private_mlflow(work / "home"):
+        report = run_train(cfg)
+    ray_rate = float(report["samples_per_second"])
+    device = torch.device("cuda" if use_gpu else "cpu")
+    images, labels = _load_split(prepared)
+    bare = bare_train_rate(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
+                           max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches)
+    cache = cache_read_rate(prepared, num_cpus)
+    ratio = round(ray_rate / bare["samples_per_s"], 3)
+    return {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
+            "batch_size": batch_size, "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
+            "epochs": epochs, "ray_train_samples_per_s": ray_rate, "bare_loop": bare, "ray_vs_bare": ratio,
+            "cache_read": cache,
+            "table": [[f"train {model} Ray Train (1 worker)", ray_rate, "samples/s"],
+                      [f"train {model} bare loop", bare["samples_per_s"], "samples/s"],
+                      ["train Ray / bare", ratio, "ratio"],
+                      ["cache read pyarrow", cache["pyarrow_rows_per_s"], "rows/s"],
+                      ["cache read Ray Data iter_torch_batches", cache["ray_iter_torch_batches_rows_per_s"], "rows/s"]]}
+
+
+# ---------------------------------------------------------------------------------------------
+# label: each stage alone, then end to end
+# ---------------------------------------------------------------------------------------------
+
+
+def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int,
+                    device: torch.device) -> dict[int, float]:
+    """Bare inference windows/s of ``bundle``'s model on random float16 images per batch size (``windows``
+    images each, after one warm-up batch), through the label actor's ``predict_probs``."""
+    from genre_ray.training import predict_probs
+
+    model = bundle.build_model().to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    rng = np.random.default_rng(0)
+    out = {}
+    with torch_threads(threads):
+        for bs in batch_sizes:
+            n = max(bs, windows // bs * bs)
+            images = rng.random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
+            predict_probs(model, images[:bs], device, bs)
+            _sync(device)
+            t0 = time.perf_counter()
+            predict_probs(model, images, device, bs)
+            _sync(device)
+            out[bs] = rate(n, time.perf_counter() - t0)
+    return out
+
+
+def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Path) -> float:
+    """Tracks/s through the driver's TrackAssembler + ShardWriter on synthetic probabilities."""
+    from genre_ray.pipelines.label import END, WINDOW, ShardWriter, TrackAssembler
+
+    rng = np.random.default_rng(0)
+    extra = {"model_name": "homebrew", "model_uri": "x", "model_version": "", "model_id": "x", "feature_hash": "x",
+             "label_key": "x"}
+    asm = TrackAssembler(classes, "mean", 3, 3.0, extra)
+    writer = ShardWriter(out, classes, timeline=False)
+    n = windows_per_track
+    batches = []
+    for t in range(tracks):
+        path = f"/lib/{t}.wav"
+        kind = np.array([WINDOW] * n + [END], object)
+        batches.append({"path": np.full(n + 1, path, object), "kind": kind, "window": np.arange(n + 1),
+                        "start_s": np.arange(n + 1) * 3.0, "duration_s": np.full(n + 1, 3.0 * n),
+                        "n_windows": np.full(n + 1, n), "status": np.full(n + 1, "ok", object),
+                        "error": np.full(n + 1, "", object),
+                        "probs": rng.dirichlet(np.ones(len(classes)), n + 1).astype(np.float32)})
+    t0 = time.perf_counter()
+    rows = []
+    for b in batches:
+        rows += [r for r, _ in asm.add(b)]
+    for i in range(0, len(rows), 256):
+        writer.write(rows[i:i + 256], [])
+    return rate(tracks, time.perf_counter() - t0)
+
+
+@register_benchmark("label")
+def bench_label(tracks: int = 60, seconds: float = 30.0, num_cpus: int = 2, model: str | None = None,
+                workdir: str | None = None, num_actors: int = 1, actor_cpus: float = 1.0, batch_size: int | None = None,
+                batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
+                featurize: str = "cpu") -> dict[str, Any]:
+    """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
+    labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
+    batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing — and the pipeline
+    efficiency: end-to-end ÷ what the stages allow, (a) with the CPUs each stage gets (featurize tasks: the CPUs
+    the actors leave; actors: ``num_actors × actor_cpus``) and (b) with every CPU free to run any stage."""
+    from genre_ray.bundle import load_bundle
+    from genre_ray.config import LabelConfig
+    from genre_ray.features import track_window_images
+    from genre_ray.pipelines.label import read_labels, run_label
+
+    work = _workdir(workdir, "label")
+    lib = work / f"library-{tracks}x{seconds:g}s"
+    paths = synth_library(lib, tracks, seconds)
+    bundle_dir = Path(model) if model else demo_bundle(work / "demo-bundle")
+    bundle = load_bundle(str(bundle_dir))
+    device = _device()
+    threads = max(1, round(actor_cpus))
+    result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds,
+                              "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
+                              "featurize": featurize, "device": device.type,
+                              "model": str(model or "untrained demo architecture (homebrew 16-32-64-64, 216×216, "
+                                           "3-s windows, 3-s hop)")}
+    table = []
+    per_core: dict[str, float] = {}
+    audio_per_window = seconds / max(1, 1 + int((seconds - bundle.features.window_s) // bundle.features.hop_s))
+    if stages:
+        sample = paths[: min(len(paths), 8)]
+        with torch_threads(1):
+            t0 = time.perf_counter()
+            waves = [np.concatenate(list(__import__("genre_ray.audio", fromlist=["x"]).decode_stream(str(p), SR)))
+                     for p in sample]
+            dec_s = time.perf_counter() - t0
+            audio_s = sum(len(w) for w in waves) / SR
+            t0 = time.perf_counter()
+            n_win = sum(len(im) for w in waves for im, _ in track_window_images([w], bundle.features))
+            feat_s = time.perf_counter() - t0
+        audio_per_window = audio_s / max(1, n_win)
+        sweep = inference_sweep(bundle, batch_sizes or [8, 16, 32, 64, 128], infer_windows, threads, device)
+        best_bs = max(sweep, key=sweep.get)
+        write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
+        per_core = {"decode": rate(audio_s, dec_s), "featurize": rate(audio_s, feat_s),
+                    "inference": round(sweep[best_bs] * audio_per_window / threads, 2),
+                    "write": round(write_tps * seconds, 2)}
+        result["stages"] = {
+            "decode_audio_s_per_s_one_core": per_core["decode"], "featurize_audio_s_per_s_one_core": per_core["featurize"],
+            "featurize_windows_per_s_one_core": rate(n_win, feat_s),
+            "inference_windows_per_s_by_batch": {str(k): v for k, v in sweep.items()}, "inference_threads": threads,
+            "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
+            "write_tracks_per_s": write_tps, "write_audio_s_per_s": per_core["write"],
+            "audio_s_per_window": round(audio_per_window, 4)}
+        table += [["label stage: decode (1 core)", per_core["decode"], "audio-s/s"],
+                  ["label stage: featurize (1 core)", per_core["featurize"], "audio-s/s"],
+                  [f"label stage: inference bs {best_bs} ({threads} thread)", sweep[best_bs], "windows/s"],
+                  ["label stage: write (driver)", per_core["write"], "audio-s/s"]]
+        batch_size = batch_size or best_bs
+    batch_size = batch_size or 64
+    cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
+                      batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
+                      experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0)
+    with private_mlflow(work / "home"):
+        summary = run_label(cfg)
+    windows = int(read_labels(work / "out")["n_windows"].sum())
+    e2e = float(summary["audio_s_per_s"])
+    result["end_to_end"] = {"audio_s_per_s": e2e, "windows_per_s": rate(windows, summary["label_seconds"]),
+                            "files_per_s": summary["files_per_s"], "label_seconds": summary["label_seconds"],
+                            "batch_size": batch_size, "status": summary["status"], "windows": windows}
+    table += [["label end-to-end", e2e, "audio-s/s"],
+              ["label end-to-end", result["end_to_end"]["windows_per_s"], "windows/s"]]
+    if per_core:
+        # CPUs per stage: each actor runs `threads` torch threads; featurize tasks get what the actors' reservation
+        # leaves (Ray schedules them on the remaining logical CPUs)
+        actors = num_actors * threads if device.type == "cpu" else 0
+        feat_cpus = max(num_cpus - num_actors * actor_cpus, 1e-9) if device.type == "cpu" else num_cpus
+        combined = 1.0 / (1.0 / per_core["decode"] + 1.0 / per_core["featurize"])  # same task decodes + featurizes
+        inference_rate = per_core["inference"] * threads if device.type == "cuda" else per_core["inference"]
+        alloc = allocation_bound({"decode+featurize": combined, "inference": inference_rate,
+                                  "write": per_core["write"]},
+                                 {"decode+featurize": feat_cpus, "inference": actors or 1.0, "write": 1.0})
+        cpu_stages = {"decode": per_core["decode"], "featurize": per_core["featurize"], "write": per_core["write"]}
+        if device.type == "cpu":
+            cpu_stages["inference"] = per_core["inference"]
+        shared = shared_bound(cpu_stages, num_cpus)
+        if device.type == "cuda":
+            shared = min(shared, inference_rate)
+        result["efficiency"] = {"bound_allocated_audio_s_per_s": round(alloc, 2),
+                                "bound_shared_cpus_audio_s_per_s": round(shared, 2),
+                                "efficiency_allocated": round(e2e / alloc, 3), "efficiency_shared": round(e2e / shared, 3)}
+        table += [["label efficiency (stage CPUs as allocated)", result["efficiency"]["efficiency_allocated"], "ratio"],
+                  ["label efficiency (all CPUs shared)", result["efficiency"]["efficiency_shared"], "ratio"]]
+    result["table"] = table
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# spectrogram cache formats
+# ---------------------------------------------------------------------------------------------
+
+
+def _tensor_table(images: np.ndarray, labels: np.ndarray):
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorArray
+
+    return pa.table({"image": ArrowTensorArray.from_numpy(images), "label_idx": pa.array(labels)})
+
+
+CACHE_LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "float16 (current)": lambda x: x.astype(np.float16),
+    "uint8 (x·255, rounded)": lambda x: np.round(x.astype(np.float32) * 255).astype(np.uint8),
+    "float32": lambda x: x.astype(np.float32),
+}
+"""Image column encodings compared by ``bench cache`` (each a fixed-shape tensor column in Parquet)."""
+
+
+@register_benchmark("cache")
+def bench_cache(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, repeats: int = 3,
+                compressions: str = "snappy,none,zstd", workdir: str | None = None) -> dict[str, Any]:
+    """Read throughput of the spectrogram cache: the prepared train windows rewritten as one Parquet file per
+    layout (float16 — the current one —, uint8, float32) and compression; rows/s and MB/s through pyarrow into a
+    float32 ``(N, 1, H, W)`` array (what the model eats), file size; uint8's worst rounding error."""
+    import pyarrow.parquet as pq
+
+    work = _workdir(workdir, "cache")
+    prepared, _ = _prepared(work, tracks, seconds, num_cpus)
+    images, labels = _load_split(prepared)
+    cases: dict[str, Any] = {}
+    table = []
+    for layout, enc in CACHE_LAYOUTS.items():
+        arr = enc(images)
+        for comp in [c.strip() for c in compressions.split(",") if c.strip()]:
+            path = work / "layouts" / f"{layout.split()[0]}-{comp}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(_tensor_table(arr, labels), path, compression=None if comp == "none" else comp)
+
+            def read() -> np.ndarray:
+                t = pq.read_table(path, columns=["image"])
+                x = t.column("image").combine_chunks().to_numpy_ndarray()
+                return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+            secs, x = best_time(read, repeats)
+            key = f"{layout} {comp}"
+            cases[key] = {"rows_per_s": rate(len(x), secs), "decoded_mb_per_s": rate(x.nbytes / 2**20, secs),
+                          "file_mb": round(path.stat().st_size / 2**20, 2),
+                          "max_abs_error": float(np.abs(x - images.astype(np.float32)).max())}
+            table.append([f"cache read {key}", cases[key]["rows_per_s"], "rows/s"])
+    return {"benchmark": "cache", "rows": int(len(labels)), "image": list(images.shape[1:]), "cases": cases,
+            "table": table}
