@@ -173,7 +173,10 @@ def report_payload(labels: pd.DataFrame, timeline: pd.DataFrame | None, classes:
     its error or note (only rows that have one).
     """
     n = len(labels)
-    col = lambda c, default: labels[c] if c in labels.columns else pd.Series([default] * n, index=labels.index)  # noqa: E731
+
+    def col(name: str, default: Any) -> pd.Series:
+        return labels[name] if name in labels.columns else pd.Series([default] * n, index=labels.index)
+
     statuses = sorted(set(col("status", OK).fillna("unknown").astype(str)), key=lambda s: (s != OK, s))
     dirs, dir_idx, names = _split_paths(col("path", ""))
     conf = pd.to_numeric(col("confidence", np.nan), errors="coerce").to_numpy(np.float64)
