@@ -171,6 +171,21 @@ def test_train_refuses_a_leaky_split_before_mlflow_and_ray(tmp_path, capsys, unr
     assert code == 3 and "unreachable" in err and not (tmp_path / "out").exists()
 
 
+def test_tune_refuses_a_leaky_split_before_mlflow_and_ray(tmp_path, capsys, unreachable_mlflow):
+    from genre_ray.cli import main
+
+    tracks = pd.DataFrame({"track_id": ["t1", "t2"], "rel_path": ["x/1.wav", "x/1-copy.wav"], "label": ["a", "b"],
+                           "content_hash": ["c0ffee" * 6, "c0ffee" * 6], "split": ["train", "val"]})
+    data = _prepared(tmp_path / "prepared", tracks)
+    args = ["tune", "--config", str(Path(__file__).parents[1] / "configs" / "tune-smoke.yaml"), "--data", str(data),
+            "--out", str(tmp_path / "sweep")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tune" in err and "content_hash c0ffeec0ffee… in train/val (x/1-copy.wav, x/1.wav)" in err
+    assert main([*args, "--set", "train.allow_leakage=true"]) == 3  # allowed: on to MLflow (unreachable here)
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_prepare_refuses_a_manifest_with_an_artist_in_two_splits(tmp_path, capsys, unreachable_mlflow):
     from genre_ray.cli import main
 
