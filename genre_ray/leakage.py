@@ -48,9 +48,11 @@ TAG = "genre_ray.leakage"
 """MLflow tag of a training run: ``none (checked by …)`` or ``ALLOWED: …``."""
 SHOWN = 5
 """Offenders named in an error message (the count is always given)."""
+METADATA_KEYS = ("track_id", "path", "artist")
+"""The keys known from the catalog alone (prepare checks them before Ray starts, the content hash later)."""
 
-__all__ = ["CONTENT_HASH", "HASH_SECONDS", "LEAKAGE_KEYS", "LeakageError", "LeakageReport", "Offender", "TAG",
-           "content_hash", "enforce", "file_content_hash", "find_leakage", "leakage_tags"]
+__all__ = ["CONTENT_HASH", "HASH_SECONDS", "LEAKAGE_KEYS", "METADATA_KEYS", "LeakageError", "LeakageReport",
+           "Offender", "TAG", "content_hash", "enforce", "file_content_hash", "find_leakage", "leakage_tags"]
 
 
 # ---------------------------------------------------------------------------------------------

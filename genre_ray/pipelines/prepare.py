@@ -26,7 +26,7 @@ from genre_ray import audio
 from genre_ray.catalog import load_catalog
 from genre_ray.config import PrepareConfig
 from genre_ray.features import FeatureConfig, track_window_images
-from genre_ray.leakage import CONTENT_HASH, enforce, file_content_hash, find_leakage
+from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.splits import assign_splits, split_summary
 
@@ -81,7 +81,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     t0 = time.time()
     tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
     tracks = assign_splits(tracks, strategy=cfg.split, fractions=cfg.split_fractions, seed=cfg.seed)
-    leak = enforce(find_leakage(tracks), cfg.allow_leakage, "prepare")  # ids, paths, artists: before Ray starts
+    leak = enforce(find_leakage(tracks, METADATA_KEYS), cfg.allow_leakage, "prepare")  # before Ray starts
     classes = sorted(tracks["label"].unique())
     tracks["label_idx"] = tracks["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
     print(split_summary(tracks).to_string(), flush=True)
@@ -90,6 +90,9 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     if cfg.content_hash_s > 0:  # copies of one recording under two names: before any window is written
         tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
         leak = enforce(find_leakage(tracks), cfg.allow_leakage, "prepare")
+    else:
+        print("prepare: content_hash_s=0: no content hashes, so copies of one recording under two names are not "
+              "checked", flush=True)
     out = Path(cfg.out)
     if (out / "windows").exists():
         shutil.rmtree(out / "windows")  # a re-run replaces the windows, never mixes two runs
