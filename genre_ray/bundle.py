@@ -1,6 +1,7 @@
 """Model bundle: a folder with ``weights.pt`` (state_dict, loaded ``weights_only=True``) and ``bundle.json``
-(model name + kwargs, class names, FeatureConfig, training run id, metrics). Everything label/predict need,
-and nothing that executes code when loaded.
+(model name + kwargs, class names, FeatureConfig, training run id, metrics, and ``calibration``: the fitted
+``temperature`` and default ``uncertain_threshold`` — a bundle without it loads with ``T = 1`` and no threshold).
+Everything label/predict need, and nothing that executes code when loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genre_ray import atomic
 from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 
@@ -29,6 +31,18 @@ class Bundle:
     meta: dict[str, Any] = field(default_factory=dict)
     state_dict: dict[str, torch.Tensor] | None = None
     uri: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float:
+        """Temperature scaling of the logits (``softmax(z / T)``); 1.0 for an uncalibrated bundle."""
+        return float(self.calibration.get("temperature", 1.0))
+
+    @property
+    def uncertain_threshold(self) -> float | None:
+        """Default calibrated top-1 probability below which a track is "uncertain" (None: not calibrated)."""
+        t = self.calibration.get("uncertain_threshold")
+        return None if t is None else float(t)
 
     def build_model(self) -> nn.Module:
         """Instantiate the model (never with pretrained-weight loading) and load the bundle's weights."""
@@ -40,14 +54,17 @@ class Bundle:
 
 
 def save_bundle(out_dir: str | Path, model: nn.Module, model_name: str, model_kwargs: dict, classes: list[str],
-                features: FeatureConfig, meta: dict | None = None) -> Path:
+                features: FeatureConfig, meta: dict | None = None, calibration: dict | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, out / WEIGHTS)
+    with atomic.atomic_path(out / WEIGHTS) as tmp:
+        torch.save(state, tmp)
     doc = {"model_name": model_name, "model_kwargs": model_kwargs, "classes": list(classes),
            "features": features.to_dict(), "feature_hash": features.hash(), "meta": meta or {}}
-    (out / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, default=str))
+    if calibration:
+        doc["calibration"] = calibration
+    atomic.write_json(out / BUNDLE_JSON, doc, default=str)  # last: a bundle without it is incomplete
     return out
 
 
@@ -73,4 +90,4 @@ def load_bundle(uri: str | Path) -> Bundle:
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     return Bundle(model_name=doc["model_name"], model_kwargs=doc.get("model_kwargs", {}), classes=doc["classes"],
                   features=FeatureConfig.from_dict(doc["features"]), meta=doc.get("meta", {}),
-                  state_dict=state, uri=str(uri))
+                  state_dict=state, uri=str(uri), calibration=doc.get("calibration") or {})

@@ -1,4 +1,4 @@
-"""``genre-ray`` command line: synth, prepare, train, tune, label, predict, demo.
+"""``genre-ray`` command line: synth, prepare, train, tune, label, predict, similar, demo.
 
 Every job takes ``--config FILE.yaml`` plus a few common flags and any number of ``--set key=value``
 overrides (dotted keys reach nested sections: ``--set features.window_s=2.0``). The config is validated
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-leakage", dest="allow_leakage", action="store_true", default=None,
                    help="refuse nothing when a track, file, recording or artist is in two splits: warn, and tag the "
                         "MLflow run as not comparable (only to reproduce leaky published settings)")
+    p.add_argument("--fail-on-error", dest="fail_on_error", action="store_true", default=None,
+                   help="exit 1 if any track fails to decode (default: only if none succeeds)")
     _config_args(p)
 
     p = sub.add_parser("train", help="train a model on prepared windows (Ray Train DDP), log it to MLflow",
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the top genre into each file's tags (mutagen; audio data untouched)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
                    help="with --write-tags: only list the changes in OUT/tags.csv")
+    p.add_argument("--fail-on-error", dest="fail_on_error", action="store_true", default=None,
+                   help="exit 1 if any file is not labelled (default: only if none is)")
+    p.add_argument("--review-list", dest="review_list", metavar="REVIEW.csv",
+                   help="write the uncertain tracks, most uncertain first (path, genre, confidence, vote_entropy, reason)")
     _config_args(p)
 
     p = sub.add_parser("predict", help="genres of a few files, in-process (no Ray), with per-window timelines",
@@ -117,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", help="also print each window's top genre")
     p.add_argument("--plot", metavar="OUT.png", help="save a bar chart and a timeline per file")
     p.add_argument("--json", action="store_true", help="print one JSON object per file (with its timeline)")
+    p.add_argument("--embedding", action="store_true", help="with --json: include each file's track embedding")
+    p.add_argument("--fail-on-error", dest="fail_on_error", action="store_true",
+                   help="exit 1 if any file is not labelled (default: only if none is)")
+
+    p = sub.add_parser("similar", help="tracks that sound alike: nearest neighbours by embedding (cosine)",
+                       description="Exact cosine-similarity search over the `embedding` column a `genre-ray label` "
+                                   "run wrote (one NumPy matrix-vector product). TRACK is a path as stored in the "
+                                   "labels, or a substring of exactly one stored path.")
+    p.add_argument("track", metavar="TRACK")
+    p.add_argument("--labels", required=True, metavar="OUT", help="the --out folder of `genre-ray label`")
+    p.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per neighbour")
 
     p = sub.add_parser("report", help="one self-contained HTML page of a labelled library (no network)",
                        description="Read the labels (and timelines) a `genre-ray label` run wrote and write one HTML "
@@ -175,11 +193,14 @@ def _synth(args: argparse.Namespace) -> int:
 
 @command("prepare")
 def _prepare(args: argparse.Namespace) -> int:
-    cfg = load_config(PrepareConfig, args.config, args.overrides, **_values(args, "source", "out", "split", "allow_leakage"))
+    cfg = load_config(PrepareConfig, args.config, args.overrides, **_values(args, "source", "out", "split", "fail_on_error",
+                                                                                "allow_leakage"))
+    from genre_ray.outcome import exit_status
     from genre_ray.pipelines.prepare import run_prepare
 
-    run_prepare(cfg)
-    return 0
+    meta = run_prepare(cfg)
+    failed = len(meta["failed"])
+    return exit_status(sum(meta["tracks"].values()) - failed, failed, cfg.fail_on_error)
 
 
 @command("train")
@@ -206,23 +227,29 @@ def _tune(args: argparse.Namespace) -> int:
 def _label(args: argparse.Namespace) -> int:
     cfg = load_config(LabelConfig, args.config, args.overrides,
                       **_values(args, "input", "model", "out", "timeline", "export", "overwrite", "write_tags",
-                                "dry_run"))
+                                "dry_run", "fail_on_error", "review_list"))
+    from genre_ray.outcome import exit_status
     from genre_ray.pipelines.label import run_label
 
     summary = run_label(cfg)
-    return 0 if summary["status"].get("ok", 0) > 0 else 1
+    ok = summary["status"].get("ok", 0)
+    return exit_status(ok, summary["rows"] - ok + summary["missing"], cfg.fail_on_error)
 
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from genre_ray.bundle import load_bundle
     from genre_ray.evaluate import AGGREGATORS
     from genre_ray.inference import plot_prediction, predict_file
+    from genre_ray.outcome import exit_status
+    from genre_ray.preflight import label_model
+    from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule
 
     AGGREGATORS.lookup(args.aggregate)
-    bundle = load_bundle(args.model)
+    bundle = label_model(args.model)  # a missing, broken or code-carrying bundle: one message, exit 2
     model, classes = bundle.build_model(), bundle.classes
-    results = [predict_file(model, path, bundle.features, classes, hop_s=args.hop, how=args.aggregate, k=args.top_k)
+    rule = UncertaintyRule(threshold=DEFAULT_THRESHOLD if bundle.uncertain_threshold is None else bundle.uncertain_threshold)
+    results = [predict_file(model, path, bundle.features, classes, hop_s=args.hop, how=args.aggregate, k=args.top_k,
+                            temperature=bundle.temperature, rule=rule, embeddings=args.embedding)
                for path in args.paths]
     if args.json:
         for row, probs, starts in results:
@@ -241,6 +268,8 @@ def _predict(args: argparse.Namespace) -> int:
                 continue
             note = f"  ({row['error']})" if row["error"] else ""
             print(f"\n{row['path']}: {row['genre']} ({row['confidence']:.1%}){note}")
+            if row["uncertain"]:
+                print(f"  uncertain: {row['uncertain_reason']} (vote entropy {row['vote_entropy']:.2f})")
             for g, p in zip(row["top_k_genres"], row["top_k_probs"]):
                 print(f"  {g:<12} {p:6.1%} {'█' * int(round(p * 40))}")
             if args.timeline:
@@ -251,7 +280,28 @@ def _predict(args: argparse.Namespace) -> int:
         out = plot_prediction([r for r, _, _ in results], [(p, s) for _, p, s in results], classes,
                               bundle.features.window_s, args.plot)
         print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
-    return 0 if all(r["status"] == "ok" for r, _, _ in results) else 1
+    ok = sum(r["status"] == "ok" for r, _, _ in results)
+    return exit_status(ok, len(results) - ok, args.fail_on_error)
+
+
+@command("similar")
+def _similar(args: argparse.Namespace) -> int:
+    from genre_ray.similarity import SimilarityError, similar
+
+    try:
+        track, hits = similar(args.labels, args.track, args.k)
+    except SimilarityError as exc:
+        print(f"genre-ray similar: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for path, genre, sim in hits:
+            print(json.dumps({"path": path, "genre": genre, "similarity": round(sim, 6)}))
+        return 0
+    print(f"nearest to {track}:")
+    print(f"{'rank':>4}  {'cosine':>7}  {'genre':<12} path")
+    for rank, (path, genre, sim) in enumerate(hits, 1):
+        print(f"{rank:>4}  {sim:7.4f}  {genre:<12} {path}")
+    return 0
 
 
 @command("report")

@@ -34,7 +34,9 @@ class _Base(BaseModel):
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_yaml())
+        from genre_ray import atomic
+
+        atomic.write_text(path, self.to_yaml())
         return path
 
     def flat(self) -> dict[str, Any]:
@@ -75,6 +77,8 @@ class PrepareConfig(_Base):
     noise_snr_db: float = Field(20.0, description="SNR of the added white noise, dB")
     offset_copies: int = Field(0, ge=0, description="extra copies of each training track cut from a random offset "
                                "in (0, hop): windows between the regular ones")
+    fail_on_error: bool = Field(False, description="exit status 1 when any track fails to decode (default: only "
+                                "when none succeeds); failed tracks are always listed in meta.json")
     content_hash_s: float = Field(10.0, ge=0, description="seconds of decoded audio hashed per track (tracks.parquet "
                                   "content_hash) so copies of one recording in two splits are caught; 0 = off")
     allow_leakage: bool = Field(False, description="a track, file, recording or artist in two splits only warns "
@@ -130,6 +134,8 @@ class TrainConfig(_Base):
     early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "
                                             "select_metric")
     seed: int = 0
+    deterministic_data: bool = Field(True, description="Ray Data feeds the training shards in a fixed order (preserve_order) "
+                                     "with a seeded local shuffle: the same seed and data give the same run on the CPU")
     num_workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker (fractions allowed)")
     use_gpu: bool = False
@@ -396,6 +402,8 @@ class LabelConfig(_Base):
     hop_s: float | None = Field(None, gt=0, description="window hop; None → the model's training hop")
     aggregate: str = Field("mean", description="mean | logmean | vote: window probabilities → track verdict")
     top_k: int = Field(3, ge=1)
+    fail_on_error: bool = Field(False, description="exit status 1 when any file is not labelled (error/too-short; "
+                                "default: only when none is); every file always gets its row")
     too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
                            "status ok) | skip (status too-short); both warn")
     batch_size: int = Field(64, ge=1, description="windows per inference batch")
@@ -416,6 +424,13 @@ class LabelConfig(_Base):
     featurize: str = Field("cpu", description="where spectrograms are made: cpu (decode tasks ship window images) | "
                            "device (decode tasks ship waveform segments; the classifier actor makes the images, on "
                            "its GPU with use_gpu)")
+    embeddings: bool = Field(True, description="write each track's embedding (window penultimate features averaged, "
+                             "L2-normalised) as the labels' `embedding` column, for `genre-ray similar`")
+    uncertain_threshold: float | None = Field(None, ge=0, le=1, description="calibrated top-1 probability below "
+                                              "which a track is uncertain; None → the model bundle's (from validation)")
+    vote_entropy_threshold: float = Field(0.7, ge=0, le=1, description="normalised entropy of the per-window top-1 "
+                                          "vote above which a track is uncertain (windows disagree)")
+    review_list: str | None = Field(None, description="CSV of the uncertain tracks, most uncertain first")
     experiment: str = "genre-ray"
     ray: RayConfig = RayConfig()
 

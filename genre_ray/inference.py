@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from genre_ray import audio
+from genre_ray import atomic
+from genre_ray.embedding import track_embedding, window_outputs
 from genre_ray.evaluate import aggregate_track, top_k
 from genre_ray.features import FeatureConfig, TrackWindower
 from genre_ray.registry import Registry
-from genre_ray.training import predict_probs
+from genre_ray.uncertainty import UncertaintyRule, vote_entropy
 
 log = logging.getLogger("genre_ray")
 
@@ -129,17 +131,29 @@ def featurize_track(path: str | Path, features: FeatureConfig, hop_s: float | No
 
 
 def label_row(path: str, duration_s: float, status: str, error: str, window_probs: np.ndarray | None,
-              classes: Sequence[str], how: str, k: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Build one labels row from a track's ``(n, C)`` window probabilities (None/empty unless status is ok)."""
+              classes: Sequence[str], how: str, k: int, extra: dict[str, Any], rule: UncertaintyRule | None = None,
+              window_features: np.ndarray | None = None, embeddings: bool = False) -> dict[str, Any]:
+    """Build one labels row from a track's ``(n, C)`` (calibrated) window probabilities (None/empty unless status
+    is ok): aggregated probabilities, top-k, ``vote_entropy``, ``uncertain`` + ``uncertain_reason`` by ``rule``
+    (default :class:`UncertaintyRule`), and with ``embeddings`` the track ``embedding`` — the mean of
+    ``window_features (n, D)``, L2-normalised, as a list (None unless ok)."""
+    rule = rule or UncertaintyRule()
     row: dict[str, Any] = {"path": path, "duration_s": float(duration_s), "n_windows": 0, "genre": None,
                            "confidence": float("nan"), "top_k_genres": [], "top_k_probs": [],
-                           **{f"p_{c}": float("nan") for c in classes}, **extra, "status": status, "error": error}
+                           **{f"p_{c}": float("nan") for c in classes}, "vote_entropy": float("nan"),
+                           "uncertain": False, "uncertain_reason": "",
+                           **({"embedding": None} if embeddings else {}), **extra, "status": status, "error": error}
     if status == STATUS_OK and window_probs is not None and len(window_probs):
         probs = aggregate_track(window_probs, how)
         best = top_k(probs[None], classes, min(k, len(classes)))[0]
+        entropy = vote_entropy(window_probs)
+        reason = rule.reason(best[0][1], entropy)
         row.update({"n_windows": int(len(window_probs)), "genre": best[0][0], "confidence": best[0][1],
                     "top_k_genres": [g for g, _ in best], "top_k_probs": [p for _, p in best],
-                    **{f"p_{c}": float(probs[i]) for i, c in enumerate(classes)}})
+                    **{f"p_{c}": float(probs[i]) for i, c in enumerate(classes)},
+                    "vote_entropy": entropy, "uncertain": bool(reason), "uncertain_reason": reason})
+        if embeddings and window_features is not None:
+            row["embedding"] = track_embedding(window_features).tolist()
     return row
 
 
@@ -154,29 +168,41 @@ def model_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:12]
 
 
-def label_key(model_id: str, feature_hash: str, hop_s: float, how: str, too_short: str, k: int) -> str:
+def label_key(model_id: str, feature_hash: str, hop_s: float, how: str, too_short: str, k: int,
+              **options: Any) -> str:
     """12-hex digest of everything that decides a labels row: which weights, which images, which windows, which
-    aggregation and how many top genres."""
+    aggregation and how many top genres, plus ``options`` (JSON values: the temperature, the uncertainty
+    thresholds, whether embeddings are written)."""
     blob = json.dumps({"model": model_id, "features": feature_hash, "hop_s": round(float(hop_s), 6), "how": how,
-                       "too_short": too_short, "top_k": int(k)}, sort_keys=True)
+                       "too_short": too_short, "top_k": int(k), **options}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def predict_file(model: nn.Module, path: str | Path, features: FeatureConfig, classes: Sequence[str],
                  hop_s: float | None = None, how: str = "mean", k: int = 3, device: torch.device | None = None,
-                 batch_size: int = 64, too_short: str = "pad") -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Label one file in-process → ``(labels row, window_probs (n, C), starts_s (n,))``, streaming its windows."""
+                 batch_size: int = 64, too_short: str = "pad", temperature: float = 1.0,
+                 rule: UncertaintyRule | None = None,
+                 embeddings: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Label one file in-process → ``(labels row, window_probs (n, C), starts_s (n,))``, streaming its windows;
+    window probabilities are ``softmax(logits / temperature)``; ``embeddings`` adds the row's ``embedding``."""
     device = device or torch.device("cpu")
     model = model.to(device)
     probs, starts = [np.zeros((0, len(classes)), np.float32)], [np.zeros(0)]
+    feats: list[np.ndarray] = []
     for item in featurize_stream(path, features, hop_s, too_short, max_windows=batch_size):
         if isinstance(item, WindowBatch):
-            probs.append(predict_probs(model, item.images, device, batch_size))
+            p, f = window_outputs(model, item.images, device, batch_size, temperature, embeddings)
+            probs.append(p)
             starts.append(item.starts_s)
+            if f is not None:
+                feats.append(f)
         else:
             end = item
-    p, s = (np.concatenate(probs), np.concatenate(starts)) if end.status == STATUS_OK else (probs[0], starts[0])
-    return label_row(end.path, end.duration_s, end.status, end.error, p, classes, how, k, {}), p, s
+    ok = end.status == STATUS_OK
+    p, s = (np.concatenate(probs), np.concatenate(starts)) if ok else (probs[0], starts[0])
+    f = np.concatenate(feats) if ok and feats else None
+    row = label_row(end.path, end.duration_s, end.status, end.error, p, classes, how, k, {}, rule, f, embeddings)
+    return row, p, s
 
 
 def plot_prediction(rows: Sequence[dict[str, Any]], timelines: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -215,6 +241,6 @@ def plot_prediction(rows: Sequence[dict[str, Any]], timelines: Sequence[tuple[np
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    atomic.savefig(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -111,3 +111,60 @@ def test_predict_cli_json(trained, capsys):
     assert main(["predict", str(clip), "--model", "models:/genre-ray-e2e/1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "ok" and len(out["timeline"]) == out["n_windows"] == 3
+
+
+def test_calibration_embeddings_and_similar(trained, tmp_path, capsys):
+    """Issue #9: temperature fitted on val (ECE not worse), stored in the bundle and logged; held-out tracks'
+    embeddings from the label job are unit vectors equal to predict's, and a track's nearest neighbour is
+    of its own genre far above chance; `genre-ray similar` lists them."""
+    import numpy as np
+
+    from genre_ray.bundle import load_bundle
+    from genre_ray.inference import predict_file
+    from genre_ray.pipelines.label import read_labels, run_label
+    from genre_ray.similarity import load_index, nearest
+
+    work, _, report = trained
+    cal = report["calibration"]
+    tracks = pd.read_parquet(work / "prepared" / "tracks.parquet")
+    assert cal["n_tracks"] == (tracks["split"] == "val").sum()
+    assert cal["ece_after"] <= cal["ece_before"] + 1e-9 and cal["nll_after"] <= cal["nll_before"] + 1e-9
+    bundle = load_bundle(report["bundle"])
+    assert bundle.temperature == cal["temperature"] and bundle.uncertain_threshold == cal["uncertain_threshold"]
+    run = mlflow.get_run(report["run_id"])
+    assert run.data.metrics["temperature"] == pytest.approx(cal["temperature"])
+    assert run.data.metrics["val_track_ece_calibrated"] == pytest.approx(cal["ece_after"])
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"], "plots")}
+    assert "plots/reliability_val.png" in arts
+
+    held = tracks[tracks["split"] != "train"]
+    held[["path"]].to_csv(tmp_path / "held.csv", index=False)
+    out = tmp_path / "out"
+    summary = run_label(LabelConfig(input=str(tmp_path / "held.csv"), model=report["bundle"], out=str(out),
+                                    review_list=str(tmp_path / "review.csv")))
+    assert summary["status"] == {"ok": len(held)} and summary["temperature"] == cal["temperature"]
+    index = load_index(out)
+    assert len(index) == len(held)
+    np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-5)
+    genre = dict(zip(held["path"], held["label"]))
+    truth = np.array([genre[p] for p in index.paths])
+    first = [nearest(index.vectors, index.vectors[i], 1, exclude=i)[0][0] for i in range(len(index))]
+    same = float(np.mean(truth[first] == truth))
+    chance = (len(held) / GENRES - 1) / (len(held) - 1)
+    assert same >= 0.8 and same > 3 * chance, f"nearest neighbour of the same genre {same} (chance {chance:.2f})"
+    labels = read_labels(out).set_index("path")
+    review = pd.read_csv(tmp_path / "review.csv")
+    assert sorted(review["path"]) == sorted(labels.index[labels["uncertain"]])
+
+    path = str(index.paths[0])
+    row, _, _ = predict_file(bundle.build_model(), path, bundle.features, bundle.classes, embeddings=True,
+                             temperature=bundle.temperature)
+    np.testing.assert_allclose(row["embedding"], labels.loc[path, "embedding"], atol=1e-5)
+    assert row["confidence"] == pytest.approx(labels.loc[path, "confidence"], abs=1e-5)
+
+    capsys.readouterr()
+    assert main(["similar", Path(path).name, "--labels", str(out), "-k", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"nearest to {path}:" and len(lines) == 2 + 5
+    print(f"calibration: T={cal['temperature']:.4g}, val ECE {cal['ece_before']:.4f} → {cal['ece_after']:.4f}; "
+          f"same-genre nearest neighbour {same:.3f} (chance {chance:.3f})")

@@ -18,6 +18,7 @@ import pytest
 from genre_ray.bundle import load_bundle
 from genre_ray.config import LabelConfig
 from genre_ray.inference import predict_file
+from genre_ray.uncertainty import UncertaintyRule
 from label_lib import CLASSES, make_library, sharp_bundle
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,8 @@ def setup(tmp_path_factory, ray_session, mlflow_home):
     expected = make_library(work / "library")
     bundle = sharp_bundle(work / "bundle")
     cfg = LabelConfig(input=str(work / "library"), model=str(bundle), out=str(work / "out"), too_short="skip",
-                      batch_size=16, shard_rows=3, timeline=True, export=["csv", "jsonl"])
+                      batch_size=16, shard_rows=3, timeline=True, export=["csv", "jsonl"],
+                      review_list=str(work / "review.csv"), uncertain_threshold=0.9)
     summary = run_label(cfg)
     return work, expected, bundle, cfg, summary
 
@@ -65,17 +67,30 @@ def test_labels_equal_predict_on_the_same_files(setup):
     b = load_bundle(bundle_dir)
     model = b.build_model()
     for path, status in expected.items():
-        row, probs, starts = predict_file(model, path, b.features, b.classes, too_short="skip")
+        row, probs, starts = predict_file(model, path, b.features, b.classes, too_short="skip", embeddings=True,
+                                          rule=UncertaintyRule(threshold=0.9))
         got = labels.loc[path]
         assert got["status"] == row["status"] and got["n_windows"] == row["n_windows"] == len(probs), path
         if status != "ok":
+            assert got["embedding"] is None and not got["uncertain"], path
             continue
         assert got["genre"] == row["genre"], path
+        emb = np.asarray(got["embedding"], np.float64)
+        assert emb.shape == (model.embedding_dim,) and abs(np.linalg.norm(emb) - 1) < 1e-5, path
+        np.testing.assert_allclose(emb, row["embedding"], atol=1e-5, err_msg=path)
+        assert got["uncertain"] == row["uncertain"] and got["uncertain_reason"] == row["uncertain_reason"], path
+        assert got["vote_entropy"] == pytest.approx(row["vote_entropy"]), path
         np.testing.assert_allclose(got[P_COLS].astype(float), [row[c] for c in P_COLS], atol=1e-5, err_msg=path)
         tl = timeline[timeline["path"] == path]
         np.testing.assert_allclose(tl["start_s"], starts)
         np.testing.assert_allclose(tl[P_COLS].to_numpy(), probs, atol=1e-5, err_msg=path)
     assert len(timeline) == labels["n_windows"].sum()
+    review = pd.read_csv(work / "review.csv")  # --review-list: the uncertain ok rows, most uncertain first
+    want = labels[(labels["status"] == "ok") & labels["uncertain"].astype(bool)]
+    assert sorted(review["path"]) == sorted(want.index) and review["confidence"].is_monotonic_increasing
+    assert len(review) >= 1 and list(review.columns) == ["path", "genre", "confidence", "vote_entropy", "reason"]
+    assert ((review["confidence"] < 0.9) == review["reason"].str.contains("low-confidence")).all()
+    assert ((review["vote_entropy"] > 0.7) == review["reason"].str.contains("windows-disagree")).all()
 
 
 def test_summary_exports_and_mlflow_run(setup):
@@ -87,6 +102,7 @@ def test_summary_exports_and_mlflow_run(setup):
     assert len(pd.read_csv(out / "errors.csv")) == 5
     csv, jsonl = pd.read_csv(out / "labels.csv"), pd.read_json(out / "labels.jsonl", lines=True)
     assert sorted(csv["path"]) == sorted(jsonl["path"]) == sorted(expected)
+    assert "embedding" not in csv.columns and jsonl["embedding"].dropna().map(len).eq(32).sum() == 8
     runs = mlflow.search_runs(filter_string="tags.`genre_ray.job` = 'label'", search_all_experiments=True)
     run = runs[runs["params.out"] == str(out)].iloc[0]
     assert run["metrics.files"] == len(expected) and run["metrics.ok"] == 8 and run["metrics.errors"] == 4
@@ -118,7 +134,7 @@ def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup
            "GENRE_RAY_HOME": os.environ["GENRE_RAY_HOME"]}
     cmd = [sys.executable, "-m", "genre_ray.cli", "label", "--input", cfg.input, "--model", str(bundle),
            "--out", str(out), "--set", "too_short=skip", "--set", "batch_size=4", "--set", "shard_rows=1",
-           "--set", "progress_s=1", "--timeline"]
+           "--set", "progress_s=1", "--set", "uncertain_threshold=0.9", "--timeline"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240

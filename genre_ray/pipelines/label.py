@@ -38,16 +38,18 @@ import ray
 import torch
 
 from genre_ray import tracking
+from genre_ray import atomic, preflight
 from genre_ray.bundle import Bundle, load_bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
-from genre_ray.config import LabelConfig
+from genre_ray.config import ConfigError, LabelConfig
 from genre_ray.features import FeatureConfig
 from genre_ray.inference import (STATUS_ERROR, STATUS_OK, TrackEnd, WindowBatch, featurize_stream, label_key,
                                  label_row, model_fingerprint)
+from genre_ray.embedding import embedding_dim, window_outputs
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.registry import Registry
 from genre_ray.report import REPORT_FILE, write_report
-from genre_ray.training import predict_probs
+from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule, write_review_list
 
 log = logging.getLogger("genre_ray")
 
@@ -153,23 +155,34 @@ def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
 
 
 class Classifier:
-    """Actor: holds the model once; turns the window rows of a batch into ``probs (n, C)`` (NaN on end rows)."""
+    """Actor: holds the model once; turns the window rows of a batch into calibrated ``probs (n, C)`` (softmax of
+    logits / the bundle's temperature) and, with ``embeddings``, penultimate features ``emb (n, D)`` from the
+    same forward pass (NaN on end rows)."""
 
-    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1):
+    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1, embeddings: bool = False):
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.model = bundle.build_model().to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size, self.n_classes = batch_size, len(bundle.classes)
+        self.temperature, self.embeddings = bundle.temperature, embeddings
+        self.dim = embedding_dim(self.model) if embeddings else 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         is_window = batch["kind"] == WINDOW
         probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
+        emb = np.full((len(is_window), self.dim), np.nan, np.float32) if self.embeddings else None
         if is_window.any():
-            probs[is_window] = predict_probs(self.model, batch["image"][is_window], self.device, self.batch_size)
+            p, f = window_outputs(self.model, batch["image"][is_window], self.device, self.batch_size,
+                                  self.temperature, self.embeddings)
+            probs[is_window] = p
+            if emb is not None:
+                emb[is_window] = f
         out = {k: v for k, v in batch.items() if k != "image"}
         out["probs"] = probs
+        if emb is not None:
+            out["emb"] = emb
         return out
 
 
@@ -178,12 +191,18 @@ class Classifier:
 # ---------------------------------------------------------------------------------------------
 
 
-def labels_schema(classes: list[str]) -> pa.Schema:
-    """The labels table (one row per input file); documented in the README."""
+def labels_schema(classes: list[str], embedding_dim: int | None = None) -> pa.Schema:
+    """The labels table (one row per input file); documented in the README. ``embedding_dim`` adds the
+    ``embedding`` column: ``list<float32>``, every value of length ``embedding_dim`` (in the schema metadata as
+    ``genre_ray.embedding_dim``), null unless ok. Not ``fixed_size_list``: pyarrow 25 writes a null
+    fixed-size list to Parquet but cannot read it back ("Expected all lists to be of size=D")."""
     s, f = pa.string(), pa.float64()
+    emb = [pa.field("embedding", pa.list_(pa.float32()),
+                    metadata={"genre_ray.embedding_dim": str(embedding_dim)})] if embedding_dim else []
     return pa.schema([("path", s), ("duration_s", f), ("n_windows", pa.int64()), ("genre", s), ("confidence", f),
                       ("top_k_genres", pa.list_(s)), ("top_k_probs", pa.list_(f)),
                       *[(f"p_{c}", f) for c in classes],
+                      ("vote_entropy", f), ("uncertain", pa.bool_()), ("uncertain_reason", s), *emb,
                       ("model_name", s), ("model_uri", s), ("model_version", s), ("model_id", s),
                       ("feature_hash", s), ("label_key", s), ("status", s), ("error", s)])
 
@@ -208,9 +227,10 @@ class ShardWriter:
     """``OUT/labels/part-<run>-<n>.parquet`` (and the matching ``OUT/timeline/`` shard, written first, so a labels
     shard — the commit mark — never exists without its timeline)."""
 
-    def __init__(self, out: Path, classes: list[str], timeline: bool):
+    def __init__(self, out: Path, classes: list[str], timeline: bool, embedding_dim: int | None = None):
         self.labels_dir, self.timeline_dir = out / LABELS, out / TIMELINE
-        self.schema, self.tl_schema, self.timeline = labels_schema(classes), timeline_schema(classes), timeline
+        self.schema, self.tl_schema = labels_schema(classes, embedding_dim), timeline_schema(classes)
+        self.timeline = timeline
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.n = 0
         self.labels_dir.mkdir(parents=True, exist_ok=True)
@@ -278,9 +298,11 @@ class TrackAssembler:
     """Collects window probabilities per track from the (unordered) stream and finishes a track — one labels
     row (+ its timeline rows) — once its ``end`` row and all the windows it announced have arrived."""
 
-    def __init__(self, classes: list[str], how: str, k: int, window_s: float, extra: dict[str, Any]):
+    def __init__(self, classes: list[str], how: str, k: int, window_s: float, extra: dict[str, Any],
+                 rule: UncertaintyRule | None = None, embeddings: bool = False):
         self.classes, self.how, self.k, self.window_s, self.extra = classes, how, k, window_s, extra
-        self.windows: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
+        self.rule, self.embeddings = rule, embeddings
+        self.windows: dict[str, dict[int, tuple[float, np.ndarray, np.ndarray | None]]] = {}
         self.ends: dict[str, dict[str, Any]] = {}
 
     def add(self, batch: dict[str, np.ndarray]) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -288,8 +310,9 @@ class TrackAssembler:
         for i in range(len(batch["path"])):
             path = str(batch["path"][i])
             if batch["kind"][i] == WINDOW:
+                emb = batch["emb"][i] if self.embeddings else None
                 self.windows.setdefault(path, {})[int(batch["window"][i])] = (float(batch["start_s"][i]),
-                                                                              batch["probs"][i])
+                                                                              batch["probs"][i], emb)
             else:
                 self.ends[path] = {k: batch[k][i] for k in ("duration_s", "n_windows", "status", "error")}
             touched.append(path)
@@ -298,12 +321,13 @@ class TrackAssembler:
             if end is not None and len(self.windows.get(path, {})) >= int(end["n_windows"]):
                 yield self._finish(path, self.ends.pop(path), self.windows.pop(path, {}))
 
-    def _finish(self, path: str, end: dict[str, Any], windows: dict[int, tuple[float, np.ndarray]]):
+    def _finish(self, path: str, end: dict[str, Any], windows: dict[int, tuple[float, np.ndarray, np.ndarray | None]]):
         status, error = str(end["status"]), str(end["error"])
         order = sorted(windows)
         probs = np.stack([windows[i][1] for i in order]) if order and status == STATUS_OK else None
+        feats = np.stack([windows[i][2] for i in order]) if probs is not None and self.embeddings else None
         row = label_row(path, float(end["duration_s"]), status, error, probs, self.classes, self.how, self.k,
-                        self.extra)
+                        self.extra, self.rule, feats, self.embeddings)
         timeline = []
         if probs is not None:
             for j, i in enumerate(order):
@@ -358,10 +382,11 @@ EXPORTERS: Registry[Exporter] = Registry("labels export format")
 
 @EXPORTERS.register("csv")
 def _export_csv(df: pd.DataFrame, out: Path) -> Path:
-    flat = df.copy()
+    flat = df.drop(columns=["embedding"], errors="ignore")  # D floats per row: in the Parquet and labels.jsonl
     for col in ("top_k_genres", "top_k_probs"):
         flat[col] = flat[col].map(lambda xs: "|".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in xs))
-    flat.to_csv(out / "labels.csv", index=False)
+    with atomic.atomic_path(out / "labels.csv") as tmp:
+        flat.to_csv(tmp, index=False)
     return out / "labels.csv"
 
 
@@ -386,7 +411,7 @@ def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic.savefig(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -402,7 +427,8 @@ def write_tags(table: pd.DataFrame, out: Path, dry_run: bool) -> pd.DataFrame:
         else:
             results.append(write_genre_tag(path, genre, dry_run))
     df = pd.DataFrame([r.__dict__ for r in results], columns=["path", "genre", "previous", "action", "reason"])
-    df.to_csv(out / "tags.csv", index=False)
+    with atomic.atomic_path(out / "tags.csv") as tmp:
+        df.to_csv(tmp, index=False)
     counts = df["action"].value_counts().to_dict()
     print(f"[label] tags{' (dry run)' if dry_run else ''}: {counts} → {out / 'tags.csv'}", flush=True)
     return df
@@ -454,11 +480,13 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
                        num_cpus=1, memory=FEATURIZE_MEMORY)
           .map_batches(stage.classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
                                                                 "use_gpu": use_gpu,
-                                                                "threads": max(1, round(cfg.actor_cpus))},
+                                                                "threads": max(1, round(cfg.actor_cpus)),
+                                                                "embeddings": cfg.embeddings},
                        batch_size=max(1, cfg.batch_size // stage.windows_per_row), batch_format="numpy",
                        num_gpus=1 if use_gpu else 0,
                        num_cpus=cfg.actor_cpus, compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
-    assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra)
+    assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
+                               uncertainty_rule(cfg, bundle), cfg.embeddings)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard
 
     def flush(n: int) -> None:
@@ -483,16 +511,31 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
         raise RuntimeError(f"{assembler.pending} track(s) never completed in the stream; rerun to finish them")
 
 
+def uncertainty_rule(cfg: LabelConfig, bundle: Bundle) -> UncertaintyRule:
+    """The config's ``uncertain_threshold``, else the bundle's (fitted on validation), else the default."""
+    threshold = cfg.uncertain_threshold if cfg.uncertain_threshold is not None else bundle.uncertain_threshold
+    return UncertaintyRule(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                           vote_entropy_threshold=cfg.vote_entropy_threshold)
+
+
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
     announce("label", cfg)
     t0 = time.time()
+    try:
+        files = list_inputs(cfg.input)
+    except (FileNotFoundError, ValueError) as exc:  # no input at all is a setting error, not a bad file
+        raise ConfigError(f"input={cfg.input}: {exc}") from None
+    local = Path(cfg.model).expanduser().exists()
+    bundle = preflight.label_model(cfg.model) if local else None  # a local bundle: checked before MLflow is touched
     tracking.setup(cfg.experiment)  # an unreachable tracking server fails here: nothing written, no model fetched
-    files = list_inputs(cfg.input)
-    bundle = load_bundle(cfg.model)  # fail before any work if the model cannot be loaded or is stale
-    bundle.features.check_current()
+    bundle = bundle or preflight.label_model(cfg.model)  # an MLflow URI: fetched once the store is known good
     hop = cfg.hop_s or bundle.features.hop_s
     model_id = model_fingerprint(bundle.state_dict or {})
-    key = label_key(model_id, bundle.features.hash(), hop, cfg.aggregate, cfg.too_short, cfg.top_k)
+    rule = uncertainty_rule(cfg, bundle)
+    dim = embedding_dim(bundle.build_model()) if cfg.embeddings else None
+    key = label_key(model_id, bundle.features.hash(), hop, cfg.aggregate, cfg.too_short, cfg.top_k,
+                    temperature=round(bundle.temperature, 8), uncertain_threshold=round(rule.threshold, 8),
+                    vote_entropy_threshold=round(rule.vote_entropy_threshold, 8), embedding_dim=dim)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -505,19 +548,26 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do", flush=True)
     progress = Progress(len(todo), cfg.progress_s, skipped)
     if todo:
-        _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline), progress)
+        _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline, dim), progress)
         progress.maybe_print(force=True)
     label_s = time.time() - progress.t0 if todo else 0.0
 
     table = read_labels(out)
     table = table[table["path"].isin(set(files))].reset_index(drop=True)
     summary = _summarise(cfg, files, table, progress, skipped, label_s, time.time() - t0, key, model_id, out)
+    summary.update({"uncertain": int(table["uncertain"].sum()), "temperature": bundle.temperature,
+                    "uncertain_threshold": rule.threshold, "vote_entropy_threshold": rule.vote_entropy_threshold,
+                    "embedding_dim": dim})
+    if cfg.review_list:
+        path, n = write_review_list(table, cfg.review_list)
+        summary["review_list"] = str(path)
+        print(f"[label] review list: {n} uncertain track(s), most uncertain first → {path}", flush=True)
     for fmt in cfg.export:
         EXPORTERS.lookup(fmt)(table, out)
     if cfg.write_tags:
         tags = write_tags(table, out, cfg.dry_run)
         summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_json(out / "summary.json", summary)
     _log_mlflow(cfg, summary, out)
     _print_summary(summary)
     return summary
@@ -529,7 +579,8 @@ def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress
     ok = table[table["status"] == STATUS_OK]
     genres = {k: int(v) for k, v in ok["genre"].value_counts().items()}
     bad = table[table["status"] != STATUS_OK][["path", "status", "error"]]
-    bad.to_csv(out / "errors.csv", index=False)
+    with atomic.atomic_path(out / "errors.csv") as tmp:
+        bad.to_csv(tmp, index=False)
     plot_genres(genres, out / "genres.png", f"genres of {len(ok)} files")
     return {
         "files": len(files), "rows": len(table), "labelled_now": progress.done, "skipped_already_labelled": skipped,
@@ -553,6 +604,7 @@ def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
                             "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
                             "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
                             "files_per_s": summary["files_per_s"], "seconds": summary["seconds"]})
+        mlflow.log_metric("uncertain", summary.get("uncertain", 0))
         try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
             write_report(out)
         except Exception as exc:  # the labels are written already; a report bug must not lose the run's record
@@ -560,6 +612,8 @@ def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
         for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv", REPORT_FILE):
             if (out / name).is_file():
                 mlflow.log_artifact(str(out / name))
+        if summary.get("review_list"):
+            mlflow.log_artifact(summary["review_list"])
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -572,5 +626,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"throughput:   {s['audio_s_per_s']} audio-s/s, {s['files_per_s']} files/s ({s['label_seconds']} s labelling, "
         f"{s['seconds']} s total)",
         f"genres:       {genres}",
+        f"uncertain:    {s.get('uncertain', 0)} (calibrated confidence < {s.get('uncertain_threshold', float('nan')):.3g} "
+        f"or vote entropy > {s.get('vote_entropy_threshold', float('nan')):.3g}; temperature "
+        f"{s.get('temperature', 1.0):.3g})",
         f"labels:       {s['labels']}",
     ]), flush=True)

@@ -24,6 +24,7 @@ from mlflow.models import infer_signature
 from torch import nn
 
 from genre_ray import accel, tracking
+from genre_ray import atomic, preflight
 from genre_ray.bundle import save_bundle
 from genre_ray.augment import BatchAugment
 from genre_ray.config import SELECT_METRICS, TrainConfig
@@ -31,6 +32,7 @@ from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
+from genre_ray.pipelines.calibrate import calibrate_and_log
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import load_meta, split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
@@ -58,12 +60,22 @@ def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
     return kw
 
 
-def _batches(shard, batch_size: int, shuffle: bool, prefetch_batches: int = 1, pin_memory: bool = False):
+def _batches(shard, batch_size: int, shuffle: bool, prefetch_batches: int = 1, pin_memory: bool = False,
+             seed: int | None = None):
     """``(images, labels)`` torch batches of a Ray Data shard, ``prefetch_batches`` made ahead of the step (in
-    pinned host memory when ``pin_memory``: the copy to the GPU then overlaps compute)."""
+    pinned host memory when ``pin_memory``: the copy to the GPU then overlaps compute); the local shuffle is seeded
+    with ``seed`` so that a run is repeatable."""
     for b in shard.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=4 * batch_size if shuffle else None,
+                                      local_shuffle_seed=seed if shuffle else None,
                                       prefetch_batches=prefetch_batches, pin_memory=pin_memory):
         yield b["image"], b["label_idx"]
+
+
+def _data_config(cfg: TrainConfig) -> "ray.train.DataConfig":
+    """Ray Train's data ingest options, with ``preserve_order`` when ``cfg.deterministic_data`` (repeatable runs)."""
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = options.preserve_order or cfg.deterministic_data
+    return ray.train.DataConfig(execution_options=options)
 
 
 def _allreduce(t: torch.Tensor) -> torch.Tensor:
@@ -168,7 +180,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             break
         seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
         t0 = time.time()
-        batches = _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda")
+        batches = _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda",
+                           seed=cfg.seed * 1000 + epoch * 10 + rank)
         tr = train_epoch(model, batches, optimizer, loss_fn, device,
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
@@ -276,10 +289,9 @@ def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, al
 
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
     announce("train", cfg)
-    meta = load_meta(cfg.data)
+    meta = preflight.prepared_data(cfg.data)  # bad data or a model that cannot fit it: ConfigError, before Ray
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
-    if meta["windows"].get("train", 0) == 0 or meta["windows"].get("val", 0) == 0:
-        raise ValueError(f"{cfg.data}: need train and val windows, found {meta['windows']}")
+    preflight.model_fits(cfg.model, _model_kwargs(cfg, features), classes, features)
     tracks = pd.read_parquet(Path(cfg.data) / "tracks.parquet")
     fingerprint = dataset_fingerprint(tracks, meta["feature_hash"])
     leak = enforce(find_leakage(tracks), cfg.allow_leakage, f"train {cfg.data}")  # before MLflow and Ray
@@ -289,7 +301,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
-    (out / "classes.json").write_text(json.dumps(classes))
+    atomic.write_json(out / "classes.json", classes)
     model_kwargs = _model_kwargs(cfg, features)
     client = mlflow.tracking.MlflowClient(uri)
 
@@ -322,6 +334,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                 callbacks=[EpochLogger(uri, run.info.run_id)],
             ),
             datasets=datasets,
+            dataset_config=_data_config(cfg),
         )
         t0 = time.time()
         result = trainer.fit()
@@ -360,11 +373,14 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                  f"{split} per-track confusion ({cfg.model})")
             mlflow.log_artifact(str(png), artifact_path="plots")
 
+        report["calibration"] = calibrate_and_log(model, cfg.data, cfg.aggregate, out,
+                                                  test=meta["windows"].get("test", 0) > 0)
         bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs, classes, features,
                                  meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
                                        "dataset_fingerprint": fingerprint, "aggregate": cfg.aggregate,
-                                       "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}})
-        (out / "results.json").write_text(json.dumps(report, indent=2))
+                                       "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}},
+                                 calibration=report["calibration"])
+        atomic.write_json(out / "results.json", report)
         mlflow.log_artifact(str(out / "results.json"))
         example = np.zeros((1, *features.image_shape), np.float32)
         with torch.no_grad():
@@ -384,7 +400,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,
                                        report.get("val", {}).get("track", {}).get("accuracy", float("nan")), fingerprint)
             print(f"registered {report['registered']}; {report['alias']}", flush=True)
-        (out / "results.json").write_text(json.dumps(report, indent=2))
+        atomic.write_json(out / "results.json", report)
     test_acc = report.get("test", {}).get("track", {}).get("accuracy")
     print(f"trained {cfg.model}: best epoch {report['best_epoch']} of {epochs_run}, held-out test per-track accuracy "
           f"{test_acc if test_acc is None else round(test_acc, 4)}, {report['samples_per_second']} training samples/s "
