@@ -23,10 +23,12 @@ import numpy as np
 import ray
 
 from genre_ray import audio
+from genre_ray import atomic, preflight
 from genre_ray.catalog import load_catalog
 from genre_ray.config import PrepareConfig
 from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
+from genre_ray.inference import SILENCE_PEAK
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.splits import assign_splits, split_summary
 
@@ -45,6 +47,9 @@ def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: in
     try:
         # the label job's featurization exactly: streamed decode, one spectrogram per track, sliced
         wave = np.concatenate(list(audio.decode_stream(row["path"], features.sample_rate)))
+        peak = float(np.abs(wave).max())
+        if peak <= SILENCE_PEAK:  # a silent clip teaches nothing about its label: reported, as label does
+            raise ValueError(f"silent: peak amplitude {peak:.1e} ≤ {SILENCE_PEAK:.0e} (−100 dBFS)")
         images, starts = _windows(wave, features)
         if images.shape[0] == 0:
             raise ValueError(f"{row['path']}: {wave.shape[0] / features.sample_rate:.2f} s is shorter "
@@ -79,6 +84,7 @@ def _windows(wave: np.ndarray, features: FeatureConfig) -> tuple[np.ndarray, np.
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     announce("prepare", cfg)
     t0 = time.time()
+    preflight.existing_path(cfg.source, "source")
     tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
     tracks = assign_splits(tracks, strategy=cfg.split, fractions=cfg.split_fractions, seed=cfg.seed)
     leak = enforce(find_leakage(tracks, METADATA_KEYS), cfg.allow_leakage, "prepare")  # before Ray starts
@@ -98,7 +104,8 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
         shutil.rmtree(out / "windows")  # a re-run replaces the windows, never mixes two runs
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
-    tracks.to_parquet(out / "tracks.parquet", index=False)
+    with atomic.atomic_path(out / "tracks.parquet") as tmp:
+        tracks.to_parquet(tmp, index=False)
 
     records = tracks[["track_id", "path", "label_idx", "split"]].to_dict("records")
     n_blocks = max(1, min(len(records), int(ray.available_resources().get("CPU", 1)) * 4))
@@ -122,7 +129,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
                     "content_hash_s": cfg.content_hash_s},
         "seconds": round(time.time() - t0, 2),
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    atomic.write_json(out / "meta.json", meta)
     print(f"prepared {sum(counts.values())} windows from {len(tracks) - len(failed)} tracks "
           f"({len(failed)} failed) in {meta['seconds']} s → {out}", flush=True)
     return meta

@@ -44,6 +44,7 @@ from mlflow.entities import Metric, Param
 from torch import nn
 
 from genre_ray import tracking
+from genre_ray import atomic, preflight
 from genre_ray.augment import BatchAugment
 from genre_ray.config import DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig
 from genre_ray.features import FeatureConfig
@@ -146,7 +147,8 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch * 10)
         t0 = time.time()
-        tr = train_epoch(model, _batches(train_ds, cfg.batch_size, True), optimizer, loss_fn, device, scheduler,
+        batches = _batches(train_ds, cfg.batch_size, True, seed=cfg.seed * 1000 + epoch * 10)
+        tr = train_epoch(model, batches, optimizer, loss_fn, device, scheduler,
                          cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
         va = validate(model, val_ds, cfg.batch_size, device, classes, cfg.aggregate)
@@ -283,6 +285,13 @@ class TrialRuns(ray.tune.Callback):
         client.set_tag(rid, "genre_ray.stop_reason", reason)
         client.set_terminated(rid, "FINISHED")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A trial whose worker died is restarted from its last checkpoint: counted on its run, never hidden."""
+        client, rid = self._client(), self.run_id(trial)
+        restarts = int(client.get_run(rid).data.tags.get("genre_ray.restarts", "0")) + 1
+        client.set_tag(rid, "genre_ray.restarts", str(restarts))
+        client.set_tag(rid, "genre_ray.last_failure", _error_text(trial)[-2000:])
+
     def on_trial_error(self, iteration, trials, trial, **info):
         client, rid = self._client(), self.run_id(trial)
         client.set_tag(rid, "genre_ray.stop_reason", "error")
@@ -382,7 +391,7 @@ def plot_hyperparameters(df: pd.DataFrame, cfg: TuneConfig, path: Path) -> Path:
     fig.suptitle(f"{len(ok)} trials (orange: stopped early){f'; {failed} failed, not shown' if failed else ''}",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic.savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -422,10 +431,9 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     """Run (or resume) the sweep, summarise it in MLflow, save ``best_config.yaml`` and retrain the best config."""
     announce("tune", cfg)
     base = cfg.base()
-    meta = load_meta(cfg.data)
+    meta = preflight.prepared_data(cfg.data)  # bad data or a base model that cannot fit it: ConfigError, before Ray
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
-    if meta["windows"].get("train", 0) == 0 or meta["windows"].get("val", 0) == 0:
-        raise ValueError(f"{cfg.data}: need train and val windows, found {meta['windows']}")
+    preflight.model_fits(base.model, _model_kwargs(base, features), classes, features)
     out = Path(cfg.out).resolve()
     saved = out / "config.yaml"
     state_file = out / "sweep.json"
@@ -472,7 +480,7 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         for key, value in leakage_tags(leak).items():
             client.set_tag(parent, key, value)
         client.log_artifact(parent, str(saved))
-    state_file.write_text(json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "running"}))
+    atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "running"}))
 
     t0 = time.time()
     datasets = {split: ray.data.read_parquet(str(split_dir(cfg.data, split)), columns=columns).materialize()
@@ -507,8 +515,9 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     runs = {r.data.tags["genre_ray.trial_id"]: r.info.run_id for r in client.search_runs(
         [exp_id], f"tags.mlflow.parentRunId = '{parent}' and tags.genre_ray.job = 'tune-trial'")}
     df = summarize(results, cfg, runs)
-    df.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(_markdown(df))
+    with atomic.atomic_path(out / "summary.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    atomic.write_text(out / "summary.md", _markdown(df))
     plot_hyperparameters(df, cfg, out / "hyperparameters.png")
     for name in ("summary.csv", "summary.md", "hyperparameters.png"):
         client.log_artifact(parent, str(out / name))
@@ -557,8 +566,8 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         report["retrain"] = {k: retrain.get(k) for k in ("run_id", "model_uri", "registered", "alias", "bundle",
                                                           "best_epoch", "epochs_run")}
         report["retrain"]["test_track_accuracy"] = test_acc
-    (out / "tune_results.json").write_text(json.dumps(report, indent=2, default=str))
+    atomic.write_json(out / "tune_results.json", report, default=str)
     client.log_artifact(parent, str(out / "tune_results.json"))
     client.set_terminated(parent, "FINISHED")
-    state_file.write_text(json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "finished"}))
+    atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "finished"}))
     return report
