@@ -82,11 +82,12 @@ def uncertainty_threshold(confidence: np.ndarray, correct: np.ndarray, target: f
     """Default "uncertain" threshold from calibrated validation tracks: ``confidence (T,)`` top-1 probabilities,
     ``correct (T,)`` bools. The smallest value above ``target`` of the errors' confidences, clipped to
     ``[THRESHOLD_MIN, THRESHOLD_MAX]``; ``THRESHOLD_MIN`` when there is no error."""
-    wrong = np.sort(np.asarray(confidence, np.float64)[~np.asarray(correct, bool)])
+    wrong = np.sort(np.asarray(confidence, np.float32)[~np.asarray(correct, bool)])
     if len(wrong) == 0:
         return THRESHOLD_MIN
     k = int(np.ceil(target * len(wrong))) - 1  # the k-th smallest error confidence: `target` of them are <= it
-    t = float(np.nextafter(wrong[max(k, 0)], np.inf))
+    # the next float32 up: probabilities are float32, and a float32 comparison must still see it as larger
+    t = float(np.nextafter(wrong[max(k, 0)], np.float32(np.inf)))
     return float(np.clip(t, THRESHOLD_MIN, THRESHOLD_MAX))
 
 
