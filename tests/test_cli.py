@@ -44,7 +44,10 @@ def test_train_refuses_to_starve_ray_data(tmp_path, ray_session, mlflow_home):
     from genre_ray.config import TrainConfig
     from genre_ray.pipelines.train import run_train
 
-    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": {}, "feature_hash": "x",
+    from genre_ray.features import FeatureConfig
+
+    small = FeatureConfig(n_mels=32, height=32, width=32)
+    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": small.to_dict(), "feature_hash": "x",
                                                     "windows": {"train": 10, "val": 2, "test": 2}}))
     import pandas as pd
 

@@ -105,7 +105,7 @@ def test_each_bad_file_kind_gets_its_status(library, name):
     assert isinstance(end, TrackEnd) and end.status == BAD[name] and end.error
     assert all(isinstance(i, WindowBatch) for i in items[:-1])
     kind = name.split("/")[1].split(".")[0]
-    assert {"corrupt": "no decoder", "empty": "no decoder", "not-audio": "no decoder", "silent": "silent",
+    assert {"corrupt": "no decoder", "empty": "empty file (0 bytes)", "not-audio": "no decoder", "silent": "silent",
             "short": "too short"}[kind] in end.error
 
 
@@ -133,7 +133,7 @@ def test_too_short_padded_with_a_note_and_missing_file(library):
 def test_predict_several_files_table_json_and_plot(library, bundle_dir, tmp_path, capsys):
     root, _ = library
     files = [str(root / "blues/b1.wav"), str(root / "metal/m1.m4a"), str(root / "bad/corrupt.flac")]
-    assert main(["predict", *files, "--model", str(bundle_dir), "--plot", str(tmp_path / "p.png")]) == 1
+    assert main(["predict", *files, "--model", str(bundle_dir), "--plot", str(tmp_path / "p.png")]) == 0  # 2 of 3 ok
     out = capsys.readouterr().out
     assert all(f in out for f in files) and "p_" not in out and all(c[:8] in out for c in CLASSES)
     assert (tmp_path / "p.png").stat().st_size > 10_000
