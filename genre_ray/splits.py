@@ -95,8 +95,9 @@ def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> 
 def random_split(table: pd.DataFrame, *, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0) -> pd.Series:
     """Seeded split, stratified by label and grouped by artist.
 
-    Groups: one per (normalised, see :func:`artist_key`) artist; tracks without an artist — or every
-    track, when the table has no artist at all — are groups of one. A group never straddles splits.
+    Groups: one per (normalised, see :func:`artist_key`) artist; tracks without an artist form one group per
+    ``content_hash`` when the table has that column (copies of one recording under two names — GTZAN has some —
+    stay together), else groups of one. A group never straddles splits.
 
     Algorithm (deterministic for a given ``seed`` and table content, independent of row order):
 
@@ -120,9 +121,10 @@ def random_split(table: pd.DataFrame, *, fractions: Sequence[float] = DEFAULT_FR
     labels = table["label"].astype(str).to_numpy()
     ids = table["track_id"].astype(str).to_numpy()
     artists = table["artist"] if "artist" in table.columns else pd.Series([None] * n, index=table.index)
-    keys = [
-        f"artist:{a}" if a is not None else f"track:{t}"
-        for a, t in zip((artist_key(v) for v in artists), ids)
+    hashes = table["content_hash"] if "content_hash" in table.columns else pd.Series([None] * n, index=table.index)
+    keys = [  # an artist's tracks form one group; so do copies of one recording (same content hash)
+        f"artist:{a}" if a is not None else f"content:{h}" if isinstance(h, str) and h else f"track:{t}"
+        for a, h, t in zip((artist_key(v) for v in artists), hashes, ids)
     ]
 
     # group and label indices, from sorted names so the result does not depend on row order

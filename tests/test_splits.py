@@ -270,3 +270,15 @@ def test_split_summary() -> None:
     assert summary.loc["train", "total"] == 14 and summary.loc["test", "x"] == 0
     assert summary.loc["unassigned", "y"] == 1
     assert int(summary["total"].sum()) == len(table)
+
+
+def test_random_split_keeps_copies_of_one_recording_together() -> None:
+    """Tracks sharing a content hash (one recording under two names, as GTZAN has) land in one split."""
+    n = 60
+    table = pd.DataFrame({"track_id": [f"t{i:03d}" for i in range(n)], "label": ["a", "b", "c"] * (n // 3),
+                          "content_hash": [f"h{i // 3}" if i < 30 else None for i in range(n)]})
+    for seed in range(5):
+        out = assign_splits(table, "random", fractions=(0.6, 0.2, 0.2), seed=seed)
+        copies = out.dropna(subset=["content_hash"]).groupby("content_hash")["split"].nunique()
+        assert (copies == 1).all(), seed
+        assert set(out["split"]) == {"train", "val", "test"}

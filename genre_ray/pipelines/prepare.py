@@ -86,6 +86,9 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     t0 = time.time()
     preflight.existing_path(cfg.source, "source")
     tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
+    if cfg.content_hash_s > 0 and cfg.split == "random":  # hash first: the random split keeps copies together
+        init_ray(cfg.ray)
+        tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
     tracks = assign_splits(tracks, strategy=cfg.split, fractions=cfg.split_fractions, seed=cfg.seed)
     leak = enforce(find_leakage(tracks, METADATA_KEYS), cfg.allow_leakage, "prepare")  # before Ray starts
     classes = sorted(tracks["label"].unique())
@@ -94,7 +97,8 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
 
     init_ray(cfg.ray)
     if cfg.content_hash_s > 0:  # copies of one recording under two names: before any window is written
-        tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
+        if CONTENT_HASH not in tracks.columns:
+            tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
         leak = enforce(find_leakage(tracks), cfg.allow_leakage, "prepare")
     else:
         print("prepare: content_hash_s=0: no content hashes, so copies of one recording under two names are not "
