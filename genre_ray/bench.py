@@ -286,6 +286,9 @@ def run_benchmark(name: str, quick: bool = False, **kwargs: Any) -> dict[str, An
 
 ALL_ORDER = ("decode", "spectrogram", "prepare", "train", "cache", "label", "label-memory")
 """``genre-ray bench all``: every stage, cheapest first (benchmarks registered later run after these)."""
+ALL_QUICK = frozenset({"label-memory"})
+"""Run at ``--quick`` size inside ``bench all`` even without ``--quick`` (the full label-memory case — a 75-min
+file, 100 files, four fresh Ray instances — takes longer than every other stage together)."""
 
 
 def run_all(quick: bool = False, workdir: str | None = None, skip: list[str] | tuple[str, ...] = (),
@@ -307,7 +310,7 @@ def run_all(quick: bool = False, workdir: str | None = None, skip: list[str] | t
         kw["workdir"] = str(_workdir(workdir, "all"))  # one folder: train and cache reuse prepare's data
         print(f"[bench all] {name} …", file=sys.stderr, flush=True)
         try:
-            results[name] = run_benchmark(name, quick=quick, **kw)
+            results[name] = run_benchmark(name, quick=quick or name in ALL_QUICK, **kw)
         except Exception as exc:  # one broken stage must not hide the others' figures
             results[name] = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc()[-3000:]}

@@ -181,6 +181,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system, including reaped children) of ``root`` and every live descendant: what a job
+    and the Ray processes it started have burned so far. Subtract two readings for an interval."""
+    from genre_ray.bench import _proc_tree
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _proc_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
 def host_info() -> dict[str, Any]:
     """Hardware and load at the time of a run (load average from /proc/loadavg)."""
     import platform
@@ -450,10 +467,11 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
 # ---------------------------------------------------------------------------------------------
 
 
-def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int,
-                    device: torch.device) -> dict[int, float]:
+def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int, device: torch.device,
+                    cpu_per_window: dict[int, float] | None = None) -> dict[int, float]:
     """Bare inference windows/s of ``bundle``'s model on random float16 images per batch size (``windows``
-    images each, after one warm-up batch), through the label actor's ``predict_probs``."""
+    images each, after one warm-up batch), through the label actor's ``predict_probs``; ``cpu_per_window``, when
+    given, receives this thread's CPU seconds per window for each batch size."""
     from genre_ray.training import predict_probs
 
     model = bundle.build_model().to(device)
@@ -467,10 +485,12 @@ def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int,
             images = rng.random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
             predict_probs(model, images[:bs], device, bs)
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             predict_probs(model, images, device, bs)
             _sync(device)
             out[bs] = rate(n, time.perf_counter() - t0)
+            if cpu_per_window is not None:
+                cpu_per_window[bs] = (time.thread_time() - c0) / n
     return out
 
 
@@ -534,19 +554,26 @@ def bench_label(tracks: int = 60, seconds: float = 30.0, num_cpus: int = 2, mode
     audio_per_window = seconds / max(1, 1 + int((seconds - bundle.features.window_s) // bundle.features.hop_s))
     if stages:
         sample = paths[: min(len(paths), 8)]
+        from genre_ray import audio
+
         with torch_threads(1):
-            t0 = time.perf_counter()
-            waves = [np.concatenate(list(__import__("genre_ray.audio", fromlist=["x"]).decode_stream(str(p), SR)))
-                     for p in sample]
-            dec_s = time.perf_counter() - t0
+            t0, c0 = time.perf_counter(), time.thread_time()
+            waves = [np.concatenate(list(audio.decode_stream(str(p), SR))) for p in sample]
+            dec_s, dec_cpu = time.perf_counter() - t0, time.thread_time() - c0
             audio_s = sum(len(w) for w in waves) / SR
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             n_win = sum(len(im) for w in waves for im, _ in track_window_images([w], bundle.features))
-            feat_s = time.perf_counter() - t0
+            feat_s, feat_cpu = time.perf_counter() - t0, time.thread_time() - c0
         audio_per_window = audio_s / max(1, n_win)
-        sweep = inference_sweep(bundle, batch_sizes or [8, 16, 32, 64, 128], infer_windows, threads, device)
-        best_bs = max(sweep, key=sweep.get)
+        cpu_win: dict[int, float] = {}
+        sweep = inference_sweep(bundle, batch_sizes or [8, 16, 32, 64, 128], infer_windows, threads, device, cpu_win)
+        cpu_timed = device.type == "cpu" and threads == 1  # choose by CPU time: robust to other load on the box
+        best_bs = min(cpu_win, key=cpu_win.get) if cpu_timed else max(sweep, key=sweep.get)
         write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
+        # CPU-time rates (this thread's CPU seconds): what a stage costs, whatever else runs on the box
+        cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s,
+                    "inference": cpu_win[best_bs] / audio_per_window if device.type == "cpu" and threads == 1 else 0.0,
+                    "write": 1.0 / (write_tps * seconds)}
         per_core = {"decode": rate(audio_s, dec_s), "featurize": rate(audio_s, feat_s),
                     "inference": round(sweep[best_bs] * audio_per_window / threads, 2),
                     "write": round(write_tps * seconds, 2)}
@@ -554,9 +581,11 @@ def bench_label(tracks: int = 60, seconds: float = 30.0, num_cpus: int = 2, mode
             "decode_audio_s_per_s_one_core": per_core["decode"], "featurize_audio_s_per_s_one_core": per_core["featurize"],
             "featurize_windows_per_s_one_core": rate(n_win, feat_s),
             "inference_windows_per_s_by_batch": {str(k): v for k, v in sweep.items()}, "inference_threads": threads,
+            "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in cpu_win.items() if v > 0},
             "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
             "write_tracks_per_s": write_tps, "write_audio_s_per_s": per_core["write"],
-            "audio_s_per_window": round(audio_per_window, 4)}
+            "audio_s_per_window": round(audio_per_window, 4),
+            "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()}}
         table += [["label stage: decode (1 core)", per_core["decode"], "audio-s/s"],
                   ["label stage: featurize (1 core)", per_core["featurize"], "audio-s/s"],
                   [f"label stage: inference bs {best_bs} ({threads} thread)", sweep[best_bs], "windows/s"],
@@ -566,13 +595,17 @@ def bench_label(tracks: int = 60, seconds: float = 30.0, num_cpus: int = 2, mode
     cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
                       batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
                       experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0)
+    cpu0 = tree_cpu_s(os.getpid())
     with private_mlflow(work / "home"):
         summary = run_label(cfg)
+    cpu_used = tree_cpu_s(os.getpid()) - cpu0  # this process + Ray's processes (it started them) + reaped children
     windows = int(read_labels(work / "out")["n_windows"].sum())
     e2e = float(summary["audio_s_per_s"])
     result["end_to_end"] = {"audio_s_per_s": e2e, "windows_per_s": rate(windows, summary["label_seconds"]),
                             "files_per_s": summary["files_per_s"], "label_seconds": summary["label_seconds"],
-                            "batch_size": batch_size, "status": summary["status"], "windows": windows}
+                            "batch_size": batch_size, "status": summary["status"], "windows": windows,
+                            "cpu_seconds": round(cpu_used, 1),
+                            "cpu_utilisation": round(cpu_used / max(summary["seconds"], 1e-9) / num_cpus, 3)}
     table += [["label end-to-end", e2e, "audio-s/s"],
               ["label end-to-end", result["end_to_end"]["windows_per_s"], "windows/s"]]
     if per_core:
@@ -596,6 +629,11 @@ def bench_label(tracks: int = 60, seconds: float = 30.0, num_cpus: int = 2, mode
                                 "efficiency_allocated": round(e2e / alloc, 3), "efficiency_shared": round(e2e / shared, 3)}
         table += [["label efficiency (stage CPUs as allocated)", result["efficiency"]["efficiency_allocated"], "ratio"],
                   ["label efficiency (all CPUs shared)", result["efficiency"]["efficiency_shared"], "ratio"]]
+        if all(cpu_cost.values()):  # CPU inference, 1 thread: every stage's CPU cost is known
+            audio_total = float(read_labels(work / "out")["duration_s"].sum())
+            work_eff = audio_total * sum(cpu_cost.values()) / max(cpu_used, 1e-9)
+            result["efficiency"]["work_efficiency_cpu"] = round(work_eff, 3)
+            table.append(["label work efficiency (stage CPU-s / job CPU-s)", round(work_eff, 3), "ratio"])
     result["table"] = table
     return result
 

@@ -154,5 +154,6 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
     assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
     assert 0 < res["label"]["efficiency"]["efficiency_shared"]
+    assert 0 < res["label"]["efficiency"]["work_efficiency_cpu"] and res["label"]["end_to_end"]["cpu_seconds"] > 0
     assert res["cache"]["cases"]["uint8 (x·255, rounded) snappy"]["max_abs_error"] <= 0.5 / 255 + 1e-3
     assert res["cache"]["cases"]["float16 (current) none"]["max_abs_error"] == 0.0
