@@ -134,8 +134,10 @@ class TrainConfig(_Base):
     early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "
                                             "select_metric")
     seed: int = 0
-    deterministic_data: bool = Field(True, description="Ray Data feeds the training shards in a fixed order (preserve_order) "
-                                     "with a seeded local shuffle: the same seed and data give the same run on the CPU")
+    deterministic_data: bool = Field(False, description="Ray Data feeds the training shards in a fixed order "
+                                     "(preserve_order) with a seeded local shuffle: the same seed and data give the same "
+                                     "run on the CPU; off by default — the order then mixes the parallel reads, a better "
+                                     "shuffle than the local buffer alone")
     num_workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker (fractions allowed)")
     use_gpu: bool = False

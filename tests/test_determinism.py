@@ -34,7 +34,7 @@ def test_same_seed_same_split_and_same_metrics(tmp_path, ray_session, mlflow_hom
     histories = []
     for name in ("t1", "t2"):
         report = run_train(TrainConfig(data=str(tmp_path / "p1"), out=str(tmp_path / name), epochs=2, batch_size=8,
-                                       num_workers=1, cpus_per_worker=1, seed=7, experiment="determinism",
+                                       num_workers=1, cpus_per_worker=1, seed=7, experiment="determinism", deterministic_data=True,
                                        model_kwargs={"channels": [4, 8, 8, 8], "dense": [16]}))
         histories.append({key: [(m.step, m.value) for m in sorted(client.get_metric_history(report["run_id"], key),
                                                                    key=lambda m: m.step)]

@@ -111,7 +111,10 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     with atomic.atomic_path(out / "tracks.parquet") as tmp:
         tracks.to_parquet(tmp, index=False)
 
-    records = tracks[["track_id", "path", "label_idx", "split"]].to_dict("records")
+    # tracks in a seeded random order, so each written block mixes genres (catalogs are sorted by genre folder): a
+    # reader that keeps the file order (deterministic_data) still sees mixed batches after its local shuffle
+    order = np.random.default_rng(cfg.seed).permutation(len(tracks))
+    records = tracks.iloc[order][["track_id", "path", "label_idx", "split"]].to_dict("records")
     n_blocks = max(1, min(len(records), int(ray.available_resources().get("CPU", 1)) * 4))
     ds = ray.data.from_items(records, override_num_blocks=n_blocks).flat_map(
         track_windows,
