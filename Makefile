@@ -30,7 +30,7 @@ browser:
 	else echo "make: chromium/chromedriver missing and not installable here (root + apt needed): the browser test will skip (fail with CI=true)"; fi
 
 test: venv browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not integration"
