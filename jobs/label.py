@@ -10,7 +10,8 @@ Takes exactly the flags of `genre-ray label --help`. Inside a job Ray is joined 
 decoding and spectrograms run as CPU tasks, inference in an actor pool (one GPU per actor with
 `use_gpu`). The model is a bundle folder on shared storage or an MLflow URI (`models:/genre-ray/1`,
 `runs:/<id>/model`) resolved through $MLFLOW_TRACKING_URI; `input` and `out` on shared storage.
-Exit status: 0 done, 1 no file labelled or any other failure, 2 bad config, 3 MLflow unreachable.
+Exit status: 0 done (bad files are rows with their reason), 1 no file labelled — or any not labelled with
+--fail-on-error — or any other failure, 2 bad config (checked before Ray starts), 3 MLflow unreachable.
 """
 
 import sys
