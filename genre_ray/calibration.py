@@ -5,7 +5,9 @@ What is calibrated is exactly what the label job reports: a track's probabilitie
 ``aggregate(softmax(window_logits / T))`` (the training config's aggregation, ``mean`` by default). ``T`` is
 the minimiser of the mean per-track negative log-likelihood over ``log T`` in ``[log T_MIN, log T_MAX]`` (0.25, 10) with
 SciPy's bounded scalar optimiser; if that does not beat ``T = 1`` (already calibrated, or a ``vote``
-aggregation that ignores ``T``) the model keeps ``T = 1``.
+aggregation that ignores ``T``) the model keeps ``T = 1`` — and so it does when the fitted ``T`` would raise the
+validation tracks' expected calibration error (NLL and ECE can disagree on a small, nearly separable split: the
+confidence users read must not get worse).
 
 The default uncertainty threshold (:func:`uncertainty_threshold`) is a documented simple rule on the
 calibrated validation tracks: the smallest confidence that is above ``target`` (0.8) of the validation
@@ -120,6 +122,8 @@ def calibrate(window_logits: np.ndarray, track_ids: Sequence, window_labels: np.
     ids, before = track_probs(window_logits, track_ids, 1.0, how)
     _, after = track_probs(window_logits, track_ids, t, how)
     labels = _track_labels(track_ids, window_labels, ids)
+    if expected_calibration_error(after, labels) > expected_calibration_error(before, labels):
+        t, after = 1.0, before  # lower NLL but a worse calibration error on the same tracks: not applied
     conf, correct = after.max(axis=1), after.argmax(axis=1) == labels
     thr = uncertainty_threshold(conf, correct)
     flagged = conf < thr
