@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from genre_ray import atomic
 from genre_ray.evaluate import aggregate, expected_calibration_error
 
 T_MIN, T_MAX = 0.25, 10.0
@@ -174,6 +175,6 @@ def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    atomic.savefig(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -20,10 +20,8 @@ so the union of shards has exactly one row per input file. Also written: ``OUT/c
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import math
-import os
 import time
 import uuid
 from pathlib import Path
@@ -39,7 +37,7 @@ import torch
 
 from genre_ray import tracking
 from genre_ray import atomic, preflight
-from genre_ray.bundle import Bundle, load_bundle
+from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import ConfigError, LabelConfig
 from genre_ray.features import FeatureConfig
@@ -215,12 +213,9 @@ def timeline_schema(classes: list[str]) -> pa.Schema:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``path`` so that it either does not exist or is complete: temp file, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``path`` so that it either does not exist or is complete (:func:`genre_ray.atomic.atomic_path`)."""
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 class ShardWriter:

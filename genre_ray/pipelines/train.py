@@ -6,7 +6,6 @@ Effective batch size = ``batch_size × num_workers``; the learning rate is not r
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
 from genre_ray.pipelines.calibrate import calibrate_and_log
 from genre_ray.pipelines.common import announce, init_ray
-from genre_ray.pipelines.prepare import load_meta, split_dir
+from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.training import (Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
                                 seed_everything, train_epoch, unwrap)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import ray
 import ray.train
@@ -50,7 +49,7 @@ from genre_ray.config import DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainCo
 from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
-from genre_ray.pipelines.prepare import load_meta, split_dir
+from genre_ray.pipelines.prepare import split_dir
 from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, restore_checkpoint,
                                       train_loop_per_worker, validate)
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
