@@ -3,15 +3,17 @@
 * :data:`PRECISIONS` — ``precision`` name → ``(device type, bf16 supported) → autocast dtype or None``: ``auto``
   (bf16 on CUDA when the card supports it, else fp32; fp32 on CPU), ``bf16``, ``fp16`` (CUDA only) and ``fp32``.
 * :func:`autocast_for` — the autocast context for a device and precision (a null context for fp32).
-* :func:`prepare_model` — ``channels_last`` on CUDA, optional ``torch.compile``; :func:`to_input` the matching
-  ``(B, 1, H, W)`` input layout.
+* :func:`prepare_model` — ``channels_last`` (on every device: measured faster on CUDA and on CPU), optional
+  ``torch.compile``; :func:`to_input` the matching ``(B, 1, H, W)`` input layout.
+* :func:`fastest_batch_size` — the inference batch size chosen by measurement on the device at hand.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,8 +67,11 @@ def autocast_for(device: torch.device | str, precision: str = "auto") -> context
 
 
 def memory_format(device: torch.device | str) -> torch.memory_format:
-    """``channels_last`` on CUDA (tensor cores want NHWC), ``contiguous_format`` on CPU."""
-    return torch.channels_last if torch.device(device).type == "cuda" else torch.contiguous_format
+    """``channels_last`` (NHWC) for models and image batches on every device. CUDA: tensor cores want NHWC. CPU
+    (oneDNN, 2-core AMD EPYC, torch 2.11, one thread, 2026-11-26): the demo's homebrew CNN classifies 3.0× faster
+    (54 → 164 windows/s at batch 4) and trains 1.7× faster (16 → 28 samples/s at batch 32); ResNet18 1.45× and
+    1.14×. Same results up to float rounding (max |Δ logit| 1.5e-8)."""
+    return torch.channels_last
 
 
 def to_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -85,3 +90,45 @@ def prepare_model(model: nn.Module, device: torch.device | str, compile: bool = 
     if compile:
         model = torch.compile(model, mode=compile_mode)
     return model
+
+
+BATCH_CANDIDATES: dict[str, tuple[int, ...]] = {"cpu": (2, 4, 8, 16, 32, 64), "cuda": (64, 128, 256, 512, 1024, 2048)}
+"""Inference batch sizes :func:`fastest_batch_size` tries per device type, smallest first."""
+
+
+def fastest_batch_size(run: Callable[[np.ndarray, int], object], image_shape: tuple[int, ...],
+                       device: torch.device | str, candidates: Sequence[int] | None = None,
+                       min_windows: int = 16, give_up: float = 0.9, seed: int = 0) -> tuple[int, dict[int, float]]:
+    """The batch size at which ``run(images, batch_size)`` classifies the most windows per second, by measurement.
+
+    ``images`` are random ``(n, *image_shape)`` float16 (what the label job's actors receive). Each candidate (smallest
+    first; :data:`BATCH_CANDIDATES` by default) gets one warm-up batch, then ``max(2 × size, min_windows)`` windows
+    timed — by the process's CPU time on CPU (robust to whatever else runs on the machine), by wall time after a
+    synchronize on CUDA. Throughput rises with the batch to a peak, then falls or flattens: the sweep stops at the
+    first size below ``give_up`` × the best so far. → ``(best size, {size: windows/s})``.
+    """
+    import time
+
+    device = torch.device(device)
+    sizes = sorted(candidates or BATCH_CANDIDATES.get(device.type, BATCH_CANDIDATES["cpu"]))
+    rng = np.random.default_rng(seed)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    rates: dict[int, float] = {}
+    for size in sizes:
+        n = max(2 * size, min_windows)
+        images = rng.random((n + size, *image_shape), dtype=np.float32).astype(np.float16)
+        run(images[:size], size)  # warm-up: allocator, cuDNN algorithm choice for this shape
+        sync()
+        t0 = clock()
+        run(images[size:], size)
+        sync()
+        rates[size] = n / max(clock() - t0, 1e-9)
+        if rates[size] < give_up * max(rates.values()):
+            break
+    best = max(rates, key=rates.get)
+    return best, {k: round(v, 2) for k, v in rates.items()}

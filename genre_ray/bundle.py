@@ -57,7 +57,7 @@ def save_bundle(out_dir: str | Path, model: nn.Module, model_name: str, model_kw
                 features: FeatureConfig, meta: dict | None = None, calibration: dict | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # any memory format in
     with atomic.atomic_path(out / WEIGHTS) as tmp:
         torch.save(state, tmp)
     doc = {"model_name": model_name, "model_kwargs": model_kwargs, "classes": list(classes),

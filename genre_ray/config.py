@@ -408,11 +408,14 @@ class LabelConfig(_Base):
                                 "default: only when none is); every file always gets its row")
     too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
                            "status ok) | skip (status too-short); both warn")
-    batch_size: int = Field(64, ge=1, description="windows per inference batch")
-    num_actors: int = Field(1, ge=1, description="classifier actors (each loads the model once)")
-    actor_cpus: float = Field(1.0, gt=0, description="CPUs reserved per classifier actor (torch threads = max(1, "
-                              "round(actor_cpus))); on a CPU-only box e.g. num_actors=2, actor_cpus=0.5 leaves room "
-                              "for the featurize tasks")
+    batch_size: int | None = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
+                                   "classifier actor's device, measured when it starts (CPU: 2…64, GPU: 64…2048)")
+    num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
+                                   "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus)")
+    actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
+                                     "max(1, round(actor_cpus))); None → 1 with use_gpu, else 0.5: one-thread actors "
+                                     "on half the logical CPUs, the featurize tasks on the rest, the OS sharing the "
+                                     "cores between whichever stage has work")
     use_gpu: bool | None = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
                                  "Ray cluster has GPUs")
     shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")

@@ -1,7 +1,7 @@
 """Plain training/evaluation steps over batches — no Ray. The same functions run in a bare loop
 (benchmarks, GPU checks) and inside a Ray Train worker.
 
-Precision: on CUDA, bf16 autocast and channels_last; on CPU, fp32.
+Precision: on CUDA, bf16 autocast; on CPU, fp32. Memory format: channels_last everywhere (:mod:`genre_ray.accel`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Images ``(B, 1, H, W)`` (any float dtype) → float32 on ``device``, channels_last on CUDA."""
+    """Images ``(B, 1, H, W)`` (any float dtype) → float32 on ``device``, channels_last."""
     return accel.to_input(x, device)
 
 

@@ -85,13 +85,33 @@ def test_precision_registry_picks_the_autocast_dtype():
         assert torch.nn.Linear(4, 2)(torch.ones(3, 4)).dtype == torch.float32
 
 
-def test_memory_format_follows_the_device():
+def test_models_and_inputs_are_channels_last_on_every_device():
     assert accel.memory_format("cuda") is torch.channels_last
-    assert accel.memory_format("cpu") is torch.contiguous_format
+    assert accel.memory_format("cpu") is torch.channels_last
     x = accel.to_input(torch.zeros(2, 1, 8, 8, dtype=torch.float16), "cpu")
-    assert x.dtype == torch.float32 and x.is_contiguous()
-    model = accel.prepare_model(torch.nn.Conv2d(1, 4, 3), "cpu")
-    assert model.weight.is_contiguous()
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(1, 4, 3)
+    ref = conv(torch.ones(2, 1, 8, 8))
+    model = accel.prepare_model(conv, "cpu")
+    assert model.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(x + 1), ref, atol=1e-6)
+
+
+def test_a_bundle_saved_from_a_channels_last_model_stores_plain_tensors(tmp_path):
+    from genre_ray.bundle import load_bundle, save_bundle
+    from genre_ray.features import FeatureConfig
+    from genre_ray.models import create_model
+
+    model = accel.prepare_model(create_model("homebrew", num_classes=2, channels=[4, 4], dense=[8],
+                                             input_size=[32, 32]), "cpu")
+    save_bundle(tmp_path / "b", model, "homebrew", {"channels": [4, 4], "dense": [8], "input_size": [32, 32]},
+                ["a", "b"], FeatureConfig())
+    state = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)
+    assert all(t.is_contiguous() for t in state.values())
+    again = load_bundle(tmp_path / "b").build_model()
+    x = torch.rand(3, 1, 32, 32)
+    model.eval(), again.eval()
+    assert torch.allclose(again(x), model(accel.to_input(x, "cpu")), atol=1e-6)
 
 
 @pytest.mark.parametrize("seconds,hop_s,n_chunks,max_windows", [(20.0, 1.0, 7, 5), (9.7, 3.0, 1, 32),
@@ -154,6 +174,14 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
     assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
     assert 0 < res["label"]["efficiency"]["efficiency_shared"]
-    assert 0 < res["label"]["efficiency"]["work_efficiency_cpu"] and res["label"]["end_to_end"]["cpu_seconds"] > 0
+    e2e = res["label"]["end_to_end"]
+    assert 0 < res["label"]["efficiency"]["work_efficiency_cpu"] and e2e["machine_cpu_seconds"] > 0
+    assert 0 < e2e["startup_s"] <= e2e["label_seconds"] and e2e["steady_audio_s_per_s"] >= 0
+    assert res["label"]["efficiency"]["steady_efficiency_shared"] >= 0
+    stages = res["label"]["stages"]
+    assert set(stages["before_end_to_end"]) == set(stages["after_end_to_end"]) == {"decode", "featurize", "inference",
+                                                                                    "write"}
+    assert stages["decode_audio_s_per_s_one_core"] == max(stages["before_end_to_end"]["decode"],
+                                                          stages["after_end_to_end"]["decode"])
     assert res["cache"]["cases"]["uint8 (x·255, rounded) snappy"]["max_abs_error"] <= 0.5 / 255 + 1e-3
     assert res["cache"]["cases"]["float16 (current) none"]["max_abs_error"] == 0.0

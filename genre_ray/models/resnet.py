@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18
 
 from genre_ray.models import register_model
 
@@ -65,6 +64,8 @@ class ResNet18Audio(nn.Module):
     def __init__(self, num_classes: int, in_chans: int = 1, pretrained: str | None = None,
                  freeze_backbone: bool = False, dropout: float = 0.0):
         super().__init__()
+        from torchvision.models import resnet18 as tv_resnet18  # here: importing torchvision costs ~1.7 s
+
         net = tv_resnet18(weights=None)
         pretrained = resolve_pretrained(pretrained)
         if pretrained:

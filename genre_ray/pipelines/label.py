@@ -33,18 +33,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
-import torch
 
-from genre_ray import tracking
-from genre_ray import atomic, preflight
+from genre_ray import atomic, preflight, tracking
 from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import ConfigError, LabelConfig
-from genre_ray.features import FeatureConfig
-from genre_ray.inference import (STATUS_ERROR, STATUS_OK, TrackEnd, WindowBatch, featurize_stream, label_key,
-                                 label_row, model_fingerprint)
-from genre_ray.embedding import embedding_dim, window_outputs
+from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint
+from genre_ray.embedding import embedding_dim
 from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.pipelines.label_workers import (CALL_WINDOWS, END, MAX_WINDOWS, WINDOW, Classifier,  # noqa: F401
+                                               call_windows, featurize_batch)
 from genre_ray.registry import Registry
 from genre_ray.report import REPORT_FILE, write_report
 from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule, write_review_list
@@ -52,8 +50,6 @@ from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule, write_revi
 log = logging.getLogger("genre_ray")
 
 LABELS, TIMELINE = "labels", "timeline"
-WINDOW, END = "w", "end"
-MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
 FLUSH_S = 30.0  # write a shard at least this often while rows are pending
 BLOCK_BYTES = 16 * 2**20
 """Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
@@ -119,69 +115,6 @@ def _manifest(df: pd.DataFrame, name: str, base: Path | None) -> list[str]:
     for x in df["path"].astype(str):
         out.append(x if base is None or Path(x).is_absolute() or "://" in x else str(base / x))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray Data stages
-# ---------------------------------------------------------------------------------------------
-
-
-def featurize_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: float, too_short: str,
-                    max_windows: int = MAX_WINDOWS) -> Iterator[dict[str, np.ndarray]]:
-    """Paths → batches of window rows, then one ``end`` row per track (status, duration, windows emitted).
-
-    Every batch has the same columns: ``path, kind, window, start_s, image (n, 1, H, W) float16, duration_s,
-    n_windows, status, error``; ``end`` rows carry an all-zero image. Runs in Ray tasks; never raises for a file.
-    """
-    for path in batch["path"]:
-        for item in featurize_stream(str(path), features, hop_s, too_short, max_windows=max_windows):
-            if isinstance(item, WindowBatch):
-                n = len(item.images)
-                yield {"path": np.full(n, item.path, object), "kind": np.full(n, WINDOW, object),
-                       "window": np.arange(item.first, item.first + n), "start_s": item.starts_s.astype(np.float64),
-                       "image": item.images, "duration_s": np.zeros(n), "n_windows": np.zeros(n, np.int64),
-                       "status": np.full(n, "", object), "error": np.full(n, "", object)}
-            else:
-                yield _end_batch(item, features)
-
-
-def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
-    return {"path": np.array([end.path], object), "kind": np.array([END], object), "window": np.array([-1]),
-            "start_s": np.zeros(1), "image": np.zeros((1, *features.image_shape), np.float16),
-            "duration_s": np.array([end.duration_s]), "n_windows": np.array([end.n_windows], np.int64),
-            "status": np.array([end.status], object), "error": np.array([end.error], object)}
-
-
-class Classifier:
-    """Actor: holds the model once; turns the window rows of a batch into calibrated ``probs (n, C)`` (softmax of
-    logits / the bundle's temperature) and, with ``embeddings``, penultimate features ``emb (n, D)`` from the
-    same forward pass (NaN on end rows)."""
-
-    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1, embeddings: bool = False):
-        torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.model = bundle.build_model().to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.batch_size, self.n_classes = batch_size, len(bundle.classes)
-        self.temperature, self.embeddings = bundle.temperature, embeddings
-        self.dim = embedding_dim(self.model) if embeddings else 0
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        is_window = batch["kind"] == WINDOW
-        probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
-        emb = np.full((len(is_window), self.dim), np.nan, np.float32) if self.embeddings else None
-        if is_window.any():
-            p, f = window_outputs(self.model, batch["image"][is_window], self.device, self.batch_size,
-                                  self.temperature, self.embeddings)
-            probs[is_window] = p
-            if emb is not None:
-                emb[is_window] = f
-        out = {k: v for k, v in batch.items() if k != "image"}
-        out["probs"] = probs
-        if emb is not None:
-            out["emb"] = emb
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,23 +271,46 @@ class TrackAssembler:
 
 
 class Progress:
-    """One log line of files done at most every ``every_s`` seconds (and a last one)."""
+    """One log line of files done at most every ``every_s`` seconds (and a last one); the throughput figures of the
+    summary: over the whole labelling stream, and in steady state — from the first batch of finished tracks to the
+    last, without the pipeline's start-up (workers starting, models loading, the first windows in flight)."""
 
     def __init__(self, total: int, every_s: float, already: int):
         self.total, self.every_s, self.already = total, every_s, already
         self.t0 = self.last = time.time()
         self.done = self.not_ok = 0
         self.audio_s = 0.0
+        self.first_t: float | None = None  # when the first batch of finished tracks arrived
+        self.first_audio = 0.0  # audio seconds in that batch
+        self.last_t = self.t0
 
     def restart(self) -> None:
         """Start the clock now (after Ray is up): throughput is measured over the labelling stream."""
-        self.t0 = self.last = time.time()
+        self.t0 = self.last = self.last_t = time.time()
 
-    def update(self, row: dict[str, Any], force: bool = False) -> None:
+    def update(self, row: dict[str, Any], now: float | None = None) -> None:
+        """Count one finished track; ``now``: when its batch arrived (tracks of one batch share it)."""
+        now = time.time() if now is None else now
+        if self.first_t is None or now == self.first_t:
+            self.first_t = now
+            self.first_audio += row["duration_s"]
+        self.last_t = now
         self.done += 1
         self.not_ok += row["status"] != STATUS_OK
         self.audio_s += row["duration_s"]
-        self.maybe_print(force)
+        self.maybe_print()
+
+    @property
+    def startup_s(self) -> float:
+        """Seconds from the start of the stream to the first finished track."""
+        return (self.first_t - self.t0) if self.first_t is not None else 0.0
+
+    @property
+    def steady_audio_s_per_s(self) -> float:
+        """Audio seconds per second after the first batch of finished tracks (0 when everything came at once)."""
+        if self.first_t is None or self.last_t <= self.first_t:
+            return 0.0
+        return (self.audio_s - self.first_audio) / (self.last_t - self.first_t)
 
     def maybe_print(self, force: bool = False) -> None:
         now = time.time()
@@ -461,10 +417,30 @@ def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float,
         ctx.target_max_block_size = saved
 
 
+def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool) -> tuple[int, float]:
+    """``(num_actors, actor_cpus)`` for a cluster of ``cpus`` CPUs and ``gpus`` GPUs: the config's values where set.
+
+    With GPUs: one actor per GPU, 1 CPU each. CPU only: one single-thread actor per CPU, 0.5 CPU reserved each, so
+    half the logical CPUs stay free for featurize tasks; the OS shares the cores between both stages as their work
+    comes (inference costs ~2× what decoding + spectrograms cost, so actors that could only use their reserved
+    half would leave cores idle). On the 2-core box: steady-state 419 → 517 audio-s/s over one 1-CPU actor
+    (``genre-ray bench label``, 2026-11-26).
+    """
+    if use_gpu:
+        n, c = max(1, int(gpus)), 1.0
+    else:
+        n, c = max(1, int(cpus)), 0.5
+    return (cfg.num_actors or n), (cfg.actor_cpus or c)
+
+
 def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
             writer: ShardWriter, progress: Progress) -> None:
     cpus = int(ray.available_resources().get("CPU", 1))
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    gpus = ray.cluster_resources().get("GPU", 0)
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
+    num_actors, actor_cpus = actor_plan(cfg, ray.cluster_resources().get("CPU", 1), gpus, use_gpu)
+    print(f"[label] {num_actors} classifier actor(s) × {actor_cpus:g} CPU{' + 1 GPU' if use_gpu else ''}, "
+          f"featurize tasks on the other CPUs", flush=True)
     n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
     from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
 
@@ -475,11 +451,12 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
                        num_cpus=1, memory=FEATURIZE_MEMORY)
           .map_batches(stage.classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
                                                                 "use_gpu": use_gpu,
-                                                                "threads": max(1, round(cfg.actor_cpus)),
+                                                                "threads": max(1, round(actor_cpus)),
                                                                 "embeddings": cfg.embeddings},
-                       batch_size=max(1, cfg.batch_size // stage.windows_per_row), batch_format="numpy",
+                       batch_size=max(1, call_windows(cfg.batch_size, use_gpu) // stage.windows_per_row),
+                       batch_format="numpy",
                        num_gpus=1 if use_gpu else 0,
-                       num_cpus=cfg.actor_cpus, compute=ray.data.ActorPoolStrategy(size=cfg.num_actors)))
+                       num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
                                uncertainty_rule(cfg, bundle), cfg.embeddings)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard
@@ -490,7 +467,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
 
     progress.restart()
     last_flush = time.time()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for row, timeline in assembler.add(batch):
             done.append((row, timeline))
             progress.update(row)
@@ -583,7 +560,9 @@ def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress
         "hours_of_audio": round(float(table["duration_s"].sum()) / 3600, 4),
         "audio_s_per_s": round(progress.audio_s / label_s, 2) if label_s > 0 and progress.done else 0.0,
         "files_per_s": round(progress.done / label_s, 3) if label_s > 0 and progress.done else 0.0,
-        "label_seconds": round(label_s, 2), "seconds": round(total_s, 2), "genres": genres,
+        "label_seconds": round(label_s, 2), "seconds": round(total_s, 2),
+        "startup_s": round(progress.startup_s, 2), "steady_audio_s_per_s": round(progress.steady_audio_s_per_s, 2),
+        "genres": genres,
         "errors": bad.head(50).to_dict("records"), "labels": str(out / LABELS), "model": cfg.model,
         "model_id": model_id, "label_key": key, "input": cfg.input,
     }

@@ -27,7 +27,7 @@ from genre_ray.bundle import Bundle
 from genre_ray.device_features import SegmentFeaturizer, SegmentWindower
 from genre_ray.features import FeatureConfig
 from genre_ray.inference import SILENCE_PEAK, STATUS_ERROR, STATUS_OK, STATUS_TOO_SHORT, TOO_SHORT
-from genre_ray.pipelines.label import END, MAX_WINDOWS, WINDOW, Classifier, featurize_batch
+from genre_ray.pipelines.label_workers import END, MAX_WINDOWS, WINDOW, Classifier, featurize_batch
 from genre_ray.registry import Registry
 
 SEGMENT = "seg"
@@ -136,7 +136,7 @@ def expand_segments(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer)
 class SegmentClassifier(Classifier):
     """The label job's :class:`Classifier` behind a :class:`SegmentFeaturizer` on the same device."""
 
-    def __init__(self, bundle: Bundle, batch_size: int, use_gpu: bool, threads: int = 1, **kwargs):
+    def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1, **kwargs):
         super().__init__(bundle, batch_size, use_gpu, threads, **kwargs)
         self.featurizer = SegmentFeaturizer(bundle.features, self.device)
 
@@ -147,7 +147,7 @@ class SegmentClassifier(Classifier):
 @dataclass(frozen=True)
 class FeaturizeStage:
     """The two Ray Data stages of one ``featurize`` mode: the CPU task function, the actor class, and how many
-    windows one row of the task's output carries (the actor's batch is ``batch_size // windows_per_row`` rows)."""
+    windows one row of the task's output carries (an actor's call is ``call_windows // windows_per_row`` rows)."""
 
     featurize: Callable[..., Iterator[dict[str, np.ndarray]]]
     classifier: type

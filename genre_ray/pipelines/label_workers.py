@@ -1,0 +1,98 @@
+"""The label job's Ray Data stages — what runs in its worker processes: ``featurize_batch`` (CPU tasks: paths →
+window rows + one end row per track) and :class:`Classifier` (actors: window rows → probabilities).
+
+No Ray and no MLflow here, and only what these stages need is imported (torch, the decoders, the features and
+the model code; torchvision only when a ResNet is built): every featurize worker and classifier actor imports
+this module when it starts, and that import is on the job's critical path — ``genre_ray.pipelines.label`` with
+MLflow, pandas and the report took 9.0 s to import on the 2-core box, this module 3–4 s.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from genre_ray import accel
+from genre_ray.bundle import Bundle
+from genre_ray.embedding import embedding_dim, window_outputs
+from genre_ray.features import FeatureConfig
+from genre_ray.inference import TrackEnd, WindowBatch, featurize_stream
+
+WINDOW, END = "w", "end"
+CALL_WINDOWS = {False: 64, True: 2048}
+"""Windows per classifier-actor call (Ray Data batch) on CPU / GPU, at least one forward batch: Ray Data's per-batch
+overhead is paid once per call, the model runs ``batch_size`` windows at a time inside it. Small enough on CPU that
+the first results leave the actor within a second (a 2-core CPU classifies ~150 windows/s)."""
+MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
+
+
+def call_windows(batch_size: int | None, use_gpu: bool) -> int:
+    """Windows per Ray Data batch handed to a classifier actor: :data:`CALL_WINDOWS`, or the forward batch if larger."""
+    return max(CALL_WINDOWS[bool(use_gpu)], batch_size or 0)
+
+
+def featurize_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: float, too_short: str,
+                    max_windows: int = MAX_WINDOWS) -> Iterator[dict[str, np.ndarray]]:
+    """Paths → batches of window rows, then one ``end`` row per track (status, duration, windows emitted).
+
+    Every batch has the same columns: ``path, kind, window, start_s, image (n, 1, H, W) float16, duration_s,
+    n_windows, status, error``; ``end`` rows carry an all-zero image. Runs in Ray tasks; never raises for a file.
+    """
+    for path in batch["path"]:
+        for item in featurize_stream(str(path), features, hop_s, too_short, max_windows=max_windows):
+            if isinstance(item, WindowBatch):
+                n = len(item.images)
+                yield {"path": np.full(n, item.path, object), "kind": np.full(n, WINDOW, object),
+                       "window": np.arange(item.first, item.first + n), "start_s": item.starts_s.astype(np.float64),
+                       "image": item.images, "duration_s": np.zeros(n), "n_windows": np.zeros(n, np.int64),
+                       "status": np.full(n, "", object), "error": np.full(n, "", object)}
+            else:
+                yield _end_batch(item, features)
+
+
+def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
+    return {"path": np.array([end.path], object), "kind": np.array([END], object), "window": np.array([-1]),
+            "start_s": np.zeros(1), "image": np.zeros((1, *features.image_shape), np.float16),
+            "duration_s": np.array([end.duration_s]), "n_windows": np.array([end.n_windows], np.int64),
+            "status": np.array([end.status], object), "error": np.array([end.error], object)}
+
+
+class Classifier:
+    """Actor: holds the model once; turns the window rows of a batch into calibrated ``probs (n, C)`` (softmax of
+    logits / the bundle's temperature) and, with ``embeddings``, penultimate features ``emb (n, D)`` from the
+    same forward pass (NaN on end rows). ``batch_size`` None: the fastest forward batch on this actor's device,
+    measured once at start (:func:`genre_ray.accel.fastest_batch_size`)."""
+
+    def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
+                 embeddings: bool = False):
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.model = accel.prepare_model(bundle.build_model(), self.device)
+        self.n_classes = len(bundle.classes)
+        self.temperature, self.embeddings = bundle.temperature, embeddings
+        self.dim = embedding_dim(self.model) if embeddings else 0
+        if batch_size is None:
+            batch_size, rates = accel.fastest_batch_size(self._forward, bundle.features.image_shape, self.device)
+            print(f"[label] classifier on {self.device.type} ({threads} thread(s)): batch size {batch_size} "
+                  f"(windows/s by batch size, measured: {rates})", flush=True)
+        self.batch_size = batch_size
+
+    def _forward(self, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        is_window = batch["kind"] == WINDOW
+        probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
+        emb = np.full((len(is_window), self.dim), np.nan, np.float32) if self.embeddings else None
+        if is_window.any():
+            p, f = self._forward(batch["image"][is_window], self.batch_size)
+            probs[is_window] = p
+            if emb is not None:
+                emb[is_window] = f
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out["probs"] = probs
+        if emb is not None:
+            out["emb"] = emb
+        return out

@@ -1,0 +1,106 @@
+"""The label job's speed knobs, without Ray: the inference batch size chosen by measurement, the actor plan, the
+channels_last classifier, the start-up / steady-state figures of the summary. (Speeds are measured by
+``genre-ray bench label``, never by a test: these tests check the logic with a synthetic cost.)"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from genre_ray import accel
+from genre_ray.config import LabelConfig
+from genre_ray.pipelines.label import Progress, actor_plan
+from genre_ray.pipelines.label_workers import CALL_WINDOWS, Classifier, call_windows
+from label_lib import sharp_bundle
+
+
+def _burn(seconds: float) -> None:
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+
+
+def _fake_forward(cost_per_window: dict[int, float]):
+    """A forward pass whose CPU cost per window depends on the batch size (cheapest at the dict's minimum)."""
+    calls = []
+
+    def run(images: np.ndarray, batch_size: int) -> None:
+        calls.append((len(images), batch_size))
+        _burn(len(images) * cost_per_window[batch_size])
+
+    return run, calls
+
+
+def test_fastest_batch_size_picks_the_cheapest_and_stops_after_the_peak():
+    cost = {2: 4e-4, 4: 2e-4, 8: 1e-4, 16: 3e-4, 32: 3e-4, 64: 3e-4}
+    run, calls = _fake_forward(cost)
+    best, rates = accel.fastest_batch_size(run, (1, 8, 8), "cpu", candidates=[2, 4, 8, 16, 32, 64])
+    assert best == 8
+    assert list(rates) == [2, 4, 8, 16]  # 16 is < 0.9 × the best so far: 32 and 64 never tried
+    assert rates[8] > rates[4] > rates[2] and rates[16] < 0.9 * rates[8]
+    assert {bs for _, bs in calls} == {2, 4, 8, 16}
+    assert all(n >= 2 for n, _ in calls)
+
+
+def test_fastest_batch_size_default_candidates_per_device():
+    run, calls = _fake_forward({bs: 1e-5 for bs in accel.BATCH_CANDIDATES["cpu"]})
+    best, rates = accel.fastest_batch_size(run, (1, 4, 4), "cpu", give_up=0.0)
+    assert set(rates) == set(accel.BATCH_CANDIDATES["cpu"]) and best in rates
+    assert accel.BATCH_CANDIDATES["cuda"][0] >= 64
+
+
+def test_call_windows_is_at_least_the_forward_batch():
+    assert call_windows(None, False) == CALL_WINDOWS[False]
+    assert call_windows(None, True) == CALL_WINDOWS[True]
+    assert call_windows(4096, True) == 4096 and call_windows(8, False) == CALL_WINDOWS[False]
+
+
+@pytest.mark.parametrize("kw,cpus,gpus,use_gpu,expect", [
+    ({}, 2, 0, False, (2, 0.5)),           # CPU box: one single-thread actor per CPU, half the CPUs reserved
+    ({}, 16, 0, False, (16, 0.5)),
+    ({}, 32, 4, True, (4, 1.0)),           # GPU node: one actor per GPU
+    ({}, 8, 0, True, (1, 1.0)),            # use_gpu asked where Ray sees no GPU: one actor (it will fall back)
+    ({"num_actors": 3}, 16, 0, False, (3, 0.5)),
+    ({"num_actors": 1, "actor_cpus": 1.0}, 2, 0, False, (1, 1.0)),
+    ({"actor_cpus": 2.0}, 8, 2, True, (2, 2.0)),
+])
+def test_actor_plan(kw, cpus, gpus, use_gpu, expect):
+    cfg = LabelConfig(input="x", model="m", out="o", **kw)
+    assert actor_plan(cfg, cpus, gpus, use_gpu) == expect
+
+
+def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp_path, capsys):
+    from genre_ray.bundle import load_bundle
+    from genre_ray.pipelines.label import WINDOW
+
+    bundle = load_bundle(sharp_bundle(tmp_path / "b"))
+    rng = np.random.default_rng(0)
+    images = rng.random((10, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
+    batch = {"path": np.array(["a"] * 10, object), "kind": np.array([WINDOW] * 10, object), "image": images}
+    auto = Classifier(bundle, None, use_gpu=False, embeddings=True)
+    assert auto.batch_size in accel.BATCH_CANDIDATES["cpu"]
+    assert "batch size" in capsys.readouterr().out
+    fixed = Classifier(bundle, 3, use_gpu=False, embeddings=True)
+    a, b = auto(dict(batch)), fixed(dict(batch))
+    np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
+    np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
+    assert "image" not in a
+    assert auto.model.state_dict()["features.0.weight"].is_contiguous(memory_format=accel.memory_format("cpu"))
+
+
+def test_progress_start_up_and_steady_state():
+    p = Progress(total=4, every_s=1e9, already=0)
+    p.restart()
+    t0 = p.t0
+    p.update({"status": "ok", "duration_s": 30.0}, now=t0 + 5.0)   # first batch: two tracks at once
+    p.update({"status": "ok", "duration_s": 30.0}, now=t0 + 5.0)
+    p.update({"status": "ok", "duration_s": 60.0}, now=t0 + 6.0)
+    p.update({"status": "error", "duration_s": 0.0}, now=t0 + 7.0)
+    assert p.startup_s == pytest.approx(5.0)
+    assert p.steady_audio_s_per_s == pytest.approx(60.0 / 2.0)  # after the first batch: 60 audio-s in 2 s
+    assert p.done == 4 and p.not_ok == 1 and p.audio_s == 120.0
+    q = Progress(total=1, every_s=1e9, already=0)
+    q.update({"status": "ok", "duration_s": 30.0}, now=q.t0 + 1.0)
+    assert q.steady_audio_s_per_s == 0.0  # one batch only: no steady state to speak of
