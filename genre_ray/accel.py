@@ -101,10 +101,10 @@ def fastest_batch_size(run: Callable[[np.ndarray, int], object], image_shape: tu
                        min_windows: int = 16, give_up: float = 0.9, seed: int = 0) -> tuple[int, dict[int, float]]:
     """The batch size at which ``run(images, batch_size)`` classifies the most windows per second, by measurement.
 
-    ``images`` are random ``(n, *image_shape)`` float16 (what the label job's actors receive). Each candidate (smallest
-    first; :data:`BATCH_CANDIDATES` by default) gets one warm-up batch, then ``max(2 × size, min_windows)`` windows
-    timed — by the process's CPU time on CPU (robust to whatever else runs on the machine), by wall time after a
-    synchronize on CUDA. Throughput rises with the batch to a peak, then falls or flattens: the sweep stops at the
+    ``images`` are one random ``(size, *image_shape)`` float16 batch (what the label job's actors receive). Each
+    candidate (smallest first; :data:`BATCH_CANDIDATES` by default) gets one warm-up call, then
+    ``max(2, ⌈min_windows / size⌉)`` calls timed — by the process's CPU time on CPU (robust to whatever else runs
+    on the machine), by wall time after a synchronize on CUDA. Throughput rises with the batch to a peak, then falls or flattens: the sweep stops at the
     first size below ``give_up`` × the best so far. → ``(best size, {size: windows/s})``.
     """
     import time
@@ -120,14 +120,15 @@ def fastest_batch_size(run: Callable[[np.ndarray, int], object], image_shape: tu
 
     rates: dict[int, float] = {}
     for size in sizes:
-        n = max(2 * size, min_windows)
-        images = rng.random((n + size, *image_shape), dtype=np.float32).astype(np.float16)
-        run(images[:size], size)  # warm-up: allocator, cuDNN algorithm choice for this shape
+        images = rng.random((size, *image_shape), dtype=np.float32).astype(np.float16)  # one batch, reused
+        repeats = max(2, -(-min_windows // size))
+        run(images, size)  # warm-up: allocator, cuDNN algorithm choice for this shape
         sync()
         t0 = clock()
-        run(images[size:], size)
+        for _ in range(repeats):
+            run(images, size)
         sync()
-        rates[size] = n / max(clock() - t0, 1e-9)
+        rates[size] = repeats * size / max(clock() - t0, 1e-9)
         if rates[size] < give_up * max(rates.values()):
             break
     best = max(rates, key=rates.get)

@@ -366,11 +366,12 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
     ``images (N, 1, H, W)``, ``labels (N,)``; median over ``epochs`` epochs (shuffled batches, as in Ray)."""
     from torch import nn
 
+    from genre_ray import accel
     from genre_ray.models import create_model
     from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch
 
     seed_everything(seed)
-    model = create_model(model_name, num_classes=num_classes, **model_kwargs).to(device)
+    model = accel.prepare_model(create_model(model_name, num_classes=num_classes, **model_kwargs), device)  # as Ray's
     optimizer = make_optimizer(model, lr)
     steps = max(1, -(-len(labels) // batch_size))
     scheduler = lr_schedule(optimizer, "cosine", epochs * steps)
@@ -413,7 +414,7 @@ def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dic
 @register_benchmark("train")
 def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, batch_size: int | None = None,
                 tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, cpus_per_worker: float = 1.0,
-                use_gpu: bool | None = None, torch_compile: bool = False,
+                use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
                 workdir: str | None = None) -> dict[str, Any]:
     """Training samples/s through Ray Train (``run_train``: 1 worker, streamed Ray Data shard, median epoch) and
     of the same ``train_epoch`` in a bare loop over in-memory tensors in this process (ratio = Ray / bare), on a
@@ -437,6 +438,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                               "ray": {"num_cpus": num_cpus}}
     if torch_compile:
         cfg_kw["torch_compile"] = True
+    cfg_kw["cache_in_memory"] = cache_in_memory  # None: the job's rule (cached when the splits are small)
     cfg = TrainConfig(**cfg_kw)
     with private_mlflow(work / "home"):
         report = run_train(cfg)
@@ -448,6 +450,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     cache = cache_read_rate(prepared, num_cpus)
     ratio = round(ray_rate / bare["samples_per_s"], 3)
     return {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
+            "cache_in_memory": cache_in_memory,
             "batch_size": batch_size, "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
             "epochs": epochs, "ray_train_samples_per_s": ray_rate, "bare_loop": bare, "ray_vs_bare": ratio,
             "cache_read": cache,

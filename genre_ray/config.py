@@ -145,6 +145,10 @@ class TrainConfig(_Base):
                                 "compilation costs more than it saves)")
     prefetch_batches: int = Field(2, ge=0, description="batches Ray Data prepares ahead of the training step "
                                   "(iter_torch_batches; pinned host memory when use_gpu)")
+    cache_in_memory: bool | None = Field(None, description="read the prepared train/val splits once into Ray's "
+                                         "object store before training, so an epoch does not start a Parquet read "
+                                         "again; None → when their files take under a quarter of the object store "
+                                         "(not with deterministic_data)")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = forever)")
     checkpoints_to_keep: int = Field(2, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage (shared FS or s3://… for multi-node); "

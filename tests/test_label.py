@@ -98,6 +98,7 @@ def test_summary_exports_and_mlflow_run(setup):
     out = work / "out"
     saved = json.loads((out / "summary.json").read_text())
     assert saved["files"] == len(expected) and saved["audio_s_per_s"] > 0 and saved["files_per_s"] > 0
+    assert 0 < saved["startup_s"] <= saved["label_seconds"] and saved["steady_audio_s_per_s"] >= 0
     assert sum(saved["genres"].values()) == 8 and saved["hours_of_audio"] > 0
     assert len(pd.read_csv(out / "errors.csv")) == 5
     csv, jsonl = pd.read_csv(out / "labels.csv"), pd.read_json(out / "labels.jsonl", lines=True)
@@ -106,7 +107,7 @@ def test_summary_exports_and_mlflow_run(setup):
     runs = mlflow.search_runs(filter_string="tags.`genre_ray.job` = 'label'", search_all_experiments=True)
     run = runs[runs["params.out"] == str(out)].iloc[0]
     assert run["metrics.files"] == len(expected) and run["metrics.ok"] == 8 and run["metrics.errors"] == 4
-    assert run["params.model_id"] == summary["model_id"]
+    assert run["params.model_id"] == summary["model_id"] and run["metrics.startup_s"] == saved["startup_s"]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
     assert {"summary.json", "errors.csv", "genres.png", "config.yaml"} <= arts
 

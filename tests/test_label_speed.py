@@ -41,7 +41,7 @@ def test_fastest_batch_size_picks_the_cheapest_and_stops_after_the_peak():
     assert list(rates) == [2, 4, 8, 16]  # 16 is < 0.9 × the best so far: 32 and 64 never tried
     assert rates[8] > rates[4] > rates[2] and rates[16] < 0.9 * rates[8]
     assert {bs for _, bs in calls} == {2, 4, 8, 16}
-    assert all(n >= 2 for n, _ in calls)
+    assert all(n == bs for n, bs in calls)  # one batch of the candidate's size per call
 
 
 def test_fastest_batch_size_default_candidates_per_device():
@@ -104,3 +104,22 @@ def test_progress_start_up_and_steady_state():
     q = Progress(total=1, every_s=1e9, already=0)
     q.update({"status": "ok", "duration_s": 30.0}, now=q.t0 + 1.0)
     assert q.steady_audio_s_per_s == 0.0  # one batch only: no steady state to speak of
+
+
+def test_train_splits_are_cached_in_memory_when_small(tmp_path):
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.prepare import split_dir
+    from genre_ray.pipelines.train import cache_splits, split_bytes
+
+    for split, size in (("train", 3000), ("val", 1000), ("test", 99999)):
+        d = split_dir(tmp_path, split)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "part-0.parquet").write_bytes(b"x" * size)
+    assert split_bytes(tmp_path) == 4000  # train + val only
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"))
+    assert cfg.cache_in_memory is None
+    assert cache_splits(cfg, object_store_bytes=16001) and not cache_splits(cfg, object_store_bytes=16000)
+    assert not cache_splits(cfg, object_store_bytes=0)  # unknown store size: stream
+    assert cache_splits(cfg.model_copy(update={"cache_in_memory": True}), object_store_bytes=0)
+    assert not cache_splits(cfg.model_copy(update={"cache_in_memory": False}), object_store_bytes=1e12)
+    assert not cache_splits(cfg.model_copy(update={"deterministic_data": True}), object_store_bytes=1e12)

@@ -577,7 +577,8 @@ def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
                             "errors": status.get(STATUS_ERROR, 0), "too_short": status.get("too-short", 0),
                             "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
                             "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
-                            "files_per_s": summary["files_per_s"], "seconds": summary["seconds"]})
+                            "files_per_s": summary["files_per_s"], "seconds": summary["seconds"],
+                            "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"]})
         mlflow.log_metric("uncertain", summary.get("uncertain", 0))
         try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
             write_report(out)
@@ -598,7 +599,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"status:       {s['status']}",
         f"audio:        {s['hours_of_audio']:.3f} h",
         f"throughput:   {s['audio_s_per_s']} audio-s/s, {s['files_per_s']} files/s ({s['label_seconds']} s labelling, "
-        f"{s['seconds']} s total)",
+        f"{s['seconds']} s total); steady state {s.get('steady_audio_s_per_s', 0)} audio-s/s after "
+        f"{s.get('startup_s', 0)} s of start-up",
         f"genres:       {genres}",
         f"uncertain:    {s.get('uncertain', 0)} (calibrated confidence < {s.get('uncertain_threshold', float('nan')):.3g} "
         f"or vote entropy > {s.get('vote_entropy_threshold', float('nan')):.3g}; temperature "
