@@ -54,9 +54,10 @@ FLUSH_S = 30.0  # write a shard at least this often while rows are pending
 BLOCK_BYTES = 16 * 2**20
 """Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
 of this size, so neither the task nor the object store holds much more of one track at a time."""
-FEATURIZE_MEMORY = 640 * 2**20
+FEATURIZE_MEMORY = 800 * 2**20
 """Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
-whatever the track's length. Declaring it also keeps Ray Data from fusing featurization into the classifier
+whatever the track's length — Ray Data measured 635 MiB per worker at most (interpreter + torch + one track's
+blocks; `make demo`, 2026-11-26) and asks for ~800. Declaring it also keeps Ray Data from fusing featurization into the classifier
 actors, so decoding runs in CPU tasks alongside inference instead of inside the (possibly GPU) actor."""
 
 
