@@ -10,7 +10,8 @@ Pipeline::
       → iter_batches on the driver     per-track aggregation as soon as a track's windows are all in
       → ShardWriter                    OUT/labels/part-*.parquet (+ OUT/timeline/), temp file + rename
 
-A SIGKILLed driver leaves only complete shards; a rerun into the same ``OUT`` skips every file that already
+The two Ray Data stages live in :mod:`genre_ray.pipelines.label_workers` (what the worker processes import);
+this module is the driver. A SIGKILLed driver leaves only complete shards; a rerun into the same ``OUT`` skips every file that already
 has a row with the same ``label_key`` (model weights + feature hash + hop + aggregation + too-short + top-k),
 so the union of shards has exactly one row per input file. Also written: ``OUT/config.yaml``,
 ``OUT/summary.json``, ``OUT/errors.csv``, ``OUT/genres.png`` (and ``labels.csv`` / ``labels.jsonl``,
@@ -57,8 +58,8 @@ of this size, so neither the task nor the object store holds much more of one tr
 FEATURIZE_MEMORY = 800 * 2**20
 """Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
 whatever the track's length — Ray Data measured 635 MiB per worker at most (interpreter + torch + one track's
-blocks; `make demo`, 2026-11-26) and asks for ~800. Declaring it also keeps Ray Data from fusing featurization into the classifier
-actors, so decoding runs in CPU tasks alongside inference instead of inside the (possibly GPU) actor."""
+blocks; `make demo`, 2026-11-26) and asked for ~800. Declaring it also keeps Ray Data from fusing featurization into
+the classifier actors, so decoding runs in CPU tasks alongside inference instead of inside the (possibly GPU) actor."""
 
 
 # ---------------------------------------------------------------------------------------------
