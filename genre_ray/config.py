@@ -414,6 +414,9 @@ class LabelConfig(_Base):
                            "status ok) | skip (status too-short); both warn")
     batch_size: int | None = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
                                    "classifier actor's device, measured when it starts (CPU: 2…64, GPU: 64…2048)")
+    call_windows: int | None = Field(None, ge=1, description="windows per classifier-actor call (Ray Data batch; at "
+                                     "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
+                                     "sooner, more per-call overhead")
     num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
                                    "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus)")
     actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "

@@ -92,7 +92,8 @@ def test_label_survives_a_killed_worker(stage, tmp_path, ray_session, mlflow_hom
 
     def cfg(out: str) -> LabelConfig:
         return LabelConfig(input=str(tmp_path / "library"), model=str(bundle), out=str(tmp_path / out),
-                           too_short="skip", batch_size=4, shard_rows=3, experiment=f"faults-label-{stage}")
+                           too_short="skip", batch_size=4, call_windows=4, shard_rows=3,
+                           experiment=f"faults-label-{stage}")
 
     summary, killed = run_and_kill(lambda: run_label(cfg("faulted")), stage)
     assert killed is not None, f"label finished before a {stage} worker could be killed"

@@ -134,7 +134,7 @@ def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address,
            "GENRE_RAY_HOME": os.environ["GENRE_RAY_HOME"]}
     cmd = [sys.executable, "-m", "genre_ray.cli", "label", "--input", cfg.input, "--model", str(bundle),
-           "--out", str(out), "--set", "too_short=skip", "--set", "batch_size=4", "--set", "shard_rows=1",
+           "--out", str(out), "--set", "too_short=skip", "--set", "batch_size=4", "--set", "call_windows=4", "--set", "shard_rows=1",
            "--set", "progress_s=1", "--set", "uncertain_threshold=0.9", "--timeline"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:

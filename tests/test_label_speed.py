@@ -55,6 +55,7 @@ def test_call_windows_is_at_least_the_forward_batch():
     assert call_windows(None, False) == CALL_WINDOWS[False]
     assert call_windows(None, True) == CALL_WINDOWS[True]
     assert call_windows(4096, True) == 4096 and call_windows(8, False) == CALL_WINDOWS[False]
+    assert call_windows(4, False, requested=4) == 4 and call_windows(16, False, requested=4) == 16
 
 
 @pytest.mark.parametrize("kw,cpus,gpus,use_gpu,expect", [

@@ -455,7 +455,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
                                                                 "use_gpu": use_gpu,
                                                                 "threads": max(1, round(actor_cpus)),
                                                                 "embeddings": cfg.embeddings},
-                       batch_size=max(1, call_windows(cfg.batch_size, use_gpu) // stage.windows_per_row),
+                       batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows) // stage.windows_per_row),
                        batch_format="numpy",
                        num_gpus=1 if use_gpu else 0,
                        num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=num_actors)))

@@ -28,9 +28,10 @@ the first results leave the actor within a second (a 2-core CPU classifies ~150 
 MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
 
 
-def call_windows(batch_size: int | None, use_gpu: bool) -> int:
-    """Windows per Ray Data batch handed to a classifier actor: :data:`CALL_WINDOWS`, or the forward batch if larger."""
-    return max(CALL_WINDOWS[bool(use_gpu)], batch_size or 0)
+def call_windows(batch_size: int | None, use_gpu: bool, requested: int | None = None) -> int:
+    """Windows per Ray Data batch handed to a classifier actor: ``requested`` (the config's ``call_windows``) or
+    :data:`CALL_WINDOWS`, and at least the forward batch."""
+    return max(requested or CALL_WINDOWS[bool(use_gpu)], batch_size or 0)
 
 
 def featurize_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: float, too_short: str,
