@@ -438,9 +438,10 @@ def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool) -> tup
 def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
             writer: ShardWriter, progress: Progress) -> None:
     cpus = int(ray.available_resources().get("CPU", 1))
-    gpus = ray.cluster_resources().get("GPU", 0)
+    cluster = ray.cluster_resources()
+    gpus = cluster.get("GPU", 0)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
-    num_actors, actor_cpus = actor_plan(cfg, ray.cluster_resources().get("CPU", 1), gpus, use_gpu)
+    num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu)
     print(f"[label] {num_actors} classifier actor(s) × {actor_cpus:g} CPU{' + 1 GPU' if use_gpu else ''}, "
           f"featurize tasks on the other CPUs", flush=True)
     n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
