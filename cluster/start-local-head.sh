@@ -9,6 +9,9 @@
 # interpreter, so `python jobs/…` is the venv's python with genre-ray installed.
 set -euo pipefail
 export RAY_AUTH_MODE=disabled   # Ray 2.60 enables token auth by default; both head and submitter need this
+# single-node mode: every Ray process listens on 127.0.0.1 (otherwise Ray swaps --node-ip-address=127.0.0.1 for the
+# machine's address and its agents and workers listen there and on 0.0.0.0). Multi-node: README, "From laptop to cluster".
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [[ -x "$here/.venv/bin/ray" && "${VIRTUAL_ENV:-}" != "$here/.venv" ]]; then
   export PATH="$here/.venv/bin:$PATH"   # the venv's ray and python, also for the job drivers

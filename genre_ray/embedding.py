@@ -15,9 +15,10 @@ from genre_ray.training import autocast, batched, to_device
 
 
 @torch.no_grad()
-def window_outputs(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64,
+def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 64,
                    temperature: float = 1.0, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(N, 1, H, W)`` images → ``(probs (N, C) float32, features (N, D) float32 or None)``.
+    """``(N, 1, H, W)`` images (NumPy, or a tensor already on ``device``) → ``(probs (N, C) float32, features (N, D)
+    float32 or None)``.
 
     ``probs = softmax(logits / temperature)`` (temperature scaling; 1.0 = as trained); ``features`` are the
     model's pooled penultimate features (``model.embed``), None when ``embeddings`` is False.
@@ -25,7 +26,7 @@ def window_outputs(model: nn.Module, images: np.ndarray, device: torch.device, b
     model.eval()
     probs, feats = [], []
     for b in batched(images, batch_size):
-        x = to_device(torch.from_numpy(np.ascontiguousarray(b)), device)
+        x = to_device(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(b)), device)
         with autocast(device):
             e = model.embed(x)
             logits = model.classify(e)

@@ -15,9 +15,10 @@ def ray_session(tmp_path_factory):
     """A real local single-node Ray (``ray.init(num_cpus=2)`` on 127.0.0.1), shared by the whole session."""
     import ray
 
+    from genre_ray.pipelines.common import start_local_ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
-                 configure_logging=False, log_to_driver=True)
+        start_local_ray(2, log_to_driver=True)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

@@ -1,7 +1,8 @@
-"""Find this test session's Ray worker processes by what they run (for fault injection)."""
+"""Find this test session's Ray processes: workers by what they run (fault injection), sockets they listen on."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -34,3 +35,54 @@ def ray_workers(match: str) -> list[int]:
     """PIDs of Ray worker processes started by *this* process (not another Ray on the machine) whose title starts
     with ``ray::`` and contains ``match``: Ray titles a worker after the task or actor method it is running."""
     return [pid for pid in _descendants(os.getpid()) if _title(pid).startswith("ray::") and match in _title(pid)]
+
+
+def _listening_inodes() -> dict[int, str]:
+    """Socket inode → ``host:port`` for every listening TCP socket on the box (IPv4 and IPv6, from /proc/net)."""
+    out: dict[int, str] = {}
+    for name, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] != "0A":  # TCP_LISTEN
+                continue
+            hexip, hexport = f[1].split(":")
+            raw = bytes.fromhex(hexip)
+            # /proc/net prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(raw) if width == 8 else ipaddress.IPv6Address(raw)
+            out[int(f[9])] = f"{ip}:{int(hexport, 16)}"
+    return out
+
+
+def listening_addresses(pids: list[int]) -> dict[str, str]:
+    """``host:port`` → process title for the TCP sockets the given processes listen on."""
+    inodes = _listening_inodes()
+    out: dict[str, str] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                out[inodes[int(target[8:-1])]] = _title(pid)[:80]
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and everything it spawned (still running)."""
+    return [pid, *_descendants(pid)]
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0]
+    ip = ipaddress.ip_address(host)
+    return ip.is_loopback or (getattr(ip, "ipv4_mapped", None) is not None and ip.ipv4_mapped.is_loopback)

@@ -4,8 +4,11 @@ exactly as the README says. Loopback only; every process a test starts is stoppe
 
 Sizes are the smoke configs (configs/prepare-smoke.yaml: 64×64 images; configs/train-smoke.yaml: tiny
 homebrew CNN, 2 workers × 0.5 CPU, 2 epochs; configs/label-smoke.yaml) so the module runs in a few minutes
-on 2 cores. Ray 2.60 rewrites `--node-ip-address=127.0.0.1` to the machine's address, so the nodes use
-127.0.0.2 / 127.0.0.3 (also loopback) while dashboards and MLflow listen on 127.0.0.1.
+on 2 cores. Every node is on 127.0.0.1, which is what makes Ray listen on loopback only (any other node address,
+127.0.0.2 included, makes its GCS, raylet, agents and workers listen on 0.0.0.0). Ray 2.60 swaps
+`--node-ip-address=127.0.0.1` for the machine's address unless in its single-node mode
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, as `cluster/start-local-head.sh` sets for the head), and that mode refuses
+`ray start --address`: the second node is started through :data:`KEEP_LOOPBACK`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from procs import is_loopback, listening_addresses, process_tree
 
 from genre_ray.synth import write_corpus
 
@@ -104,6 +108,18 @@ class Service:
         assert not self._members(), f"{self.name}: processes left behind: {self._members()}"
 
 
+KEEP_LOOPBACK = """
+import sys
+from ray._private import services
+services.resolve_ip_for_localhost = lambda host: host  # keep --node-ip-address=127.0.0.1 as given
+from ray.scripts.scripts import main
+sys.argv[0] = "ray"
+main()
+"""
+"""`ray` CLI for the second node: joins a cluster (which single-node mode forbids) at 127.0.0.1 (which Ray would
+otherwise swap for the machine's address)."""
+
+
 def ray_cmd() -> list[str]:
     exe = BIN / "ray"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "ray.scripts.scripts"]
@@ -163,18 +179,19 @@ def head(work):
 
     temp = Path(tempfile.mkdtemp(prefix="gr-ray-", dir="/tmp"))  # short: Ray's socket paths have a 107-char limit
     gcs, dash = free_port(), free_port()
-    cmd = [*ray_cmd(), "start", "--head", "--block", "--node-ip-address=127.0.0.2", f"--port={gcs}",
+    cmd = [*ray_cmd(), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
            "--num-cpus=4", "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}", f"--temp-dir={temp}",
            "--object-store-memory=300000000", "--disable-usage-stats", *node_ports()]
     # RAY_ADDRESS: Ray's helper actors (e.g. Train's PlacementGroupCleaner) must not guess among the other
     # Ray instances on this box (the suite's in-process Ray, other users')
     svc = Service("ray head", cmd, work / "ray-head.log",
-                  base_env(GENRE_RAY_HOME=str(work / "home"), RAY_ADDRESS=f"127.0.0.2:{gcs}"))
+                  base_env(GENRE_RAY_HOME=str(work / "home"), RAY_ADDRESS=f"127.0.0.1:{gcs}",
+                           RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"))
     url = f"http://127.0.0.1:{dash}"
     try:
         wait_until(lambda: JobSubmissionClient(url).list_jobs() is not None, START_TIMEOUT_S, "ray head", svc)
-        yield {"url": url, "gcs": f"127.0.0.2:{gcs}", "temp": temp, "service": svc}
+        yield {"url": url, "gcs": f"127.0.0.1:{gcs}", "temp": temp, "service": svc}
     finally:
         try:
             svc.stop()
@@ -289,6 +306,15 @@ def test_prepare_train_label_jobs_through_head_and_mlflow_server(head, mlflow_se
     assert (labels["status"] == "ok").sum() == GENRES
     label_runs = client.search_runs([exp.experiment_id], "tags.`genre_ray.job` = 'label'")
     assert len(label_runs) == 1
+    assert_loopback_only(head["service"])
+
+
+def assert_loopback_only(svc: Service) -> None:
+    """Every TCP socket the service's process tree (a `ray start` node and all it spawned) listens on is loopback."""
+    listening = listening_addresses(process_tree(svc.proc.pid))
+    assert len(listening) >= 5, listening  # the scan sees the node's GCS/raylet/agents at all
+    exposed = {a: who for a, who in listening.items() if not is_loopback(a)}
+    assert not exposed, f"{svc.name} listens beyond loopback: {exposed}"
 
 
 def test_unreachable_tracking_server_fails_fast_and_writes_nothing(head, prepared, work):
@@ -321,8 +347,8 @@ def test_two_node_training_one_worker_per_node(head, prepared, work):
     """
     from ray.util.state import list_actors, list_nodes
 
-    node = Service("ray worker node", [*ray_cmd(), "start", "--block", f"--address={head['gcs']}",
-                                        "--node-ip-address=127.0.0.3", "--num-cpus=3", "--num-gpus=0",
+    node = Service("ray worker node", [sys.executable, "-c", KEEP_LOOPBACK, "start", "--block",
+                                        f"--address={head['gcs']}", "--node-ip-address=127.0.0.1", "--num-cpus=3", "--num-gpus=0",
                                         "--object-store-memory=200000000", "--disable-usage-stats", *node_ports()],
                    work / "ray-node2.log", base_env(GENRE_RAY_HOME=str(work / "home"), RAY_ADDRESS=head["gcs"]))
     try:
@@ -345,6 +371,7 @@ def test_two_node_training_one_worker_per_node(head, prepared, work):
                                           detail=True, limit=1000) if a.job_id == job_id]
         nodes = {n.node_id: n.node_ip for n in list_nodes(address=head["url"])}
         assert len(workers) == 2, workers
-        assert sorted(nodes[w.node_id] for w in workers) == ["127.0.0.2", "127.0.0.3"]
+        assert len({w.node_id for w in workers}) == 2 and {w.node_id for w in workers} <= set(nodes), workers
+        assert_loopback_only(node)
     finally:
         node.stop()

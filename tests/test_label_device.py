@@ -44,6 +44,31 @@ def test_segment_rows_expand_to_the_cpu_rows(library, too_short):
                                    err_msg=path)
 
 
+def test_segment_classifier_keeps_images_on_device_and_equals_the_host_route(library):
+    """SegmentClassifier (images made and classified on its device) = Classifier on expand_segments' host rows."""
+    from genre_ray.bundle import load_bundle
+    from genre_ray.pipelines.label_device import SegmentClassifier, window_rows
+    from genre_ray.pipelines.label_workers import Classifier
+
+    _, expected, bundle_dir = library
+    bundle = load_bundle(bundle_dir)
+    seg = SegmentClassifier(bundle, batch_size=8, use_gpu=False, embeddings=True)
+    host = Classifier(bundle, batch_size=8, use_gpu=False, embeddings=True)
+    good = [p for p, want in sorted(expected.items()) if want == "ok"][:2]
+    rows = [r for p in good for r in segment_batch({"path": np.array([p], object)}, FEATURES, FEATURES.hop_s, "pad")]
+    batch = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    got = seg(batch)
+    want = host(expand_segments(batch, seg.featurizer))
+    assert "image" not in got and set(got) == set(want)
+    assert (got["kind"] == "w").sum() > 4 and list(got["path"]) == list(want["path"])
+    for k in ("window", "start_s", "status", "n_windows"):
+        np.testing.assert_array_equal(got[k], want[k])
+    np.testing.assert_array_equal(got["probs"], want["probs"])  # the same float16 images: the same numbers
+    np.testing.assert_array_equal(got["emb"], want["emb"])
+    assert np.isnan(got["probs"][got["kind"] == "end"]).all()
+    assert window_rows(batch)["kind"].tolist() == got["kind"].tolist()
+
+
 def test_featurize_modes_are_registered_and_validated():
     assert set(FEATURIZE_STAGES) == {"cpu", "device"}
     with pytest.raises(ValueError, match="featurize must be cpu or device"):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
+from ray._private import ray_constants
 
 from genre_ray.config import RayConfig, _Base
 
@@ -21,12 +23,51 @@ def init_ray(cfg: RayConfig) -> None:
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
+        if loopback_only_gcs(address):
+            ray_constants.ENABLE_RAY_CLUSTER = False  # join at 127.0.0.1, as given (see start_local_ray)
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
-                 configure_logging=False)
+        start_local_ray(cfg.num_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("GENRE_RAY_PROGRESS", "0") == "1"
+
+
+def loopback_only_gcs(address: str, routable: str | None = None, timeout_s: float = 1.0) -> bool:
+    """True for ``127.0.0.1:PORT`` / ``localhost:PORT`` when that port answers on loopback but not on the machine's
+    routable address: a Ray head in single-node mode (:func:`start_local_ray`, ``cluster/start-local-head.sh``).
+
+    Ray swaps a loopback address for the machine's one before connecting — right for a head listening on 0.0.0.0,
+    a minute of retries and a failure for one listening on 127.0.0.1 only.
+    """
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return False
+    routable = routable or ray.util.get_node_ip_address()
+    if routable in ("127.0.0.1", "localhost"):
+        return True
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError:
+        return False  # nothing on loopback either: let Ray report it
+    try:
+        socket.create_connection((routable, int(port)), timeout=timeout_s).close()
+    except OSError:
+        return True
+    return False
+
+
+def start_local_ray(num_cpus: int | None, **kwargs) -> None:
+    """Start a single-node Ray whose every process (GCS, raylet, agents, dashboard, workers) listens on 127.0.0.1.
+
+    Ray rewrites ``_node_ip_address="127.0.0.1"`` to the host's routable address, and its GCS, raylet, agents and
+    workers then listen there and on 0.0.0.0. Its single-node mode — the default on macOS/Windows, switched by
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported — keeps all of them on loopback; this sets it
+    for this process only (a cluster never comes through here). Ray is pinned in pyproject.toml;
+    tests/test_loopback.py checks every socket the session's Ray processes listen on.
+    """
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
+             configure_logging=False, **kwargs)
 
 
 def announce(name: str, cfg: _Base) -> None:

@@ -5,12 +5,13 @@ Stages::
 
     map_batches(segment_batch)   CPU tasks: streamed decode → SegmentWindower → one row per segment (the samples
                                  of ≤ MAX_WINDOWS windows, once) + one "end" row per track
-    map_batches(SegmentClassifier, ActorPoolStrategy)   SegmentFeaturizer on the actor's device → window rows
-                                 with images → the label job's Classifier (same probabilities, same row format)
+    map_batches(SegmentClassifier, ActorPoolStrategy)   SegmentFeaturizer on the actor's device → float16 window
+                                 images, kept on the device → the label job's Classifier model (same
+                                 probabilities, same row format)
 
-The images go back to host memory as float16 before the Classifier moves them to the device (one
-copy of ``93 KB`` per window each way; the CPU work — the STFTs — is gone from the decode tasks, which is the
-point on a GPU node whose CPUs are the bottleneck). The window rows leaving the actor are those of the CPU path (``path, kind, window, start_s, … probs``), so the
+Only the waveform crosses to the device (each sample once, not once per overlapping window); the images are made,
+rounded to float16 like the CPU path's, and classified there. The CPU work — the STFTs — is gone from the decode
+tasks, which is the point on a GPU node whose CPUs are the bottleneck. The window rows leaving the actor are those of the CPU path (``path, kind, window, start_s, … probs``), so the
 driver's TrackAssembler, shards and resume work unchanged. Images match the CPU path up to float rounding
 (``tests/test_bench.py::test_device_featurization_matches_the_cpu_path``, ``tests/test_label_device.py``).
 """
@@ -21,13 +22,26 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
 from genre_ray import audio
 from genre_ray.bundle import Bundle
 from genre_ray.device_features import SegmentFeaturizer, SegmentWindower
 from genre_ray.features import FeatureConfig
-from genre_ray.inference import SILENCE_PEAK, STATUS_ERROR, STATUS_OK, STATUS_TOO_SHORT, TOO_SHORT
-from genre_ray.pipelines.label_workers import END, MAX_WINDOWS, WINDOW, Classifier, featurize_batch
+from genre_ray.inference import (
+    SILENCE_PEAK,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_TOO_SHORT,
+    TOO_SHORT,
+)
+from genre_ray.pipelines.label_workers import (
+    END,
+    MAX_WINDOWS,
+    WINDOW,
+    Classifier,
+    featurize_batch,
+)
 from genre_ray.registry import Registry
 
 SEGMENT = "seg"
@@ -91,19 +105,21 @@ def segment_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s: 
                    "status": np.array([full["status"]], object), "error": np.array([full["error"]], object)}
 
 
-def expand_segments(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer) -> dict[str, np.ndarray]:
-    """Segment + end rows → the CPU path's window + end rows (``image (n, 1, H, W)`` float16, made by
-    ``featurizer`` on its device; end rows carry a zero image)."""
-    is_seg = np.asarray(batch["kind"]) == SEGMENT
-    seg_rows = np.flatnonzero(is_seg)
+def segment_images(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer) -> torch.Tensor:
+    """The window images of a batch's segment rows, segment by segment: ``(n_windows, 1, H, W)`` float16 on the
+    featurizer's device (rounded to float16 as the CPU path's images are)."""
+    seg_rows = np.flatnonzero(np.asarray(batch["kind"]) == SEGMENT)
     images = featurizer.images([np.asarray(batch["samples"][i], np.float32) for i in seg_rows],
                                [np.asarray(batch["offsets"][i], np.int64) for i in seg_rows])
-    images = images.to("cpu", dtype=__import__("torch").float16).numpy()
+    return images.to(torch.float16)
+
+
+def window_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Segment + end rows → the CPU path's window + end rows, without the ``image`` column: ``path, kind, window,
+    start_s, duration_s, n_windows, status, error``. Window rows come in the order of :func:`segment_images`."""
+    is_seg = np.asarray(batch["kind"]) == SEGMENT
     cols: dict[str, list] = {k: [] for k in ("path", "kind", "window", "start_s", "duration_s", "n_windows", "status",
                                              "error")}
-    image_rows: list[np.ndarray] = []
-    shape = featurizer.cfg.image_shape
-    k = 0
     for i in range(len(is_seg)):
         if is_seg[i]:
             n = len(batch["offsets"][i])
@@ -116,21 +132,26 @@ def expand_segments(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer)
             cols["n_windows"] += [0] * n
             cols["status"] += [""] * n
             cols["error"] += [""] * n
-            image_rows.append(images[k:k + n])
-            k += n
         else:
             for c in ("path", "duration_s", "n_windows", "status", "error"):
                 cols[c].append(batch[c][i])
             cols["kind"].append(END)
             cols["window"].append(-1)
             cols["start_s"].append(0.0)
-            image_rows.append(np.zeros((1, *shape), np.float16))
     return {"path": np.array(cols["path"], object), "kind": np.array(cols["kind"], object),
             "window": np.array(cols["window"], np.int64), "start_s": np.array(cols["start_s"], np.float64),
-            "image": np.concatenate(image_rows) if image_rows else np.zeros((0, *shape), np.float16),
             "duration_s": np.array(cols["duration_s"], np.float64),
             "n_windows": np.array(cols["n_windows"], np.int64), "status": np.array(cols["status"], object),
             "error": np.array(cols["error"], object)}
+
+
+def expand_segments(batch: dict[str, np.ndarray], featurizer: SegmentFeaturizer) -> dict[str, np.ndarray]:
+    """Segment + end rows → exactly the CPU path's window + end rows, ``image (n, 1, H, W)`` float16 in host memory
+    (end rows carry a zero image). The actor does not use this: it keeps the images on its device."""
+    rows = window_rows(batch)
+    image = np.zeros((len(rows["kind"]), *featurizer.cfg.image_shape), np.float16)
+    image[rows["kind"] == WINDOW] = segment_images(batch, featurizer).cpu().numpy()
+    return {**rows, "image": image}
 
 
 class SegmentClassifier(Classifier):
@@ -141,7 +162,8 @@ class SegmentClassifier(Classifier):
         self.featurizer = SegmentFeaturizer(bundle.features, self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return super().__call__(expand_segments(batch, self.featurizer))
+        # the images never leave the device: STFT → float16 windows → the model, one batch after another
+        return self.outputs(window_rows(batch), segment_images(batch, self.featurizer))
 
 
 @dataclass(frozen=True)

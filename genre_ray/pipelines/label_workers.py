@@ -80,19 +80,25 @@ class Classifier:
                   f"(windows/s by batch size, measured: {rates})", flush=True)
         self.batch_size = batch_size
 
-    def _forward(self, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _forward(self, images: np.ndarray | torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
         return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        is_window = batch["kind"] == WINDOW
+        rows = {k: v for k, v in batch.items() if k != "image"}
+        return self.outputs(rows, batch["image"][batch["kind"] == WINDOW])
+
+    def outputs(self, rows: dict[str, np.ndarray], window_images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+        """``rows`` (no image column) + the ``(n_window_rows, 1, H, W)`` images of their window rows, in order
+        (NumPy, or a tensor on this actor's device) → ``rows`` with ``probs`` (and ``emb``); NaN on end rows."""
+        is_window = rows["kind"] == WINDOW
         probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
         emb = np.full((len(is_window), self.dim), np.nan, np.float32) if self.embeddings else None
         if is_window.any():
-            p, f = self._forward(batch["image"][is_window], self.batch_size)
+            p, f = self._forward(window_images, self.batch_size)
             probs[is_window] = p
             if emb is not None:
                 emb[is_window] = f
-        out = {k: v for k, v in batch.items() if k != "image"}
+        out = dict(rows)
         out["probs"] = probs
         if emb is not None:
             out["emb"] = emb

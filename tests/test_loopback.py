@@ -1,0 +1,64 @@
+"""Tests talk to loopback only: every TCP socket the session's local Ray listens on is on 127.0.0.0/8."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from procs import is_loopback, listening_addresses, process_tree
+
+
+def test_is_loopback():
+    assert is_loopback("127.0.0.1:80") and is_loopback("127.0.0.2:6379") and is_loopback("::1:8265")
+    assert is_loopback("::ffff:127.0.0.1:1")
+    assert not is_loopback("0.0.0.0:8265") and not is_loopback("::1234:1") and not is_loopback("192.0.2.2:52365")
+    assert not is_loopback(":::41227")  # IPv6 any, what `ss` prints as `*`
+
+
+def test_local_ray_listens_on_loopback_only(ray_session):
+    ray = ray_session
+
+    @ray.remote
+    def node_ip() -> str:
+        return ray.util.get_node_ip_address()
+
+    # workers up (a task and a Ray Data pipeline), so their sockets are checked too
+    assert ray.get(node_ip.remote()) == "127.0.0.1"
+    assert ray.data.range(8).map_batches(lambda b: b).count() == 8
+
+    listening = listening_addresses(process_tree(os.getpid()))
+    gcs_port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]
+    # the scan sees Ray's sockets at all: the GCS, the dashboard and more than a handful of others
+    assert any(a.endswith(f":{gcs_port}") for a in listening), listening
+    assert len(listening) >= 5, listening
+    exposed = {a: who for a, who in listening.items() if not is_loopback(a)}
+    assert not exposed, f"Ray processes listening beyond loopback: {exposed}"
+
+
+def _routable_ip() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
+        try:
+            s.connect(("192.0.2.123", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "0.0.0.0"])
+def test_joining_a_loopback_only_head_keeps_127_0_0_1(bind):
+    """`RAY_ADDRESS=127.0.0.1:PORT` of a single-node-mode head must not be swapped for the machine's address."""
+    from genre_ray.pipelines.common import loopback_only_gcs
+
+    routable = _routable_ip()
+    if routable.startswith("127.") and bind == "0.0.0.0":
+        pytest.skip("no routable address on this machine")
+    with socket.socket() as srv:
+        srv.bind((bind, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert loopback_only_gcs(f"127.0.0.1:{port}", routable) is (bind == "127.0.0.1")
+        assert loopback_only_gcs(f"localhost:{port}", routable) is (bind == "127.0.0.1")
+        assert not loopback_only_gcs(f"{routable}:{port}", routable)  # not a loopback address: Ray's business
+    assert not loopback_only_gcs(f"127.0.0.1:{port}", routable)  # nothing listening: let Ray say so
+    assert not loopback_only_gcs("auto", routable) and not loopback_only_gcs("ray://127.0.0.1:10001", routable)
