@@ -5,7 +5,8 @@
 * :func:`autocast_for` — the autocast context for a device and precision (a null context for fp32).
 * :func:`prepare_model` — ``channels_last`` (on every device: measured faster on CUDA and on CPU), optional
   ``torch.compile``; :func:`to_input` the matching ``(B, 1, H, W)`` input layout.
-* :func:`fastest_batch_size` — the inference batch size chosen by measurement on the device at hand.
+* :func:`fastest_batch_size` — the inference batch size chosen by measurement on the device at hand (a sweep up
+  front: benchmarks); :class:`BatchSizeTuner` — the same choice made during the real work (the label job's actors).
 """
 
 from __future__ import annotations
@@ -133,3 +134,53 @@ def fastest_batch_size(run: Callable[[np.ndarray, int], object], image_shape: tu
             break
     best = max(rates, key=rates.get)
     return best, {k: round(v, 2) for k, v in rates.items()}
+
+
+class BatchSizeTuner:
+    """Chooses the inference batch size *while the real work runs*: no probe at start-up (on a 2-core box the
+    start-up probe of :func:`fastest_batch_size` cost each classifier actor 1.1–2.5 s before its first window).
+
+    Each candidate (smallest first, :data:`BATCH_CANDIDATES`) serves real calls: the first call at a size is a
+    warm-up and not counted, then calls are timed — process CPU time on CPU, wall time on CUDA (the caller's
+    results reach the host, which synchronizes) — until ``min_windows`` windows ran at that size. The sweep stops
+    at the first size below ``give_up`` × the best so far, as :func:`fastest_batch_size` does; then :attr:`size`
+    is the best. Use: ``t0 = tuner.clock(); run(images, tuner.size); tuner.record(size, len(images), tuner.clock()
+    - t0)``.
+    """
+
+    def __init__(self, device: torch.device | str, candidates: Sequence[int] | None = None, min_windows: int = 64,
+                 give_up: float = 0.9):
+        import time
+
+        device = torch.device(device)
+        self.sizes = sorted(candidates or BATCH_CANDIDATES.get(device.type, BATCH_CANDIDATES["cpu"]))
+        self.min_windows, self.give_up = min_windows, give_up
+        self.clock = time.process_time if device.type == "cpu" else time.perf_counter
+        self.rates: dict[int, float] = {}
+        self.best: int | None = None
+        self._i, self._warm, self._windows, self._seconds = 0, False, 0, 0.0
+
+    @property
+    def size(self) -> int:
+        """The batch size to run now: the candidate being measured, then the best."""
+        return self.best if self.best is not None else self.sizes[self._i]
+
+    def record(self, size: int, windows: int, seconds: float) -> bool:
+        """Count one call of ``windows`` windows run at ``size``; True when this call settled the choice."""
+        if self.best is not None or size != self.sizes[self._i] or windows <= 0:
+            return False
+        if not self._warm:
+            self._warm = True
+            return False
+        self._windows += windows
+        self._seconds += seconds
+        if self._windows < self.min_windows:
+            return False
+        self.rates[size] = round(self._windows / max(self._seconds, 1e-9), 2)
+        self._warm, self._windows, self._seconds = False, 0, 0.0
+        top = max(self.rates.values())
+        if self.rates[size] < self.give_up * top or self._i == len(self.sizes) - 1:
+            self.best = max(self.rates, key=self.rates.get)
+            return True
+        self._i += 1
+        return False

@@ -565,13 +565,13 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 workdir: str | None = None, num_actors: int | None = None, actor_cpus: float | None = None,
                 batch_size: int | None = None,
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
-                featurize: str = "cpu") -> dict[str, Any]:
+                featurize: str = "auto") -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
     thread's CPU time, robust to whatever else the box runs — and the pipeline
     efficiency: end-to-end ÷ what the stages allow, (a) with the CPUs each stage gets (featurize tasks: the CPUs
-    the actors leave; actors: ``num_actors × actor_cpus``) and (b) with every CPU free to run any stage — over the
+    the actors leave; actors: ``num_actors × actor_cpus``; ``featurize=actor``: every stage on the actors' CPUs) and (b) with every CPU free to run any stage — over the
     whole stream and in steady state (after the first finished tracks: without workers starting and models loading,
     a fixed cost of a few seconds that a library of 100,000 songs does not notice)."""
     from genre_ray.bundle import load_bundle
@@ -584,11 +584,12 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     bundle_dir = Path(model) if model else demo_bundle(work / "demo-bundle")
     bundle = load_bundle(str(bundle_dir))
     device = _device()
-    from genre_ray.pipelines.label import actor_plan
+    from genre_ray.pipelines.label import actor_plan, featurize_mode
 
     probe = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), num_actors=num_actors,
-                        actor_cpus=actor_cpus)
-    num_actors, actor_cpus = actor_plan(probe, num_cpus, torch.cuda.device_count(), device.type == "cuda")
+                        actor_cpus=actor_cpus, featurize=featurize)
+    featurize = featurize_mode(probe, device.type == "cuda")
+    num_actors, actor_cpus = actor_plan(probe, num_cpus, torch.cuda.device_count(), device.type == "cuda", featurize)
     threads = max(1, round(actor_cpus))
     result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
@@ -656,6 +657,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
         if device.type == "cpu":
             cpu_stages["inference"] = per_core["inference"]
         shared = shared_bound(cpu_stages, num_cpus)
+        if featurize == "actor" and device.type == "cpu":  # every stage runs on the actors' threads
+            alloc = shared_bound(cpu_stages, num_actors * threads)
         if device.type == "cuda":
             shared = min(shared, inference_rate)
         result["efficiency"] = {"bound_allocated_audio_s_per_s": round(alloc, 2),

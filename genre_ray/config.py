@@ -420,9 +420,9 @@ class LabelConfig(_Base):
     num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
                                    "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus)")
     actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
-                                     "max(1, round(actor_cpus))); None → 1 with use_gpu, else 0.5: one-thread actors "
-                                     "on half the logical CPUs, the featurize tasks on the rest, the OS sharing the "
-                                     "cores between whichever stage has work")
+                                     "max(1, round(actor_cpus))); None → 1 with use_gpu or featurize=actor, else 0.5: "
+                                     "one-thread actors on half the logical CPUs, the featurize tasks on the rest, the "
+                                     "OS sharing the cores between whichever stage has work")
     use_gpu: bool | None = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
                                  "Ray cluster has GPUs")
     shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")
@@ -433,9 +433,11 @@ class LabelConfig(_Base):
     write_tags: bool = Field(False, description="write the top genre into each file's tags (mutagen); audio untouched")
     dry_run: bool = Field(False, description="with write_tags: only list the tag changes (OUT/tags.csv)")
     progress_s: float = Field(10.0, gt=0, description="seconds between progress lines")
-    featurize: str = Field("cpu", description="where spectrograms are made: cpu (decode tasks ship window images) | "
-                           "device (decode tasks ship waveform segments; the classifier actor makes the images, on "
-                           "its GPU with use_gpu)")
+    featurize: str = Field("auto", description="where spectrograms are made: actor (each classifier actor decodes, "
+                           "featurizes and classifies whole tracks: no featurize tasks, no images between "
+                           "processes; for CPU-only clusters) | cpu (decode tasks ship window images to the "
+                           "classifier actors) | device (decode tasks ship waveform segments; the classifier actor "
+                           "makes the images, on its GPU with use_gpu) | auto (actor without GPUs, else cpu)")
     embeddings: bool = Field(True, description="write each track's embedding (window penultimate features averaged, "
                              "L2-normalised) as the labels' `embedding` column, for `genre-ray similar`")
     uncertain_threshold: float | None = Field(None, ge=0, le=1, description="calibrated top-1 probability below "
@@ -472,8 +474,8 @@ class LabelConfig(_Base):
     @field_validator("featurize")
     @classmethod
     def _featurize(cls, v: str) -> str:
-        if v not in ("cpu", "device"):
-            raise ValueError(f"featurize must be cpu or device (got {v!r})")
+        if v not in ("auto", "actor", "cpu", "device"):
+            raise ValueError(f"featurize must be auto, actor, cpu or device (got {v!r})")
         return v
 
 

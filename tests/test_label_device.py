@@ -1,4 +1,5 @@
-"""``featurize=device``: decode tasks ship waveform segments and the classifier actor makes the images — the same
+"""``featurize=device``: decode tasks ship waveform segments and the classifier actor makes the images (and
+``featurize=actor``: the actors do every stage) — the same
 statuses as the CPU path for every kind of file, and the same labels through the real Ray Data job."""
 
 from __future__ import annotations
@@ -70,18 +71,18 @@ def test_segment_classifier_keeps_images_on_device_and_equals_the_host_route(lib
 
 
 def test_featurize_modes_are_registered_and_validated():
-    assert set(FEATURIZE_STAGES) == {"cpu", "device"}
-    with pytest.raises(ValueError, match="featurize must be cpu or device"):
+    assert set(FEATURIZE_STAGES) == {"actor", "cpu", "device"}
+    with pytest.raises(ValueError, match="featurize must be auto, actor, cpu or device"):
         LabelConfig(input="x", model="y", out="z", featurize="gpu")
 
 
 @pytest.mark.integration
-def test_label_job_with_device_featurization_equals_the_cpu_job(library, ray_session, mlflow_home, tmp_path):
+def test_label_job_with_device_or_actor_featurization_equals_the_cpu_job(library, ray_session, mlflow_home, tmp_path):
     from genre_ray.pipelines.label import read_labels, run_label
 
     root, expected, bundle = library
     tables = {}
-    for mode in ("cpu", "device"):
+    for mode in ("cpu", "device", "actor"):
         cfg = LabelConfig(input=str(root / "library"), model=str(bundle), out=str(tmp_path / mode), too_short="skip",
                           batch_size=16, featurize=mode)
         summary = run_label(cfg)
@@ -93,3 +94,9 @@ def test_label_job_with_device_featurization_equals_the_cpu_job(library, ray_ses
     ok = cpu["status"] == "ok"
     np.testing.assert_allclose(dev.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=2e-3)
     assert (dev.loc[ok, "genre"] == cpu.loc[ok, "genre"]).all()
+    # actor: the same featurize_batch and Classifier in one process — the same numbers as the cpu job's
+    act = tables["actor"]
+    assert sorted(act.index) == sorted(expected)
+    assert (act["status"] == cpu["status"]).all() and (act["n_windows"] == cpu["n_windows"]).all()
+    assert (act["error"] == cpu["error"]).all()
+    np.testing.assert_allclose(act.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=1e-6)

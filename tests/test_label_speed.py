@@ -11,7 +11,7 @@ import pytest
 
 from genre_ray import accel
 from genre_ray.config import LabelConfig
-from genre_ray.pipelines.label import Progress, actor_plan
+from genre_ray.pipelines.label import Progress, actor_plan, featurize_mode
 from genre_ray.pipelines.label_workers import CALL_WINDOWS, Classifier, call_windows
 from label_lib import sharp_bundle
 
@@ -51,6 +51,43 @@ def test_fastest_batch_size_default_candidates_per_device():
     assert accel.BATCH_CANDIDATES["cuda"][0] >= 64
 
 
+def _tune(tuner: accel.BatchSizeTuner, run, windows_per_call: int, max_calls: int = 200) -> int:
+    """Drive ``tuner`` as the actor does: real calls at ``tuner.size`` until it settles; → calls made."""
+    for n in range(1, max_calls + 1):
+        size = tuner.size
+        t0 = tuner.clock()
+        run(np.zeros((windows_per_call, 1, 8, 8), np.float16), size)
+        if tuner.record(size, windows_per_call, tuner.clock() - t0):
+            return n
+    raise AssertionError(f"never settled: {tuner.rates}")
+
+
+def test_batch_size_tuner_chooses_during_real_calls_and_stops_after_the_peak():
+    cost = {2: 4e-4, 4: 2e-4, 8: 1e-4, 16: 3e-4, 32: 3e-4, 64: 3e-4}
+    run, calls = _fake_forward(cost)
+    tuner = accel.BatchSizeTuner("cpu", min_windows=64)
+    assert tuner.size == 2 and tuner.best is None  # nothing measured: start at the smallest
+    n = _tune(tuner, run, windows_per_call=32)
+    assert tuner.best == 8 and tuner.size == 8
+    assert list(tuner.rates) == [2, 4, 8, 16]  # 16 < 0.9 × the best so far: 32 and 64 never tried
+    assert n == 4 * 3  # per size: one warm-up call (not counted) + 64 windows in 32-window calls
+    assert [bs for _, bs in calls] == [2] * 3 + [4] * 3 + [8] * 3 + [16] * 3
+    # settled: later calls run at the best size and change nothing
+    rates = dict(tuner.rates)
+    assert not tuner.record(8, 32, 1.0) and tuner.rates == rates and tuner.size == 8
+
+
+def test_batch_size_tuner_ignores_calls_at_other_sizes_and_tries_every_size_when_rising():
+    tuner = accel.BatchSizeTuner("cpu", candidates=[4, 2], min_windows=10)
+    assert tuner.size == 2
+    assert not tuner.record(4, 100, 1.0) and not tuner.record(2, 0, 1.0)  # not the size measured / no windows
+    assert not tuner.record(2, 10, 1.0)  # warm-up
+    assert not tuner.record(2, 10, 1.0) and tuner.size == 4 and tuner.rates == {2: 10.0}
+    assert not tuner.record(4, 10, 1.0)  # warm-up at 4
+    assert tuner.record(4, 10, 0.5) and tuner.best == 4 and tuner.rates == {2: 10.0, 4: 20.0}  # the last size
+    assert accel.BatchSizeTuner("cuda").sizes == sorted(accel.BATCH_CANDIDATES["cuda"])
+
+
 def test_call_windows_is_at_least_the_forward_batch():
     assert call_windows(None, False) == CALL_WINDOWS[False]
     assert call_windows(None, True) == CALL_WINDOWS[True]
@@ -59,17 +96,26 @@ def test_call_windows_is_at_least_the_forward_batch():
 
 
 @pytest.mark.parametrize("kw,cpus,gpus,use_gpu,expect", [
-    ({}, 2, 0, False, (2, 0.5)),           # CPU box: one single-thread actor per CPU, half the CPUs reserved
-    ({}, 16, 0, False, (16, 0.5)),
+    ({}, 2, 0, False, (2, 1.0)),           # CPU box, featurize=auto → actor: one single-thread actor per CPU
+    ({"featurize": "cpu"}, 2, 0, False, (2, 0.5)),  # featurize tasks: half the CPUs reserved for the actors
+    ({"featurize": "cpu"}, 16, 0, False, (16, 0.5)),
     ({}, 32, 4, True, (4, 1.0)),           # GPU node: one actor per GPU
     ({}, 8, 0, True, (1, 1.0)),            # use_gpu asked where Ray sees no GPU: one actor (it will fall back)
-    ({"num_actors": 3}, 16, 0, False, (3, 0.5)),
-    ({"num_actors": 1, "actor_cpus": 1.0}, 2, 0, False, (1, 1.0)),
+    ({"num_actors": 3, "featurize": "cpu"}, 16, 0, False, (3, 0.5)),
+    ({"num_actors": 1, "actor_cpus": 0.5}, 2, 0, False, (1, 0.5)),
     ({"actor_cpus": 2.0}, 8, 2, True, (2, 2.0)),
 ])
 def test_actor_plan(kw, cpus, gpus, use_gpu, expect):
     cfg = LabelConfig(input="x", model="m", out="o", **kw)
-    assert actor_plan(cfg, cpus, gpus, use_gpu) == expect
+    assert actor_plan(cfg, cpus, gpus, use_gpu, featurize_mode(cfg, use_gpu)) == expect
+
+
+def test_featurize_auto_is_actor_without_gpus_and_tasks_with_them():
+    auto = LabelConfig(input="x", model="m", out="o")
+    assert auto.featurize == "auto"
+    assert featurize_mode(auto, use_gpu=False) == "actor" and featurize_mode(auto, use_gpu=True) == "cpu"
+    for mode in ("actor", "cpu", "device"):
+        assert featurize_mode(auto.model_copy(update={"featurize": mode}), use_gpu=True) == mode
 
 
 def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp_path, capsys):
@@ -81,12 +127,16 @@ def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp
     images = rng.random((10, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
     batch = {"path": np.array(["a"] * 10, object), "kind": np.array([WINDOW] * 10, object), "image": images}
     auto = Classifier(bundle, None, use_gpu=False, embeddings=True)
-    assert auto.batch_size in accel.BATCH_CANDIDATES["cpu"]
-    assert "batch size" in capsys.readouterr().out
+    auto.tuner.min_windows = 10
+    assert auto.batch_size == accel.BATCH_CANDIDATES["cpu"][0]  # no probe at start: measured during the calls
     fixed = Classifier(bundle, 3, use_gpu=False, embeddings=True)
-    a, b = auto(dict(batch)), fixed(dict(batch))
-    np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
-    np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
+    b = fixed(dict(batch))
+    for _ in range(3 * len(accel.BATCH_CANDIDATES["cpu"])):
+        a = auto(dict(batch))
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)  # at every batch size tried
+        np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
+    assert auto.tuner.best in accel.BATCH_CANDIDATES["cpu"] and auto.batch_size == auto.tuner.best
+    assert "batch size" in capsys.readouterr().out
     assert "image" not in a
     assert auto.model.state_dict()["features.0.weight"].is_contiguous(memory_format=accel.memory_format("cpu"))
 

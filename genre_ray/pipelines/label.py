@@ -419,19 +419,30 @@ def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float,
         ctx.target_max_block_size = saved
 
 
-def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool) -> tuple[int, float]:
-    """``(num_actors, actor_cpus)`` for a cluster of ``cpus`` CPUs and ``gpus`` GPUs: the config's values where set.
+def featurize_mode(cfg: LabelConfig, use_gpu: bool) -> str:
+    """The config's ``featurize``; ``auto`` → ``actor`` on a CPU-only run (every stage in the classifier actors:
+    on the 2-core box +20–25 % audio-s/s end to end over ``cpu``, 2026-11-26), ``cpu`` with GPUs (decode tasks on
+    every CPU feed the GPU actors)."""
+    if cfg.featurize != "auto":
+        return cfg.featurize
+    return "cpu" if use_gpu else "actor"
 
-    With GPUs: one actor per GPU, 1 CPU each. CPU only: one single-thread actor per CPU, 0.5 CPU reserved each, so
-    half the logical CPUs stay free for featurize tasks; the OS shares the cores between both stages as their work
-    comes (inference costs ~2× what decoding + spectrograms cost, so actors that could only use their reserved
-    half would leave cores idle). On the 2-core box: steady-state 419 → 517 audio-s/s over one 1-CPU actor
-    (``genre-ray bench label``, 2026-11-26).
+
+def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool, mode: str = "cpu") -> tuple[int, float]:
+    """``(num_actors, actor_cpus)`` for a cluster of ``cpus`` CPUs and ``gpus`` GPUs and featurize ``mode``: the
+    config's values where set.
+
+    With GPUs: one actor per GPU, 1 CPU each. CPU only, ``actor`` mode: one single-thread actor per CPU, 1 CPU
+    each (each runs every stage). CPU only, ``cpu``/``device`` mode: one single-thread actor per CPU, 0.5 CPU
+    reserved each, so half the logical CPUs stay free for featurize tasks; the OS shares the cores between both
+    stages as their work comes (inference costs ~2× what decoding + spectrograms cost, so actors that could only
+    use their reserved half would leave cores idle). On the 2-core box: steady-state 419 → 517 audio-s/s over one
+    1-CPU actor (``genre-ray bench label``, 2026-11-26).
     """
     if use_gpu:
         n, c = max(1, int(gpus)), 1.0
     else:
-        n, c = max(1, int(cpus)), 0.5
+        n, c = max(1, int(cpus)), (1.0 if mode == "actor" else 0.5)
     return (cfg.num_actors or n), (cfg.actor_cpus or c)
 
 
@@ -441,25 +452,33 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     cluster = ray.cluster_resources()
     gpus = cluster.get("GPU", 0)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
-    num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu)
-    print(f"[label] {num_actors} classifier actor(s) × {actor_cpus:g} CPU{' + 1 GPU' if use_gpu else ''}, "
-          f"featurize tasks on the other CPUs", flush=True)
+    mode = featurize_mode(cfg, use_gpu)
+    num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
+    where = ("each decoding, featurizing and classifying whole tracks" if mode == "actor"
+             else f"featurize tasks ({mode}) on the other CPUs")
+    print(f"[label] featurize={mode}: {num_actors} classifier actor(s) × {actor_cpus:g} "
+          f"CPU{' + 1 GPU' if use_gpu else ''}, {where}", flush=True)
     n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
     from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
 
-    stage = FEATURIZE_STAGES.lookup(cfg.featurize)
-    ds = (ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
-          .map_batches(stage.featurize, batch_size=1, batch_format="numpy",
-                       fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
-                       num_cpus=1, memory=FEATURIZE_MEMORY)
-          .map_batches(stage.classifier, fn_constructor_kwargs={"bundle": bundle, "batch_size": cfg.batch_size,
-                                                                "use_gpu": use_gpu,
-                                                                "threads": max(1, round(actor_cpus)),
-                                                                "embeddings": cfg.embeddings},
-                       batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows) // stage.windows_per_row),
-                       batch_format="numpy",
-                       num_gpus=1 if use_gpu else 0,
-                       num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=num_actors)))
+    stage = FEATURIZE_STAGES.lookup(mode)
+    actor_kwargs = {"bundle": bundle, "batch_size": cfg.batch_size, "use_gpu": use_gpu,
+                    "threads": max(1, round(actor_cpus)), "embeddings": cfg.embeddings}
+    ds = ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
+    if stage.featurize is None:  # the actors run every stage: paths in, probabilities out
+        ds = ds.map_batches(stage.classifier, batch_size=1, batch_format="numpy",
+                            fn_constructor_kwargs={**actor_kwargs, "hop_s": hop, "too_short": cfg.too_short},
+                            num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus, memory=FEATURIZE_MEMORY,
+                            compute=ray.data.ActorPoolStrategy(size=num_actors))
+    else:
+        ds = (ds.map_batches(stage.featurize, batch_size=1, batch_format="numpy",
+                             fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
+                             num_cpus=1, memory=FEATURIZE_MEMORY)
+              .map_batches(stage.classifier, fn_constructor_kwargs=actor_kwargs,
+                           batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows)
+                                          // stage.windows_per_row),
+                           batch_format="numpy", num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,
+                           compute=ray.data.ActorPoolStrategy(size=num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
                                uncertainty_rule(cfg, bundle), cfg.embeddings)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard

@@ -40,6 +40,7 @@ from genre_ray.pipelines.label_workers import (
     MAX_WINDOWS,
     WINDOW,
     Classifier,
+    TrackClassifier,
     featurize_batch,
 )
 from genre_ray.registry import Registry
@@ -171,11 +172,12 @@ class FeaturizeStage:
     """The two Ray Data stages of one ``featurize`` mode: the CPU task function, the actor class, and how many
     windows one row of the task's output carries (an actor's call is ``call_windows // windows_per_row`` rows)."""
 
-    featurize: Callable[..., Iterator[dict[str, np.ndarray]]]
+    featurize: Callable[..., Iterator[dict[str, np.ndarray]]] | None  # None: the actor featurizes too
     classifier: type
     windows_per_row: int
 
 
 FEATURIZE_STAGES: Registry[FeaturizeStage] = Registry("featurize mode")
 FEATURIZE_STAGES.register("cpu")(FeaturizeStage(featurize_batch, Classifier, 1))
+FEATURIZE_STAGES.register("actor")(FeaturizeStage(None, TrackClassifier, 1))
 FEATURIZE_STAGES.register("device")(FeaturizeStage(segment_batch, SegmentClassifier, MAX_WINDOWS))

@@ -64,7 +64,7 @@ class Classifier:
     """Actor: holds the model once; turns the window rows of a batch into calibrated ``probs (n, C)`` (softmax of
     logits / the bundle's temperature) and, with ``embeddings``, penultimate features ``emb (n, D)`` from the
     same forward pass (NaN on end rows). ``batch_size`` None: the fastest forward batch on this actor's device,
-    measured once at start (:func:`genre_ray.accel.fastest_batch_size`)."""
+    chosen by measurement during its first calls (:class:`genre_ray.accel.BatchSizeTuner`)."""
 
     def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
                  embeddings: bool = False):
@@ -74,11 +74,13 @@ class Classifier:
         self.n_classes = len(bundle.classes)
         self.temperature, self.embeddings = bundle.temperature, embeddings
         self.dim = embedding_dim(self.model) if embeddings else 0
-        if batch_size is None:
-            batch_size, rates = accel.fastest_batch_size(self._forward, bundle.features.image_shape, self.device)
-            print(f"[label] classifier on {self.device.type} ({threads} thread(s)): batch size {batch_size} "
-                  f"(windows/s by batch size, measured: {rates})", flush=True)
-        self.batch_size = batch_size
+        # batch_size None: chosen during the first calls by measurement (accel.BatchSizeTuner), not by a probe
+        self.tuner = accel.BatchSizeTuner(self.device) if batch_size is None else None
+        self.fixed_batch_size, self.threads = batch_size, threads
+
+    @property
+    def batch_size(self) -> int:
+        return self.fixed_batch_size or self.tuner.size
 
     def _forward(self, images: np.ndarray | torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
         return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings)
@@ -94,7 +96,13 @@ class Classifier:
         probs = np.full((len(is_window), self.n_classes), np.nan, np.float32)
         emb = np.full((len(is_window), self.dim), np.nan, np.float32) if self.embeddings else None
         if is_window.any():
-            p, f = self._forward(window_images, self.batch_size)
+            size = self.batch_size
+            t0 = self.tuner.clock() if self.tuner else 0.0
+            p, f = self._forward(window_images, size)
+            if self.tuner and self.tuner.record(size, int(is_window.sum()), self.tuner.clock() - t0):
+                print(f"[label] classifier on {self.device.type} ({self.threads} thread(s)): batch size "
+                      f"{self.tuner.best} (windows/s by batch size, measured on the first windows: "
+                      f"{self.tuner.rates})", flush=True)
             probs[is_window] = p
             if emb is not None:
                 emb[is_window] = f
@@ -103,3 +111,21 @@ class Classifier:
         if emb is not None:
             out["emb"] = emb
         return out
+
+
+class TrackClassifier(Classifier):
+    """Actor that runs every stage of a track in one process: paths → :func:`featurize_batch` → the model. For
+    CPU-only clusters: one single-thread actor per CPU, no featurize tasks, no window images between processes
+    (the images are made and classified where they are needed; only paths go in and probabilities come out).
+    Yields the :class:`Classifier`'s rows, one featurized batch (≤ :data:`MAX_WINDOWS` windows, or a track's end
+    row) at a time."""
+
+    def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
+                 embeddings: bool = False, hop_s: float | None = None, too_short: str = "pad"):
+        super().__init__(bundle, batch_size, use_gpu, threads, embeddings)
+        self.features, self.too_short = bundle.features, too_short
+        self.hop_s = bundle.features.hop_s if hop_s is None else hop_s
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        for rows in featurize_batch(batch, self.features, self.hop_s, self.too_short):
+            yield super().__call__(rows)
