@@ -413,7 +413,8 @@ class LabelConfig(_Base):
     too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
                            "status ok) | skip (status too-short); both warn")
     batch_size: int | None = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
-                                   "classifier actor's device, measured when it starts (CPU: 2…64, GPU: 64…2048)")
+                                   "classifier actor's device, measured during its first calls (CPU: 2…64, "
+                                   "GPU: 64…2048)")
     call_windows: int | None = Field(None, ge=1, description="windows per classifier-actor call (Ray Data batch; at "
                                      "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
                                      "sooner, more per-call overhead")

@@ -7,6 +7,8 @@ Pipeline::
       → map_batches(featurize_batch)   CPU tasks: streamed decode, ONE spectrogram per track sliced into
                                        windows (bounded memory); rows = windows + one "end" row per track
       → map_batches(Classifier, compute=ActorPoolStrategy)   batched inference (GPU + bf16 when asked)
+        (featurize=actor, the default without GPUs: one map_batches(TrackClassifier) — the actors run
+         featurize_batch themselves, paths in, the same rows out; featurize=device: label_device.py)
       → iter_batches on the driver     per-track aggregation as soon as a track's windows are all in
       → ShardWriter                    OUT/labels/part-*.parquet (+ OUT/timeline/), temp file + rename
 
