@@ -423,8 +423,9 @@ def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float,
 
 def featurize_mode(cfg: LabelConfig, use_gpu: bool) -> str:
     """The config's ``featurize``; ``auto`` → ``actor`` on a CPU-only run (every stage in the classifier actors:
-    on the 2-core box +20–25 % audio-s/s end to end over ``cpu``, 2026-11-26), ``cpu`` with GPUs (decode tasks on
-    every CPU feed the GPU actors)."""
+    on the 2-core box +5 % and +28 % audio-s/s end to end over ``cpu`` in two ``genre-ray bench label`` pairs,
+    +20–25 % with the report-size CNN, 2026-11-26), ``cpu`` with GPUs (decode tasks on every CPU feed the GPU
+    actors)."""
     if cfg.featurize != "auto":
         return cfg.featurize
     return "cpu" if use_gpu else "actor"
