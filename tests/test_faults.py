@@ -82,8 +82,9 @@ def test_prepare_survives_a_killed_worker(tmp_path, ray_session):
     pd.testing.assert_frame_equal(got, want)
 
 
-@pytest.mark.parametrize("stage", ["featurize_batch", "Classifier"])
-def test_label_survives_a_killed_worker(stage, tmp_path, ray_session, mlflow_home):
+@pytest.mark.parametrize("featurize,stage", [("cpu", "featurize_batch"), ("cpu", "Classifier"),
+                                             ("actor", "TrackClassifier")])
+def test_label_survives_a_killed_worker(featurize, stage, tmp_path, ray_session, mlflow_home):
     from genre_ray.pipelines.label import read_labels, run_label
     from label_lib import make_library, sharp_bundle
 
@@ -92,7 +93,7 @@ def test_label_survives_a_killed_worker(stage, tmp_path, ray_session, mlflow_hom
 
     def cfg(out: str) -> LabelConfig:
         return LabelConfig(input=str(tmp_path / "library"), model=str(bundle), out=str(tmp_path / out),
-                           too_short="skip", batch_size=4, call_windows=4, shard_rows=3,
+                           too_short="skip", batch_size=4, call_windows=4, shard_rows=3, featurize=featurize,
                            experiment=f"faults-label-{stage}")
 
     summary, killed = run_and_kill(lambda: run_label(cfg("faulted")), stage)
