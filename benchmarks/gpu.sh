@@ -2,38 +2,76 @@
 # GPU benchmarks of issue #7 — run ON the GPU machine, from the repository root, by a session that has one:
 #
 #   here (once):  bash ../shared/device-kit/pack.sh && grep -qx '/.devkit/' .git/info/exclude || echo '/.devkit/' >> .git/info/exclude
-#   device tool:  run(command="bash benchmarks/gpu.sh", carry=[".devkit"], timeout_s=540)
-#   then here:    cp <files_at>/*.json benchmarks/results/ && git commit -m "bench: <card> results" -- benchmarks/results
+#   device tool:  run(command="bash benchmarks/gpu.sh", carry=[".devkit"], timeout_s=600)
+#   then here:    copy <files_at>/*.json to benchmarks/results/, commit with a README table
 #
-# Writes $OUT/<date>-<card>.json (`genre-ray bench all`: decode, spectrogram on CPU and GPU, prepare, train
-# homebrew Ray Train vs bare loop, cache, label end-to-end + stages + efficiency) and $OUT/<date>-<card>-resnet18.json
-# (train resnet18) and -label-device.json (label with featurize=device: spectrograms on the GPU actor).
-# Sized to finish in about 6-8 minutes on one H100 with 16 cores (BENCH_SCALE=quick for a 2-minute check).
-# label-memory is skipped (it measures the process tree of separate `genre-ray label` processes; run it alone).
-set -euo pipefail
+# One shot, ordered by what matters most; each step is its own `genre-ray bench` process with its own time limit,
+# all inside a global deadline (GPU_SH_BUDGET_S, default 560 s), so a hung or failed step costs only itself:
+#   stages        decode per format (1 core), spectrogram on CPU and GPU (the 2-core box's sizes)
+#   prepare       through Ray Data on every core: 400 × 30-s clips, 3-s windows every 0.25 s (~22,000 training
+#                 windows: a GPU epoch long enough not to be all start-up); train reuses it
+#   train         homebrew (the demo's CNN): Ray Train (1 GPU worker) vs the same step in a bare loop, same run
+#   label         homebrew, featurize=auto (CPU decode+featurize tasks on every core, one GPU classifier actor):
+#                 end to end vs each stage alone (1,000 × 30-s mixed wav/flac/mp3/ogg), bare-model ceiling
+#   label-r18     ResNet18 (untrained), featurize=device (spectrograms on the GPU): inference sweep vs bare model
+#   train-r18     ResNet18: Ray Train vs bare loop
+#   label-device  homebrew, featurize=device, end to end only
+# Writes $OUT/<date>-<card>-<step>.json per step that finished, and $OUT/gpu-log.txt (every step's output).
+# A dry run on a machine without CUDA (sizes tiny, the project's venv, no kit):
+#   PATH=$PWD/.venv/bin:$PATH GPU_SH_KIT=none GPU_SH_ALLOW_CPU=1 BENCH_SCALE=quick OUT=/tmp/x bash benchmarks/gpu.sh
+# (GPU_SH_STEPS="stages train": only those steps.)
+set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -f .devkit/bootstrap.sh ]; then source .devkit/bootstrap.sh; fi  # Ray + MLflow for the GPU machine
-export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+start=$(date +%s)
+budget=${GPU_SH_BUDGET_S:-560}
+scale=${GPU_SH_TIME_SCALE:-1}  # step limits × this (a dry run on a slow CPU box)
+kit=${GPU_SH_KIT:-.devkit}  # the device kit (Ray + MLflow for the GPU machine); another kit or none for a dry run
+if [ -f "$kit/bootstrap.sh" ]; then source "$kit/bootstrap.sh" || exit 1; fi
+export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 export GENRE_RAY_HOME="${GENRE_RAY_HOME:-/tmp/genre-ray-bench}"
 OUT="${OUT:-benchmarks/results}"
 mkdir -p "$OUT"
-python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: this script is for the GPU machine'"
-card=$(python3 -c "import torch, re; print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-'))")
+log="$OUT/gpu-log.txt"
+if [ "${GPU_SH_ALLOW_CPU:-0}" != 1 ]; then
+  python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device: this script is for the GPU machine'" || exit 1
+fi
+card=$(python3 -c "import torch, re; print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name(0).lower()).strip('-') if torch.cuda.is_available() else 'cpu')")
 stem="$OUT/$(date -u +%Y-%m-%d)-$card"
 cpus=$(nproc)
+work="$GENRE_RAY_HOME/bench/all"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >> "$log" 2>&1 || true
 if [ "${BENCH_SCALE:-full}" = quick ]; then
-  all=(--quick); train=(--quick); label=(--quick)
+  data=(--set tracks=30 --set seconds=6 --set hop_s=1.5); epochs=(--set epochs=1 --set bare_epochs=1)
+  lib=(--set tracks=12 --set seconds=8); sweep=(--set "batch_sizes=[16,64]" --set infer_windows=64)
 else
-  # bigger than the CPU sizes: enough windows that a GPU epoch / inference pass is not all start-up
-  train=(--set tracks=200 --set seconds=30 --set epochs=3 --set bare_epochs=3)
-  label=(--set tracks=200 --set seconds=30)
-  all=("${train[@]}" --set "batch_sizes=[64,128,256,512,1024,2048]" --set infer_windows=16384)
+  data=(--set tracks=400 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
+  lib=(--set tracks=1000 --set seconds=30); sweep=(--set "batch_sizes=[128,256,512,1024,2048]" --set infer_windows=16384)
 fi
-set -x
-timeout 420 python3 -m genre_ray.cli bench all --skip label-memory --set num_cpus="$cpus" "${all[@]}" \
-  --out "$stem.json" > /dev/null
-timeout 150 python3 -m genre_ray.cli bench train --set model=resnet18 --set num_cpus="$cpus" "${train[@]}" \
-  --set workdir="$GENRE_RAY_HOME/bench/all" --out "$stem-resnet18.json" > /dev/null || true
-timeout 150 python3 -m genre_ray.cli bench label --set featurize=device --set num_cpus="$cpus" --set stages=false \
-  "${label[@]}" --set workdir="$GENRE_RAY_HOME/bench/all" --out "$stem-label-device.json" > /dev/null || true
+
+step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of the budget (15 s kept for the end)
+  local name=$1 max=$2 left rc t0
+  shift 2
+  if [ -n "${GPU_SH_STEPS:-}" ] && [[ " $GPU_SH_STEPS " != *" $name "* ]]; then return; fi  # run only these steps
+  max=$((max * scale))
+  left=$((budget - ($(date +%s) - start) - 15))
+  if [ "$left" -lt 30 ]; then echo "== $name: skipped (budget spent)" | tee -a "$log"; return; fi
+  [ "$max" -gt "$left" ] && max=$left
+  t0=$(date +%s)
+  echo "== $name (limit ${max}s): genre-ray bench $*" | tee -a "$log"
+  timeout -k 10 "$max" python3 -m genre_ray.cli bench "$@" --set workdir="$work" --out "$stem-$name.json" \
+    >> "$log" 2>&1
+  rc=$?
+  echo "== $name: rc=$rc in $(($(date +%s) - t0))s" | tee -a "$log"
+  if [ "$rc" -ne 0 ]; then ray stop --force >> "$log" 2>&1 || true; fi  # a killed driver can leave its Ray behind
+}
+
+step stages 60 all --skip prepare --skip train --skip label --skip cache --skip label-memory
+step prepare 90 prepare --set num_cpus="$cpus" "${data[@]}"
+step train 130 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label 120 label --set num_cpus="$cpus" "${lib[@]}" "${sweep[@]}"
+step label-r18 100 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${sweep[@]}"
+step train-r18 120 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-device 60 label --set featurize=device --set stages=false --set num_cpus="$cpus" "${lib[@]}"
+nvidia-smi >> "$log" 2>&1 || true
+echo "== done in $(($(date +%s) - start))s" | tee -a "$log"
 ls -la "$OUT"

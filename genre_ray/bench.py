@@ -37,8 +37,9 @@ DEMO_KWARGS = {"channels": [16, 32, 64, 64], "dense": [128, 64], "dropout": 0.3}
 # ---------------------------------------------------------------------------------------------
 
 
-def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0) -> Path:
-    """An (untrained) bundle with the demo's architecture and features: labelling cost does not depend on weights."""
+def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0, arch: str = "homebrew") -> Path:
+    """An (untrained) bundle with the demo's features and architecture (``arch=homebrew``: the demo's CNN;
+    ``resnet18``: the 1-channel ResNet18, random weights): labelling cost does not depend on weights."""
     import torch
 
     from genre_ray.bundle import save_bundle
@@ -49,11 +50,16 @@ def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0) -> Path:
     if (out / "bundle.json").is_file():
         return out
     features = FeatureConfig(hop_s=hop_s)
-    kwargs = {**DEMO_KWARGS, "input_size": [features.height, features.width]}
+    kwargs = {**DEMO_KWARGS, "input_size": [features.height, features.width]} if arch == "homebrew" else {}
     torch.manual_seed(0)
-    model = create_model("homebrew", num_classes=genres, **kwargs)
-    return save_bundle(out, model.eval(), "homebrew", kwargs, list(GENRE_NAMES[:genres]), features,
+    model = create_model(arch, num_classes=genres, **kwargs)
+    return save_bundle(out, model.eval(), arch, kwargs, list(GENRE_NAMES[:genres]), features,
                        meta={"note": "untrained, for benchmarks"})
+
+
+def synth_workers() -> int:
+    """Processes that synthesise a benchmark's corpus: every core (the clips are independent)."""
+    return max(1, os.cpu_count() or 1)
 
 
 def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> list[Path]:
@@ -70,7 +76,7 @@ def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> lis
     for i, (fmt, n) in enumerate(zip(fmts, per_fmt)):
         if n:
             paths += write_corpus(root, genres=10, per_genre=n, seconds=seconds, seed=seed,
-                                  start_index=1000 * i, fmt=fmt)
+                                  start_index=1000 * i, fmt=fmt, workers=synth_workers())
     extra = tracks - len(paths)  # tracks not a multiple of 10: the rest as wav clips of the first genres
     if extra > 0:
         from genre_ray.synth import GENRE_NAMES

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from genre_ray.bench import DEMO_KWARGS, _workdir, demo_bundle, register_benchmark, synth_library
+from genre_ray.bench import DEMO_KWARGS, _workdir, demo_bundle, register_benchmark, synth_library, synth_workers
 
 QUICK: dict[str, dict[str, Any]] = {
     "decode": {"seconds": 10.0, "repeats": 1},
@@ -139,21 +139,23 @@ def _decode_all(path: str | Path) -> int:
     return sum(len(b) for b in audio.decode_stream(str(path), SR))
 
 
-def _prepared(work: Path, tracks: int, seconds: float, num_cpus: int) -> tuple[Path, float]:
-    """A prepared folder of ``tracks`` synthetic wav clips (made once; reused by train/cache) → (path, prepare s)."""
+def _prepared(work: Path, tracks: int, seconds: float, num_cpus: int, hop_s: float = 3.0) -> tuple[Path, float]:
+    """A prepared folder of ``tracks`` synthetic wav clips, windows every ``hop_s`` seconds (made once; reused by
+    train/cache) → (path, prepare s)."""
     from genre_ray.config import PrepareConfig
     from genre_ray.features import FeatureConfig
     from genre_ray.pipelines.common import init_ray
     from genre_ray.pipelines.prepare import run_prepare
     from genre_ray.synth import write_corpus
 
-    out = work / f"prepared-{tracks}x{seconds:g}s"
+    out = work / (f"prepared-{tracks}x{seconds:g}s" + (f"-hop{hop_s:g}s" if hop_s != 3.0 else ""))
     if (out / "meta.json").is_file():
         return out, -1.0
     corpus = work / f"corpus-{tracks}x{seconds:g}s"
-    if not corpus.is_dir():
-        write_corpus(corpus, genres=10, per_genre=max(1, tracks // 10), seconds=seconds)
-    cfg = PrepareConfig(source=str(corpus), out=str(out), features=FeatureConfig(hop_s=3.0),
+    if not (corpus / ".complete").is_file():
+        write_corpus(corpus, genres=10, per_genre=max(1, tracks // 10), seconds=seconds, workers=synth_workers())
+        (corpus / ".complete").touch()
+    cfg = PrepareConfig(source=str(corpus), out=str(out), features=FeatureConfig(hop_s=hop_s),
                         ray={"num_cpus": num_cpus})
     init_ray(cfg.ray)
     t0 = time.perf_counter()
@@ -332,22 +334,22 @@ def bench_spectrogram(seconds: float = 120.0, hop_s: float = 3.0, repeats: int =
 
 
 @register_benchmark("prepare")
-def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2,
+def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, hop_s: float = 3.0,
                   workdir: str | None = None) -> dict[str, Any]:
-    """``genre-ray prepare`` through Ray Data on ``tracks`` synthetic wav clips: windows/s and audio-s/s (wall
-    time of ``run_prepare`` once Ray is up, catalog and Parquet writing included)."""
+    """``genre-ray prepare`` through Ray Data on ``tracks`` synthetic wav clips, windows every ``hop_s`` s: windows/s
+    and audio-s/s (wall time of ``run_prepare`` once Ray is up, catalog and Parquet writing included)."""
     import json
     import shutil
 
     work = _workdir(workdir, "prepare")
-    out = work / f"prepared-{tracks}x{seconds:g}s"
+    out = work / (f"prepared-{tracks}x{seconds:g}s" + (f"-hop{hop_s:g}s" if hop_s != 3.0 else ""))
     if out.exists():
         shutil.rmtree(out)  # always measure a fresh run
-    prepared, secs = _prepared(work, tracks, seconds, num_cpus)
+    prepared, secs = _prepared(work, tracks, seconds, num_cpus, hop_s)
     meta = json.loads((prepared / "meta.json").read_text())
     windows = sum(meta["windows"].values())
     audio_s = sum(meta["tracks"].values()) * seconds
-    return {"benchmark": "prepare", "tracks": tracks, "seconds_per_track": seconds, "num_cpus": num_cpus,
+    return {"benchmark": "prepare", "tracks": tracks, "seconds_per_track": seconds, "hop_s": hop_s, "num_cpus": num_cpus,
             "windows": windows, "prepare_s": round(secs, 2), "windows_per_s": rate(windows, secs),
             "audio_s_per_s": rate(audio_s, secs),
             "table": [["prepare windows/s (Ray Data)", rate(windows, secs), "windows/s"],
@@ -415,7 +417,7 @@ def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dic
 def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, batch_size: int | None = None,
                 tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, cpus_per_worker: float = 1.0,
                 use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
-                workdir: str | None = None) -> dict[str, Any]:
+                hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
     """Training samples/s through Ray Train (``run_train``: 1 worker, streamed Ray Data shard, median epoch) and
     of the same ``train_epoch`` in a bare loop over in-memory tensors in this process (ratio = Ray / bare), on a
     prepared synthetic corpus; plus the cache read throughput. ``model=homebrew`` uses the demo's CNN; batch size
@@ -426,7 +428,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     from genre_ray.pipelines.train import run_train
 
     work = _workdir(workdir, "train")
-    prepared, _ = _prepared(work, tracks, seconds, num_cpus)
+    prepared, _ = _prepared(work, tracks, seconds, num_cpus, hop_s)
     meta = json.loads((prepared / "meta.json").read_text())
     features_hw = [meta["features"]["height"], meta["features"]["width"]]
     use_gpu = torch.cuda.is_available() if use_gpu is None else use_gpu
@@ -449,7 +451,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                            max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches)
     cache = cache_read_rate(prepared, num_cpus)
     ratio = round(ray_rate / bare["samples_per_s"], 3)
-    return {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
+    return {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type, "hop_s": hop_s,
             "cache_in_memory": cache_in_memory,
             "batch_size": batch_size, "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
             "epochs": epochs, "ray_train_samples_per_s": ray_rate, "bare_loop": bare, "ray_vs_bare": ratio,
@@ -467,13 +469,13 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
 
 
 def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int, device: torch.device,
-                    cpu_per_window: dict[int, float] | None = None) -> dict[int, float]:
+                    cpu_per_window: dict[int, float] | None = None, overlap: bool = False) -> dict[int, float]:
     """Bare inference windows/s of ``bundle``'s model on random float16 images per batch size (``windows``
-    images each, after one warm-up batch), through the label actor's ``predict_probs``; ``cpu_per_window``, when
+    images each, after one warm-up batch), through the label actor's ``window_outputs`` (probabilities and
+    embeddings from host arrays; ``overlap``: copies overlapped with compute on CUDA); ``cpu_per_window``, when
     given, receives this thread's CPU seconds per window for each batch size."""
-    from genre_ray.training import predict_probs
-
     from genre_ray import accel
+    from genre_ray.embedding import window_outputs
 
     model = accel.prepare_model(bundle.build_model(), device)
     rng = np.random.default_rng(0)
@@ -482,15 +484,35 @@ def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int, 
         for bs in batch_sizes:
             n = max(bs, windows // bs * bs)
             images = rng.random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
-            predict_probs(model, images[:bs], device, bs)
+            window_outputs(model, images[:bs], device, bs, overlap=overlap)
             _sync(device)
             t0, c0 = time.perf_counter(), time.thread_time()
-            predict_probs(model, images, device, bs)
+            window_outputs(model, images, device, bs, overlap=overlap)
             _sync(device)
             out[bs] = rate(n, time.perf_counter() - t0)
             if cpu_per_window is not None:
                 cpu_per_window[bs] = (time.thread_time() - c0) / n
     return out
+
+
+def bare_inference_rate(model: torch.nn.Module, image_shape: tuple[int, ...], batch_size: int, windows: int,
+                        threads: int, device: torch.device) -> float:
+    """Windows/s of the model alone — the ceiling of the label job's inference stage: one random batch already on
+    ``device`` in the model's input layout, forward passes under the device's autocast, nothing copied to or from
+    the host (the issue's "raw PyTorch" recipe); ``max(2, windows // batch_size)`` timed passes after a warm-up."""
+    from genre_ray import accel
+
+    x = accel.to_input(torch.rand((batch_size, *image_shape)), device)
+    reps = max(2, windows // batch_size)
+    model.eval()
+    with torch_threads(threads), torch.inference_mode(), accel.autocast_for(device):
+        model(x)
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model(x)
+        _sync(device)
+        return rate(reps * batch_size, time.perf_counter() - t0)
 
 
 def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Path) -> float:
@@ -545,6 +567,17 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
                             device, cpu_win)
     cpu_timed = device.type == "cpu" and threads == 1  # choose by CPU time: robust to other load on the box
     best_bs = min(cpu_win, key=cpu_win.get) if cpu_timed else max(sweep, key=sweep.get)
+    from genre_ray import accel
+
+    bare = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
+                               best_bs, infer_windows, threads, device)
+    overlapped: dict[str, Any] = {}
+    if device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
+        try:
+            overlapped = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
+                                                                overlap=True).items()}
+        except Exception as exc:  # a failure here must not cost the plain path's figures
+            overlapped = {"error": f"{type(exc).__name__}: {exc}"}
     write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
     cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s,
                 "inference": cpu_win[best_bs] / audio_per_window if cpu_timed else 0.0,
@@ -557,7 +590,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
         if cpu_timed:
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
-            "best_bs": best_bs, "audio_per_window": audio_per_window}
+            "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "overlapped": overlapped}
 
 
 @register_benchmark("label")
@@ -565,7 +598,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 workdir: str | None = None, num_actors: int | None = None, actor_cpus: float | None = None,
                 batch_size: int | None = None,
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
-                featurize: str = "auto") -> dict[str, Any]:
+                featurize: str = "auto", arch: str = "homebrew") -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -581,7 +614,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     work = _workdir(workdir, "label")
     lib = work / f"library-{tracks}x{seconds:g}s"
     paths = synth_library(lib, tracks, seconds)
-    bundle_dir = Path(model) if model else demo_bundle(work / "demo-bundle")
+    bundle_dir = Path(model) if model else demo_bundle(work / ("demo-bundle" + ("" if arch == "homebrew" else f"-{arch}")),
+                                                       arch=arch)
     bundle = load_bundle(str(bundle_dir))
     device = _device()
     from genre_ray.pipelines.label import actor_plan, featurize_mode
@@ -594,8 +628,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
                               "featurize": featurize, "device": device.type,
-                              "model": str(model or "untrained demo architecture (homebrew 16-32-64-64, 216×216, "
-                                           "3-s windows, 3-s hop)")}
+                              "model": str(model or (f"untrained {arch}" + (" (the demo's 16-32-64-64)" if arch == "homebrew"
+                                                                        else "") + ", 216×216, 3-s windows, 3-s hop"))}
     table = []
     per_core: dict[str, float] = {}
     if stages:
@@ -630,6 +664,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
             "inference_windows_per_s_by_batch": {str(k): v for k, v in sweep.items()}, "inference_threads": threads,
             "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in st["cpu_win"].items() if v > 0},
             "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
+            "inference_bare_windows_per_s": st["bare"], "inference_vs_bare": round(sweep[best_bs] / st["bare"], 3),
+            "inference_windows_per_s_by_batch_copies_overlapped": st["overlapped"],
             "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
             "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
             "before_end_to_end": st["per_core"], "after_end_to_end": again["per_core"],
@@ -638,6 +674,10 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                   ["label stage: featurize (1 core)", per_core["featurize"], "audio-s/s"],
                   [f"label stage: inference bs {best_bs} ({threads} thread)",
                    round(per_core["inference"] / st["audio_per_window"] * threads, 2), "windows/s"],
+                  [f"label stage: bare model bs {best_bs} (on-device input, no copies)", st["bare"], "windows/s"],
+                  ["label stage: inference / bare model", round(sweep[best_bs] / st["bare"], 3), "ratio"],
+                  *([[f"label stage: inference bs {k}, copies overlapped", v, "windows/s"]
+                     for k, v in st["overlapped"].items() if k != "error"]),
                   ["label stage: write (driver)", per_core["write"], "audio-s/s"]]
     table += [["label end-to-end", e2e, "audio-s/s"],
               ["label end-to-end", result["end_to_end"]["windows_per_s"], "windows/s"],
@@ -701,14 +741,14 @@ CACHE_LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 @register_benchmark("cache")
 def bench_cache(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, repeats: int = 3,
-                compressions: str = "snappy,none,zstd", workdir: str | None = None) -> dict[str, Any]:
+                compressions: str = "snappy,none,zstd", hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
     """Read throughput of the spectrogram cache: the prepared train windows rewritten as one Parquet file per
     layout (float16 — the current one —, uint8, float32) and compression; rows/s and MB/s through pyarrow into a
     float32 ``(N, 1, H, W)`` array (what the model eats), file size; uint8's worst rounding error."""
     import pyarrow.parquet as pq
 
     work = _workdir(workdir, "cache")
-    prepared, _ = _prepared(work, tracks, seconds, num_cpus)
+    prepared, _ = _prepared(work, tracks, seconds, num_cpus, hop_s)
     images, labels = _load_split(prepared)
     cases: dict[str, Any] = {}
     table = []

@@ -1394,6 +1394,7 @@ def write_corpus(
     sr: int = DEFAULT_SR,
     fmt: str = "wav",
     start_index: int = 0,
+    workers: int = 1,
 ) -> list[Path]:
     """Write a synthetic corpus in the GTZAN layout ``out/<genre>/<genre>.<5-digit index>.<fmt>``.
 
@@ -1406,6 +1407,8 @@ def write_corpus(
         sr: sample rate.
         fmt: file extension soundfile can write (wav/flac as PCM_16, ogg as Vorbis, mp3, ...).
         start_index: first clip index (e.g. 100 to write unseen clips of the same genres).
+        workers: processes that synthesise and write clips in parallel (1: in this process). Each clip depends
+            only on its own seed, so the files are the same either way.
 
     Returns:
         The written paths, sorted.  Same arguments → byte-identical WAV/FLAC files.
@@ -1434,16 +1437,32 @@ def write_corpus(
     major, subtype = _format_for(fmt)
     ext = fmt.lower().lstrip(".")
 
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1 (got {workers})")
+
     root = Path(out)
-    paths: list[Path] = []
+    jobs = []
     for g in names:
         (root / g).mkdir(parents=True, exist_ok=True)
         for idx in range(int(start_index), int(start_index) + int(per_genre)):
-            y = synth_clip(g, seconds, sr=sr, rng=np.random.default_rng(clip_seed(seed, g, idx)))
-            path = root / g / f"{g}.{idx:05d}.{ext}"
-            _write_audio(path, y, sr, major, subtype)
-            paths.append(path)
-    return sorted(paths)
+            jobs.append((root / g / f"{g}.{idx:05d}.{ext}", g, idx, seconds, seed, sr, major, subtype))
+    if int(workers) > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the caller may hold threads (Ray, torch) that a forked child must not inherit
+        with ProcessPoolExecutor(min(int(workers), len(jobs)), mp_context=multiprocessing.get_context("spawn")) as ex:
+            list(ex.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (4 * int(workers)))))
+    else:
+        for job in jobs:
+            _write_clip(job)
+    return sorted(job[0] for job in jobs)
+
+
+def _write_clip(job: tuple) -> None:
+    path, genre, idx, seconds, seed, sr, major, subtype = job
+    y = synth_clip(genre, seconds, sr=sr, rng=np.random.default_rng(clip_seed(seed, genre, idx)))
+    _write_audio(path, y, sr, major, subtype)
 
 
 def _write_audio(path: Path, y: np.ndarray, sr: int, major: str, subtype: str, block: int = 1 << 16) -> None:

@@ -135,6 +135,19 @@ def test_device_featurization_matches_the_cpu_path(seconds, hop_s, n_chunks, max
     assert [s.first for s in segs] == list(np.cumsum([0] + [len(s.frame_offsets) for s in segs[:-1]]))
 
 
+def test_untrained_benchmark_bundles_per_architecture(tmp_path):
+    import torch
+
+    from genre_ray.bench import demo_bundle
+    from genre_ray.bundle import load_bundle
+
+    for arch in ("homebrew", "resnet18"):
+        bundle = load_bundle(str(demo_bundle(tmp_path / arch, arch=arch)))
+        assert bundle.model_name == arch and len(bundle.classes) == 10
+        with torch.no_grad():
+            assert bundle.build_model().eval()(torch.zeros((2, *bundle.features.image_shape))).shape == (2, 10)
+
+
 def test_table_and_quick_sizes_cover_the_benchmarks():
     assert {"decode", "spectrogram", "prepare", "train", "label", "cache", "label-memory"} <= set(BENCHMARKS)
     assert set(QUICK) <= set(BENCHMARKS)
@@ -162,17 +175,21 @@ def test_cpu_benchmarks_quick_via_the_cli(tmp_path, capsys):
 def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     """Every Ray benchmark once at --quick size on the session's Ray: well-formed JSON, positive rates.
     (label-memory starts its own Ray per case in subprocesses; it is left to `genre-ray bench`.)"""
-    result = run_all(quick=True, workdir=str(tmp_path), skip=["decode", "spectrogram", "label-memory"], num_cpus=2)
+    result = run_all(quick=True, workdir=str(tmp_path), skip=["decode", "spectrogram", "label-memory"], num_cpus=2,
+                     hop_s=1.5)
     json.dumps(result)  # JSON-able
     res = result["results"]
     assert set(res) == {"prepare", "train", "cache", "label"}
     assert not [r["error"] for r in res.values() if "error" in r]
     rates = dict(_rates(res))
     assert len(rates) >= 15 and all(v > 0 for v in rates.values()), rates
-    assert res["prepare"]["windows"] > 0
+    assert res["prepare"]["windows"] > 0 and res["prepare"]["hop_s"] == res["train"]["hop_s"] == 1.5
+    # 6-s clips, 3-s windows every 1.5 s: 3 windows a track
+    assert res["prepare"]["windows"] == 3 * QUICK["prepare"]["tracks"]
     assert res["train"]["ray_vs_bare"] > 0 and res["train"]["bare_loop"]["samples_per_s"] > 0
     assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
     assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
+    assert res["label"]["stages"]["inference_bare_windows_per_s"] > 0 and res["label"]["stages"]["inference_vs_bare"] > 0
     assert 0 < res["label"]["efficiency"]["efficiency_shared"]
     e2e = res["label"]["end_to_end"]
     assert 0 < res["label"]["efficiency"]["work_efficiency_cpu"] and e2e["machine_cpu_seconds"] > 0

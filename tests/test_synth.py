@@ -120,6 +120,13 @@ def test_write_corpus_is_byte_identical_and_clipwise_stable(tmp_path):
     assert not {_digest(p) for p in d} & {_digest(p) for p in a}
 
 
+def test_write_corpus_in_parallel_writes_the_same_files(tmp_path):
+    one = write_corpus(tmp_path / "one", genres=3, per_genre=2, seconds=1.0, seed=5, fmt="flac")
+    two = write_corpus(tmp_path / "two", genres=3, per_genre=2, seconds=1.0, seed=5, fmt="flac", workers=2)
+    assert [p.relative_to(tmp_path / "two") for p in two] == [p.relative_to(tmp_path / "one") for p in one]
+    assert [_digest(p) for p in two] == [_digest(p) for p in one]
+
+
 def test_write_corpus_start_index_writes_unseen_clips(tmp_path):
     seen = write_corpus(tmp_path / "seen", genres=["rock"], per_genre=2, seconds=1.0)
     unseen = write_corpus(tmp_path / "unseen", genres=["rock"], per_genre=2, seconds=1.0, start_index=100)
@@ -146,6 +153,7 @@ def test_write_corpus_flac(tmp_path):
     ({"seconds": -1.0}, "seconds"),
     ({"fmt": "xyz"}, "format"),
     ({"start_index": -1}, "start_index"),
+    ({"workers": 0}, "workers"),
 ])
 def test_write_corpus_validation(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
