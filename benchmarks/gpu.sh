@@ -40,7 +40,10 @@ stem="$OUT/$(date -u +%Y-%m-%d)-$card"
 cpus=$(nproc)
 work="$GENRE_RAY_HOME/bench/all"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >> "$log" 2>&1 || true
-if [ "${BENCH_SCALE:-full}" = quick ]; then
+if [ "${BENCH_SCALE:-full}" = short ]; then  # a second, shorter call (what is left of a session's device time)
+  data=(--set tracks=200 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
+  lib=(--set tracks=200 --set seconds=30); sweep=(--set "batch_sizes=[512,1024]" --set infer_windows=8192)
+elif [ "${BENCH_SCALE:-full}" = quick ]; then
   data=(--set tracks=30 --set seconds=6 --set hop_s=1.5); epochs=(--set epochs=1 --set bare_epochs=1)
   lib=(--set tracks=12 --set seconds=8); sweep=(--set "batch_sizes=[16,64]" --set infer_windows=64)
 else

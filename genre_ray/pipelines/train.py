@@ -94,10 +94,13 @@ def _data_config(cfg: TrainConfig) -> "ray.train.DataConfig":
     return ray.train.DataConfig(execution_options=options)
 
 
-def _allreduce(t: torch.Tensor) -> torch.Tensor:
+def _allreduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` summed over the workers, on the CPU. The reduction runs on ``device``: NCCL (GPU workers) reduces
+    CUDA tensors only ("No backend type associated with device type cpu", seen on an H100)."""
     if dist.is_available() and dist.is_initialized():
+        t = t.to(device)
         dist.all_reduce(t)
-    return t
+    return t.cpu()
 
 
 def _allgather(obj: Any) -> list[Any]:
@@ -201,7 +204,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tr = train_epoch(model, batches, optimizer, loss_fn, device,
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
-        tr_s = Totals.summary(_allreduce(tr.as_tensor()))
+        tr_s = Totals.summary(_allreduce(tr.as_tensor(), device))
         va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate)
         if _is_better(va[cfg.select_metric], best, cfg.select_metric):
             best, since_best = va[cfg.select_metric], 0
