@@ -544,7 +544,7 @@ def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Pa
 
 
 def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None, infer_windows: int, threads: int,
-                       device: torch.device, seconds: float, work: Path) -> dict[str, Any]:
+                       device: torch.device, seconds: float, work: Path, ab: bool = True) -> dict[str, Any]:
     """The label job's stages alone, one core, no Ray: decode and featurize 24 tracks, the inference batch sweep,
     the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time), CPU seconds per audio second."""
     from genre_ray import audio
@@ -572,7 +572,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     bare = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
                                best_bs, infer_windows, threads, device)
     overlapped: dict[str, Any] = {}
-    if device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
+    if ab and device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
         try:
             overlapped = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
                                                                 overlap=True).items()}
@@ -655,7 +655,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                             "machine_cpu_seconds": round(cpu_used, 1),
                             "machine_cpu_utilisation": round(cpu_used / max(summary["seconds"], 1e-9) / num_cpus, 3)}
     if stages:
-        again = _label_stage_rates(paths, bundle, [best_bs], infer_windows, threads, device, seconds, work)
+        again = _label_stage_rates(paths, bundle, [best_bs], infer_windows, threads, device, seconds, work, ab=False)
         per_core = {k: max(v, again["per_core"][k]) for k, v in st["per_core"].items()}
         cpu_cost = {k: min(v, again["cpu_cost"][k]) if v and again["cpu_cost"][k] else v for k, v in cpu_cost.items()}
         sweep = st["sweep"]

@@ -1407,7 +1407,7 @@ def write_corpus(
         sr: sample rate.
         fmt: file extension soundfile can write (wav/flac as PCM_16, ogg as Vorbis, mp3, ...).
         start_index: first clip index (e.g. 100 to write unseen clips of the same genres).
-        workers: processes that synthesise and write clips in parallel (1: in this process). Each clip depends
+        workers: threads that synthesise and write clips in parallel (1: one after the other). Each clip depends
             only on its own seed, so the files are the same either way.
 
     Returns:
@@ -1447,12 +1447,12 @@ def write_corpus(
         for idx in range(int(start_index), int(start_index) + int(per_genre)):
             jobs.append((root / g / f"{g}.{idx:05d}.{ext}", g, idx, seconds, seed, sr, major, subtype))
     if int(workers) > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        # threads: NumPy and libsndfile release the GIL for the heavy parts; no child process re-imports the
+        # caller's main module (a process pool's spawn does, and fails for a script read from stdin)
+        from concurrent.futures import ThreadPoolExecutor
 
-        # spawn: the caller may hold threads (Ray, torch) that a forked child must not inherit
-        with ProcessPoolExecutor(min(int(workers), len(jobs)), mp_context=multiprocessing.get_context("spawn")) as ex:
-            list(ex.map(_write_clip, jobs, chunksize=max(1, len(jobs) // (4 * int(workers)))))
+        with ThreadPoolExecutor(min(int(workers), len(jobs))) as ex:
+            list(ex.map(_write_clip, jobs))
     else:
         for job in jobs:
             _write_clip(job)

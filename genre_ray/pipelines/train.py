@@ -406,6 +406,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                  calibration=report["calibration"])
         atomic.write_json(out / "results.json", report)
         mlflow.log_artifact(str(out / "results.json"))
+        model = model.cpu()  # evaluate_split ran it on the GPU, if any: the logged model and its example are CPU
         example = np.zeros((1, *features.image_shape), np.float32)
         with torch.no_grad():
             signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
