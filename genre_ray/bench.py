@@ -58,7 +58,7 @@ def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0, arch: str = "ho
 
 
 def synth_workers() -> int:
-    """Processes that synthesise a benchmark's corpus: every core (the clips are independent)."""
+    """Threads that synthesise a benchmark's corpus (``write_corpus(workers=…)``): one per core."""
     return max(1, os.cpu_count() or 1)
 
 

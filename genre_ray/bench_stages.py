@@ -139,6 +139,11 @@ def _decode_all(path: str | Path) -> int:
     return sum(len(b) for b in audio.decode_stream(str(path), SR))
 
 
+def _prepared_dir(work: Path, tracks: int, seconds: float, hop_s: float) -> Path:
+    """Where :func:`_prepared` keeps the prepared folder of that corpus size and hop."""
+    return work / (f"prepared-{tracks}x{seconds:g}s" + (f"-hop{hop_s:g}s" if hop_s != 3.0 else ""))
+
+
 def _prepared(work: Path, tracks: int, seconds: float, num_cpus: int, hop_s: float = 3.0) -> tuple[Path, float]:
     """A prepared folder of ``tracks`` synthetic wav clips, windows every ``hop_s`` seconds (made once; reused by
     train/cache) → (path, prepare s)."""
@@ -148,7 +153,7 @@ def _prepared(work: Path, tracks: int, seconds: float, num_cpus: int, hop_s: flo
     from genre_ray.pipelines.prepare import run_prepare
     from genre_ray.synth import write_corpus
 
-    out = work / (f"prepared-{tracks}x{seconds:g}s" + (f"-hop{hop_s:g}s" if hop_s != 3.0 else ""))
+    out = _prepared_dir(work, tracks, seconds, hop_s)
     if (out / "meta.json").is_file():
         return out, -1.0
     corpus = work / f"corpus-{tracks}x{seconds:g}s"
@@ -342,7 +347,7 @@ def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, ho
     import shutil
 
     work = _workdir(workdir, "prepare")
-    out = work / (f"prepared-{tracks}x{seconds:g}s" + (f"-hop{hop_s:g}s" if hop_s != 3.0 else ""))
+    out = _prepared_dir(work, tracks, seconds, hop_s)
     if out.exists():
         shutil.rmtree(out)  # always measure a fresh run
     prepared, secs = _prepared(work, tracks, seconds, num_cpus, hop_s)
@@ -544,9 +549,10 @@ def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Pa
 
 
 def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None, infer_windows: int, threads: int,
-                       device: torch.device, seconds: float, work: Path, ab: bool = True) -> dict[str, Any]:
+                       device: torch.device, seconds: float, work: Path, ceilings: bool = True) -> dict[str, Any]:
     """The label job's stages alone, one core, no Ray: decode and featurize 24 tracks, the inference batch sweep,
-    the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time), CPU seconds per audio second."""
+    the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time), CPU seconds per audio second.
+    ``ceilings``: also the bare model's rate and, on CUDA, the overlapped-copy A/B (``bare`` None without)."""
     from genre_ray import audio
     from genre_ray.accel import BATCH_CANDIDATES
     from genre_ray.features import track_window_images
@@ -570,9 +576,9 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     from genre_ray import accel
 
     bare = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
-                               best_bs, infer_windows, threads, device)
+                               best_bs, infer_windows, threads, device) if ceilings else None
     overlapped: dict[str, Any] = {}
-    if ab and device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
+    if ceilings and device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
         try:
             overlapped = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
                                                                 overlap=True).items()}
@@ -655,7 +661,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                             "machine_cpu_seconds": round(cpu_used, 1),
                             "machine_cpu_utilisation": round(cpu_used / max(summary["seconds"], 1e-9) / num_cpus, 3)}
     if stages:
-        again = _label_stage_rates(paths, bundle, [best_bs], infer_windows, threads, device, seconds, work, ab=False)
+        again = _label_stage_rates(paths, bundle, [best_bs], infer_windows, threads, device, seconds, work, ceilings=False)
         per_core = {k: max(v, again["per_core"][k]) for k, v in st["per_core"].items()}
         cpu_cost = {k: min(v, again["cpu_cost"][k]) if v and again["cpu_cost"][k] else v for k, v in cpu_cost.items()}
         sweep = st["sweep"]
