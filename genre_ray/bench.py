@@ -87,6 +87,30 @@ def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> lis
     return sorted(paths)
 
 
+def repeated_library(root: Path, paths: list[Path], repeat: int) -> Path:
+    """``root/copy-<k>/…`` for ``k < repeat``: every file of ``paths`` (under ``root``'s parent library) hard-linked
+    (copied where links are refused) ``repeat`` times under distinct names — a library ``repeat`` × longer to label
+    for no synthesis time, each copy decoded and classified like any other file. Returns ``root``."""
+    import shutil
+
+    done = root / f".complete-{len(paths)}x{repeat}"
+    if done.is_file():
+        return root
+    lib = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else root
+    for k in range(repeat):
+        for src in paths:
+            dst = root / f"copy-{k}" / src.relative_to(lib)
+            if dst.exists():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+    done.touch()
+    return root
+
+
 def long_file(path: Path, minutes: float, seed: int = 0) -> Path:
     """One ``minutes``-long FLAC: a 60-s synthetic clip repeated, written block by block (never all in memory)."""
     import soundfile as sf
@@ -270,9 +294,25 @@ def _featurize_peak(path: Path, bundle: Path) -> dict[str, Any]:
             "audio_s_per_s_one_core": round(dur / secs, 1)}
 
 
-def run_benchmark(name: str, quick: bool = False, **kwargs: Any) -> dict[str, Any]:
+_partial_out: Path | None = None
+
+
+def save_partial(result: dict[str, Any]) -> None:
+    """A long benchmark's figures so far, written (``"partial": true``) to the file its final result will replace
+    (``genre-ray bench NAME --out FILE``): a run cut short by a time limit — one device call on a lent GPU — keeps
+    what it measured. Nothing is written without ``--out``."""
+    if _partial_out is not None:
+        from genre_ray import atomic
+
+        atomic.write_json(_partial_out, {**result, "partial": True})
+
+
+def run_benchmark(name: str, quick: bool = False, partial_out: str | Path | None = None,
+                  **kwargs: Any) -> dict[str, Any]:
     """Run benchmark ``name`` (``quick``: the CI-friendly sizes of ``bench_stages.QUICK``, explicit keyword
-    overrides win); the result — with the host's hardware and load average — also lands in its work folder."""
+    overrides win); the result — with the host's hardware and load average — also lands in its work folder.
+    ``partial_out``: where :func:`save_partial` writes the figures of a run still in progress."""
+    global _partial_out
     from genre_ray.bench_stages import QUICK, host_info
 
     fn = BENCHMARKS.lookup(name)
@@ -280,7 +320,11 @@ def run_benchmark(name: str, quick: bool = False, **kwargs: Any) -> dict[str, An
         kwargs = {**QUICK.get(name, {}), **kwargs}
     host = host_info()
     t0 = time.time()
-    result = fn(**kwargs)
+    _partial_out = Path(partial_out) if partial_out else None
+    try:
+        result = fn(**kwargs)
+    finally:
+        _partial_out = None
     result["bench_wall_s"] = round(time.time() - t0, 1)
     result["quick"] = quick
     result["host"] = {**host, "loadavg_end": host_info().get("loadavg")}

@@ -283,6 +283,26 @@ def _segments_run(wave: np.ndarray, cfg, hop_s: float, feat, device: torch.devic
     return n
 
 
+def featurizer_call_rate(wave: np.ndarray, cfg, hop_s: float, feat, device: torch.device, per_call: int,
+                         calls: int) -> dict[str, float]:
+    """The device side alone at the label actor's call size: ``per_call`` segments of the track (its segments
+    repeated) per :meth:`SegmentFeaturizer.images` call, host arrays in, images on ``device`` out; windows/s and
+    audio-s/s (windows × hop) over ``calls`` calls after a warm-up call."""
+    from genre_ray.device_features import track_segments
+
+    segs = track_segments([wave], cfg, hop_s)
+    batch = [segs[i % len(segs)] for i in range(per_call)]
+    samples, offsets = [s.samples for s in batch], [s.frame_offsets for s in batch]
+    feat.images(samples, offsets)
+    _sync(device)
+    t0 = time.perf_counter()
+    n = sum(len(feat.images(samples, offsets)) for _ in range(calls))
+    _sync(device)
+    secs = time.perf_counter() - t0
+    return {"windows_per_s": rate(n, secs), "audio_s_per_s": rate(n * hop_s, secs), "segments_per_call": per_call,
+            "windows_per_call": n // calls}
+
+
 @register_benchmark("spectrogram")
 def bench_spectrogram(seconds: float = 120.0, hop_s: float = 3.0, repeats: int = 2,
                       workdir: str | None = None) -> dict[str, Any]:
@@ -313,6 +333,11 @@ def bench_spectrogram(seconds: float = 120.0, hop_s: float = 3.0, repeats: int =
             _segments_run(wave, cfg, hop_s, feat, device)  # warm-up
             secs, n = best_time(lambda: _segments_run(wave, cfg, hop_s, feat, device), max(repeats, 3))
             cases["segments_cuda"] = {"audio_s_per_s": rate(seconds, secs), "windows_per_s": rate(n, secs)}
+            # the label actor's call: CALL_WINDOWS[GPU] windows as segments of MAX_WINDOWS, device work only
+            from genre_ray.pipelines.label_workers import CALL_WINDOWS, MAX_WINDOWS
+
+            cases["featurizer_cuda_actor_call"] = featurizer_call_rate(
+                wave, cfg, hop_s, feat, device, CALL_WINDOWS[True] // MAX_WINDOWS, 10)
         # the issue's recipe: a plain mel power spectrogram of the whole track
         window, fbank = torch.hann_window(2048, device=device), mel_filterbank(FeatureConfig()).to(device)
         x = torch.from_numpy(wave).to(device)
@@ -550,11 +575,14 @@ def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Pa
 
 def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None, infer_windows: int, threads: int,
                        device: torch.device, seconds: float, work: Path, ceilings: bool = True) -> dict[str, Any]:
-    """The label job's stages alone, one core, no Ray: decode and featurize 24 tracks, the inference batch sweep,
-    the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time), CPU seconds per audio second.
-    ``ceilings``: also the bare model's rate and, on CUDA, the overlapped-copy A/B (``bare`` None without)."""
+    """The label job's stages alone, one core, no Ray: decode 24 tracks, make their window images (``featurize``,
+    the CPU path) and their waveform segments (``segment``, what a ``featurize=device`` task does after decoding),
+    the inference batch sweep, the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time),
+    CPU seconds per audio second. ``ceilings``: also the bare model's rate and, on CUDA, the overlapped-copy A/B
+    (``bare`` None without)."""
     from genre_ray import audio
     from genre_ray.accel import BATCH_CANDIDATES
+    from genre_ray.device_features import track_segments
     from genre_ray.features import track_window_images
 
     sample = paths[: min(len(paths), 24)]
@@ -567,6 +595,10 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
         t0, c0 = time.perf_counter(), time.thread_time()
         n_win = sum(len(im) for w in waves for im, _ in track_window_images([w], bundle.features))
         feat_s, feat_cpu = time.perf_counter() - t0, time.thread_time() - c0
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for w in waves:  # in 10-s blocks, as the decoder streams them
+            track_segments((w[i:i + 10 * SR] for i in range(0, len(w), 10 * SR)), bundle.features)
+        seg_s, seg_cpu = time.perf_counter() - t0, time.thread_time() - c0
     audio_per_window = audio_s / max(1, n_win)
     cpu_win: dict[int, float] = {}
     sweep = inference_sweep(bundle, batch_sizes or list(BATCH_CANDIDATES[device.type]), infer_windows, threads,
@@ -585,18 +617,115 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
         except Exception as exc:  # a failure here must not cost the plain path's figures
             overlapped = {"error": f"{type(exc).__name__}: {exc}"}
     write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
-    cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s,
+    cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s, "segment": seg_cpu / audio_s,
                 "inference": cpu_win[best_bs] / audio_per_window if cpu_timed else 0.0,
                 "write": 1.0 / (write_tps * seconds)}
-    wall = {"decode": rate(audio_s, dec_s), "featurize": rate(audio_s, feat_s),
+    wall = {"decode": rate(audio_s, dec_s), "featurize": rate(audio_s, feat_s), "segment": rate(audio_s, seg_s),
             "inference": round(sweep[best_bs] * audio_per_window / threads, 2), "write": round(write_tps * seconds, 2)}
     per_core = dict(wall)
     if device.type == "cpu":  # CPU-time rates: the box's other load does not move them
-        per_core.update(decode=rate(audio_s, dec_cpu), featurize=rate(audio_s, feat_cpu))
+        per_core.update(decode=rate(audio_s, dec_cpu), featurize=rate(audio_s, feat_cpu), segment=rate(audio_s, seg_cpu))
         if cpu_timed:
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
             "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "overlapped": overlapped}
+
+
+def _decode_only(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Ray Data task of :func:`decode_pass`: paths → the audio seconds each decodes to (decoded, then dropped)."""
+    from genre_ray import audio
+
+    return {"seconds": np.array([sum(len(c) for c in audio.decode_stream(str(p), SR)) / SR for p in batch["path"]])}
+
+
+def decode_pass(files: list[str], num_cpus: int) -> dict[str, float]:
+    """The node's decode rate through Ray Data — the label job's input layout and task size (one path per batch,
+    1 CPU per task, :func:`genre_ray.pipelines.label.input_blocks`), decoding to the job's sample rate, nothing
+    else: the ceiling of a decode-bound labelling run on the same CPUs, start-up included. ``steady``: after the
+    first batch of decoded files, as the label job's steady state."""
+    import ray
+
+    from genre_ray.pipelines.label import FEATURIZE_MEMORY, input_blocks
+
+    t0 = time.time()
+    ds = (ray.data.from_items([{"path": f} for f in files], override_num_blocks=input_blocks(len(files), num_cpus))
+          .map_batches(_decode_only, batch_size=1, batch_format="numpy", num_cpus=1, memory=FEATURIZE_MEMORY))
+    total, first_t, first_audio, last_t = 0.0, None, 0.0, t0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        now, got = time.time(), float(batch["seconds"].sum())
+        if first_t is None:
+            first_t, first_audio = now, got
+        total, last_t = total + got, now
+    secs = last_t - t0
+    steady = (total - first_audio) / (last_t - first_t) if first_t is not None and last_t > first_t else 0.0
+    return {"audio_s": round(total, 1), "seconds": round(secs, 2), "audio_s_per_s": rate(total, secs),
+            "startup_s": round((first_t or t0) - t0, 2), "steady_audio_s_per_s": round(steady, 2)}
+
+
+def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: int, device: torch.device,
+                   after_only: bool = False) -> tuple[dict[str, Any], dict[str, float], dict[str, float], list[list]]:
+    """The ``stages`` section, the per-core rates and CPU costs the bounds use, and the table rows, from one or two
+    passes of :func:`_label_stage_rates` (with two, the faster reading of each stage; ``after_only``: the one pass
+    ran after the end-to-end run)."""
+    per_core, cpu_cost = dict(st["per_core"]), dict(st["cpu_cost"])
+    if again:
+        per_core = {k: max(v, again["per_core"][k]) for k, v in per_core.items()}
+        cpu_cost = {k: min(v, again["cpu_cost"][k]) if v and again["cpu_cost"][k] else v for k, v in cpu_cost.items()}
+    sweep, best_bs = st["sweep"], st["best_bs"]
+    vs_bare = round(sweep[best_bs] / st["bare"], 3) if st["bare"] else None
+    stages = {
+        "decode_audio_s_per_s_one_core": per_core["decode"], "featurize_audio_s_per_s_one_core": per_core["featurize"],
+        "segment_audio_s_per_s_one_core": per_core["segment"],
+        "inference_windows_per_s_by_batch": {str(k): v for k, v in sweep.items()}, "inference_threads": threads,
+        "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in st["cpu_win"].items() if v > 0},
+        "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
+        "inference_bare_windows_per_s": st["bare"], "inference_vs_bare": vs_bare,
+        "inference_windows_per_s_by_batch_copies_overlapped": st["overlapped"],
+        "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
+        "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
+        "before_end_to_end": None if after_only else st["per_core"],
+        "after_end_to_end": st["per_core"] if after_only else (again["per_core"] if again else None),
+        "wall_clock_rates_before": st["wall"], "timing": "CPU time of one thread" if device.type == "cpu" else "wall"}
+    table = [["label stage: decode (1 core)", per_core["decode"], "audio-s/s"],
+             ["label stage: featurize, CPU path (1 core)", per_core["featurize"], "audio-s/s"],
+             ["label stage: segment, featurize=device tasks (1 core)", per_core["segment"], "audio-s/s"],
+             [f"label stage: inference bs {best_bs} ({threads} thread)",
+              round(per_core["inference"] / st["audio_per_window"] * threads, 2), "windows/s"]]
+    if st["bare"]:
+        table += [[f"label stage: bare model bs {best_bs} (on-device input, no copies)", st["bare"], "windows/s"],
+                  ["label stage: inference / bare model", vs_bare, "ratio"]]
+    table += [[f"label stage: inference bs {k}, copies overlapped", v, "windows/s"]
+              for k, v in st["overlapped"].items() if k != "error"]
+    table.append(["label stage: write (driver)", per_core["write"], "audio-s/s"])
+    return stages, per_core, cpu_cost, table
+
+
+def _label_bounds(per_core: dict[str, float], featurize: str, device: torch.device, num_cpus: int, num_actors: int,
+                  actor_cpus: float, threads: int) -> tuple[float, float]:
+    """``(allocated, shared)`` upper bounds of the label job's audio-s/s from its stages' per-core rates: (a) each
+    stage on the CPUs it gets — featurize tasks on what the actors' reservation leaves (decode + images, or
+    decode + segments with ``featurize=device``), actors on ``num_actors × threads`` (``featurize=device`` on CPU:
+    the actors make the images too; ``featurize=actor``: every stage on the actors) — and (b) every CPU free to run
+    any stage. On CUDA the GPU's inference rate caps both, and images made on the GPU cost the CPUs nothing."""
+    gpu = device.type == "cuda"
+    task_stage = "segment" if featurize == "device" else "featurize"
+    tasks = 1.0 / (1.0 / per_core["decode"] + 1.0 / per_core[task_stage])  # the same task decodes and cuts
+    inference = per_core["inference"] * threads if gpu else per_core["inference"]
+    cpu_stages = {"decode": per_core["decode"], task_stage: per_core[task_stage], "write": per_core["write"]}
+    if not gpu:
+        cpu_stages["inference"] = per_core["inference"]
+        if featurize == "device":  # the actors' CPU makes the images
+            cpu_stages["featurize"] = per_core["featurize"]
+            inference = 1.0 / (1.0 / per_core["featurize"] + 1.0 / per_core["inference"])
+    task_cpus = num_cpus if gpu else max(num_cpus - num_actors * actor_cpus, 1e-9)
+    alloc = allocation_bound({"tasks": tasks, "inference": inference, "write": per_core["write"]},
+                             {"tasks": task_cpus, "inference": 1.0 if gpu else num_actors * threads, "write": 1.0})
+    shared = shared_bound(cpu_stages, num_cpus)
+    if featurize == "actor" and not gpu:  # every stage runs on the actors' threads
+        alloc = shared_bound(cpu_stages, num_actors * threads)
+    if gpu:
+        shared = min(shared, inference)
+    return alloc, shared
 
 
 @register_benchmark("label")
@@ -604,47 +733,56 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 workdir: str | None = None, num_actors: int | None = None, actor_cpus: float | None = None,
                 batch_size: int | None = None,
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
-                featurize: str = "auto", arch: str = "homebrew") -> dict[str, Any]:
+                featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
+                decode_ceiling: bool = True) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
     thread's CPU time, robust to whatever else the box runs — and the pipeline
-    efficiency: end-to-end ÷ what the stages allow, (a) with the CPUs each stage gets (featurize tasks: the CPUs
-    the actors leave; actors: ``num_actors × actor_cpus``; ``featurize=actor``: every stage on the actors' CPUs) and (b) with every CPU free to run any stage — over the
-    whole stream and in steady state (after the first finished tracks: without workers starting and models loading,
-    a fixed cost of a few seconds that a library of 100,000 songs does not notice)."""
+    efficiency: end-to-end ÷ what the stages allow, (a) with the CPUs each stage gets and (b) with every CPU free
+    to run any stage (:func:`_label_bounds`) — over the whole stream and in steady state (after the first finished
+    tracks: without workers starting and models loading, a fixed cost of a few seconds that a library of 100,000
+    songs does not notice).
+
+    ``decode_ceiling``: also the node's pure decode rate through Ray Data on the same library and CPUs
+    (:func:`decode_pass`) and labelling ÷ it — the issue's "decode-bound" measure. ``repeat``: the library's files
+    hard-linked ``repeat`` times under other names (a long enough stream on a fast node without synthesising more).
+    ``end_to_end_first``: label before the stage passes (the job picks its own batch size unless ``batch_size`` is
+    given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`)."""
+    from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
-    from genre_ray.pipelines.label import read_labels, run_label
+    from genre_ray.pipelines.label import actor_plan, featurize_mode, list_inputs, read_labels, run_label
 
     work = _workdir(workdir, "label")
     lib = work / f"library-{tracks}x{seconds:g}s"
     paths = synth_library(lib, tracks, seconds)
+    if repeat > 1:
+        lib = repeated_library(work / f"library-{tracks}x{seconds:g}s-x{repeat}", paths, repeat)
     bundle_dir = Path(model) if model else demo_bundle(work / ("demo-bundle" + ("" if arch == "homebrew" else f"-{arch}")),
                                                        arch=arch)
     bundle = load_bundle(str(bundle_dir))
     device = _device()
-    from genre_ray.pipelines.label import actor_plan, featurize_mode
-
     probe = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), num_actors=num_actors,
                         actor_cpus=actor_cpus, featurize=featurize)
     featurize = featurize_mode(probe, device.type == "cuda")
     num_actors, actor_cpus = actor_plan(probe, num_cpus, torch.cuda.device_count(), device.type == "cuda", featurize)
     threads = max(1, round(actor_cpus))
-    result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "seconds_per_track": seconds,
+    result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "repeat": repeat, "files": tracks * max(1, repeat),
+                              "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
                               "featurize": featurize, "device": device.type,
                               "model": str(model or (f"untrained {arch}" + (" (the demo's 16-32-64-64)" if arch == "homebrew"
                                                                         else "") + ", 216×216, 3-s windows, 3-s hop"))}
-    table = []
-    per_core: dict[str, float] = {}
-    if stages:
+    table: list[list] = []
+    st = None
+    if stages and not end_to_end_first:
         # stage rates before and after the end-to-end run, the faster of the two kept: a shared box's speed drifts
         # by tens of percent over minutes, and the faster reading makes the bound higher (the efficiency lower)
         st = _label_stage_rates(paths, bundle, batch_sizes, infer_windows, threads, device, seconds, work)
-        best_bs, cpu_cost = st["best_bs"], st["cpu_cost"]
-        batch_size = batch_size or best_bs
-    batch_size = batch_size or 64
+        batch_size = batch_size or st["best_bs"]
+        result["stages"] = _stage_figures(st, None, threads, device)[0]
+        save_partial(result)
     cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
                       batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
                       experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0)
@@ -652,61 +790,40 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     with private_mlflow(work / "home"):
         summary = run_label(cfg)
     cpu_used = machine_busy_s() - busy0  # every process on the machine: run this on an otherwise idle box
-    windows = int(read_labels(work / "out")["n_windows"].sum())
+    labels = read_labels(work / "out")
+    windows = int(labels["n_windows"].sum())
     e2e, steady = float(summary["audio_s_per_s"]), float(summary["steady_audio_s_per_s"])
     result["end_to_end"] = {"audio_s_per_s": e2e, "windows_per_s": rate(windows, summary["label_seconds"]),
                             "files_per_s": summary["files_per_s"], "label_seconds": summary["label_seconds"],
                             "startup_s": summary["startup_s"], "steady_audio_s_per_s": steady,
-                            "batch_size": batch_size, "status": summary["status"], "windows": windows,
-                            "machine_cpu_seconds": round(cpu_used, 1),
+                            "batch_size": batch_size or "chosen by the job", "status": summary["status"],
+                            "windows": windows, "machine_cpu_seconds": round(cpu_used, 1),
                             "machine_cpu_utilisation": round(cpu_used / max(summary["seconds"], 1e-9) / num_cpus, 3)}
-    if stages:
-        again = _label_stage_rates(paths, bundle, [best_bs], infer_windows, threads, device, seconds, work, ceilings=False)
-        per_core = {k: max(v, again["per_core"][k]) for k, v in st["per_core"].items()}
-        cpu_cost = {k: min(v, again["cpu_cost"][k]) if v and again["cpu_cost"][k] else v for k, v in cpu_cost.items()}
-        sweep = st["sweep"]
-        result["stages"] = {
-            "decode_audio_s_per_s_one_core": per_core["decode"], "featurize_audio_s_per_s_one_core": per_core["featurize"],
-            "inference_windows_per_s_by_batch": {str(k): v for k, v in sweep.items()}, "inference_threads": threads,
-            "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in st["cpu_win"].items() if v > 0},
-            "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
-            "inference_bare_windows_per_s": st["bare"], "inference_vs_bare": round(sweep[best_bs] / st["bare"], 3),
-            "inference_windows_per_s_by_batch_copies_overlapped": st["overlapped"],
-            "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
-            "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
-            "before_end_to_end": st["per_core"], "after_end_to_end": again["per_core"],
-            "wall_clock_rates_before": st["wall"], "timing": "CPU time of one thread" if device.type == "cpu" else "wall"}
-        table += [["label stage: decode (1 core)", per_core["decode"], "audio-s/s"],
-                  ["label stage: featurize (1 core)", per_core["featurize"], "audio-s/s"],
-                  [f"label stage: inference bs {best_bs} ({threads} thread)",
-                   round(per_core["inference"] / st["audio_per_window"] * threads, 2), "windows/s"],
-                  [f"label stage: bare model bs {best_bs} (on-device input, no copies)", st["bare"], "windows/s"],
-                  ["label stage: inference / bare model", round(sweep[best_bs] / st["bare"], 3), "ratio"],
-                  *([[f"label stage: inference bs {k}, copies overlapped", v, "windows/s"]
-                     for k, v in st["overlapped"].items() if k != "error"]),
-                  ["label stage: write (driver)", per_core["write"], "audio-s/s"]]
     table += [["label end-to-end", e2e, "audio-s/s"],
               ["label end-to-end", result["end_to_end"]["windows_per_s"], "windows/s"],
               ["label start-up (stream start → first track)", summary["startup_s"], "s"],
               ["label steady state (after the first tracks)", steady, "audio-s/s"]]
-    if per_core:
-        # CPUs per stage: each actor runs `threads` torch threads; featurize tasks get what the actors' reservation
-        # leaves (Ray schedules them on the remaining logical CPUs)
-        actors = num_actors * threads if device.type == "cpu" else 0
-        feat_cpus = max(num_cpus - num_actors * actor_cpus, 1e-9) if device.type == "cpu" else num_cpus
-        combined = 1.0 / (1.0 / per_core["decode"] + 1.0 / per_core["featurize"])  # same task decodes + featurizes
-        inference_rate = per_core["inference"] * threads if device.type == "cuda" else per_core["inference"]
-        alloc = allocation_bound({"decode+featurize": combined, "inference": inference_rate,
-                                  "write": per_core["write"]},
-                                 {"decode+featurize": feat_cpus, "inference": actors or 1.0, "write": 1.0})
-        cpu_stages = {"decode": per_core["decode"], "featurize": per_core["featurize"], "write": per_core["write"]}
-        if device.type == "cpu":
-            cpu_stages["inference"] = per_core["inference"]
-        shared = shared_bound(cpu_stages, num_cpus)
-        if featurize == "actor" and device.type == "cpu":  # every stage runs on the actors' threads
-            alloc = shared_bound(cpu_stages, num_actors * threads)
-        if device.type == "cuda":
-            shared = min(shared, inference_rate)
+    save_partial(result)
+    if decode_ceiling:
+        dec = decode_pass(list_inputs(str(lib)), num_cpus)
+        result["decode_pass"] = {**dec, "end_to_end_vs_decode": round(e2e / dec["audio_s_per_s"], 3),
+                                 "steady_vs_decode_steady": round(steady / dec["steady_audio_s_per_s"], 3)
+                                 if dec["steady_audio_s_per_s"] else None}
+        table += [[f"decode only through Ray Data ({num_cpus} CPUs)", dec["audio_s_per_s"], "audio-s/s"],
+                  ["decode only, steady state", dec["steady_audio_s_per_s"], "audio-s/s"],
+                  ["label end-to-end / decode only", result["decode_pass"]["end_to_end_vs_decode"], "ratio"],
+                  ["label steady / decode only steady", result["decode_pass"]["steady_vs_decode_steady"], "ratio"]]
+        save_partial(result)
+    if stages:
+        after_only = st is None
+        if after_only:
+            st, again = _label_stage_rates(paths, bundle, batch_sizes, infer_windows, threads, device, seconds, work), None
+        else:
+            again = _label_stage_rates(paths, bundle, [st["best_bs"]], infer_windows, threads, device, seconds, work,
+                                       ceilings=False)
+        result["stages"], per_core, cpu_cost, stage_rows = _stage_figures(st, again, threads, device, after_only)
+        table = stage_rows + table
+        alloc, shared = _label_bounds(per_core, featurize, device, num_cpus, num_actors, actor_cpus, threads)
         result["efficiency"] = {"bound_allocated_audio_s_per_s": round(alloc, 2),
                                 "bound_shared_cpus_audio_s_per_s": round(shared, 2),
                                 "efficiency_allocated": round(e2e / alloc, 3), "efficiency_shared": round(e2e / shared, 3),
@@ -716,9 +833,17 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
         table += [["label efficiency end-to-end (stage CPUs as allocated)", eff["efficiency_allocated"], "ratio"],
                   ["label efficiency end-to-end (all CPUs shared)", eff["efficiency_shared"], "ratio"],
                   ["label efficiency steady state (all CPUs shared)", eff["steady_efficiency_shared"], "ratio"]]
-        if all(cpu_cost.values()):  # CPU inference, 1 thread: every stage's CPU cost is known
-            audio_total = float(read_labels(work / "out")["duration_s"].sum())
-            work_eff = audio_total * sum(cpu_cost.values()) / max(cpu_used, 1e-9)
+        node_decode = per_core["decode"] * num_cpus  # every core decoding, nothing else, no Ray
+        result["node_decode_ideal"] = {"audio_s_per_s": round(node_decode, 2),
+                                       "end_to_end_vs_ideal": round(e2e / node_decode, 3),
+                                       "steady_vs_ideal": round(steady / node_decode, 3)}
+        table += [[f"node decode, ideal ({num_cpus} × 1 core)", round(node_decode, 2), "audio-s/s"],
+                  ["label steady / ideal node decode", result["node_decode_ideal"]["steady_vs_ideal"], "ratio"]]
+        used = ("decode", "segment", "featurize", "inference", "write") if featurize == "device" else (
+            "decode", "featurize", "inference", "write")
+        if all(cpu_cost[k] for k in used):  # CPU inference, 1 thread: every stage's CPU cost is known
+            audio_total = float(labels["duration_s"].sum())
+            work_eff = audio_total * sum(cpu_cost[k] for k in used) / max(cpu_used, 1e-9)
             result["efficiency"]["work_efficiency_cpu"] = round(work_eff, 3)
             table.append(["label work efficiency (stage CPU-s / machine CPU-s)", round(work_eff, 3), "ratio"])
     result["table"] = table

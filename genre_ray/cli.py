@@ -346,7 +346,7 @@ def _bench(args: argparse.Namespace) -> int:
             inspect.signature(BENCHMARKS.lookup(args.name)).bind(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{args.name}: {exc}") from None
-        result = run_benchmark(args.name, quick=args.quick, **kwargs)
+        result = run_benchmark(args.name, quick=args.quick, partial_out=args.out, **kwargs)
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -86,24 +86,31 @@ class SegmentFeaturizer:
         self.window = torch.hann_window(cfg.n_fft, device=self.device)
         self.fbank = mel_filterbank(cfg).to(self.device)
         self.nf = window_frames(cfg)
+        self._arange = torch.arange(self.nf, device=self.device)
 
     @torch.no_grad()
     def images(self, samples: list[np.ndarray], offsets: list[np.ndarray]) -> torch.Tensor:
         if not samples:
             return torch.zeros((0, *self.cfg.image_shape), device=self.device)
         cfg = self.cfg
+        # one host buffer, one copy to the device for the waveforms and one for the window offsets: per-segment
+        # tensors and copies made each call latency-bound on a GPU (16,993 audio-s/s on an H100 vs 549,395 for a
+        # plain mel spectrogram)
         longest = max(s.shape[0] for s in samples)
-        wave = torch.zeros((len(samples), longest), dtype=torch.float32)
+        host = np.zeros((len(samples), longest), np.float32)
         for i, s in enumerate(samples):
-            wave[i, : s.shape[0]] = torch.from_numpy(np.asarray(s, np.float32))
-        wave = wave.to(self.device, non_blocking=True)
+            host[i, : s.shape[0]] = s
+        counts = [len(o) for o in offsets]
+        # each window's first frame as a row of the flattened (segments × frames) spectrogram
+        frames = (longest - cfg.n_fft) // cfg.hop_length + 1
+        base = np.repeat(np.arange(len(samples), dtype=np.int64) * frames, counts) + np.concatenate(
+            [np.asarray(o, np.int64) for o in offsets])
+        wave = torch.from_numpy(host).to(self.device, non_blocking=True)
+        first = torch.from_numpy(base).to(self.device, non_blocking=True)
         spec = torch.stft(wave, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=False,
                           return_complex=True)  # (S, F, frames)
         power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(power.transpose(1, 2), self.fbank).transpose(1, 2)  # (S, n_mels, frames)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-        seg_idx = torch.cat([torch.full((len(o),), i, dtype=torch.long) for i, o in enumerate(offsets)])
-        first = torch.cat([torch.as_tensor(np.asarray(o, np.int64)) for o in offsets])
-        cols = (first[:, None] + torch.arange(self.nf)[None]).to(self.device)  # (N, nf)
-        windows = db[seg_idx.to(self.device)[:, None], :, cols]  # (N, nf, n_mels)
+        mel = torch.matmul(power.transpose(1, 2), self.fbank)  # (S, frames, n_mels)
+        db = (10.0 * torch.log10(torch.clamp(mel, min=1e-10))).reshape(-1, cfg.n_mels)  # (S·frames, n_mels)
+        windows = db[first[:, None] + self._arange[None]]  # (N, nf, n_mels)
         return db_to_images(windows.transpose(1, 2).contiguous(), cfg)

@@ -45,13 +45,13 @@ def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: 
         p = torch.softmax(logits.float() / float(temperature), dim=1)
         if stager and i + 1 < len(batches):
             nxt = stager.send(batches[i + 1])  # overlaps batch i's kernels, queued above
-        probs.append(p.cpu())
+        probs.append(p)  # kept on the device: one copy back per call, so batch i+1 is queued while batch i runs
         if embeddings:
-            feats.append(e.float().cpu())
+            feats.append(e.float())
     if not probs:
         return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if embeddings else None)
-    p = torch.cat(probs).numpy().astype(np.float32)
-    return p, (torch.cat(feats).numpy().astype(np.float32) if embeddings else None)
+    p = torch.cat(probs).cpu().numpy().astype(np.float32)
+    return p, (torch.cat(feats).cpu().numpy().astype(np.float32) if embeddings else None)
 
 
 class _Stager:

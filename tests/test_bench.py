@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import soundfile as sf
 
@@ -57,6 +58,64 @@ def _rates(obj, path=""):
             yield from _rates(v, f"{path}.{k}")
     elif isinstance(obj, (int, float)) and "per_s" in path.rsplit(".", 1)[-1]:
         yield path, obj
+
+
+def test_label_bounds_follow_where_each_featurize_mode_does_its_work():
+    from genre_ray.bench_stages import _label_bounds
+
+    per_core = {"decode": 600.0, "featurize": 300.0, "segment": 3000.0, "inference": 100.0, "write": 1e6}
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    # CPU, featurize tasks: decode + images on the CPU the 2 half-CPU actors leave (1), inference on 2 threads
+    alloc, shared = _label_bounds(per_core, "cpu", cpu, 2, 2, 0.5, 1)
+    assert alloc == pytest.approx(min(1 / (1 / 600 + 1 / 300), 2 * 100))
+    assert shared == pytest.approx(shared_bound({k: v for k, v in per_core.items() if k != "segment"}, 2))
+    # CPU, featurize=device: the tasks only decode and cut segments; the actors make the images and classify
+    alloc, shared = _label_bounds(per_core, "device", cpu, 2, 2, 0.5, 1)
+    assert alloc == pytest.approx(min(1 / (1 / 600 + 1 / 3000), 2 / (1 / 300 + 1 / 100)))
+    assert shared == pytest.approx(shared_bound(per_core, 2))
+    # GPU, featurize=device: the CPUs decode and cut; images and inference on the GPU (inference × threads)
+    fast = {**per_core, "inference": 1e5}
+    alloc, shared = _label_bounds(fast, "device", cuda, 16, 1, 1.0, 1)
+    assert alloc == pytest.approx(16 / (1 / 600 + 1 / 3000))
+    assert shared == pytest.approx(shared_bound({"decode": 600.0, "segment": 3000.0, "write": 1e6}, 16))
+    # GPU, featurize=cpu: the CPU path's images cost the CPUs; a slow GPU caps both bounds
+    alloc, shared = _label_bounds(per_core, "cpu", cuda, 16, 1, 1.0, 1)
+    assert alloc == shared == pytest.approx(100.0)
+
+
+def test_partial_results_survive_a_benchmark_that_dies(tmp_path):
+    from genre_ray.bench import run_benchmark, save_partial
+
+    def dies(workdir=None):
+        save_partial({"benchmark": "dies", "first_phase": 1.0})
+        raise RuntimeError("killed by its time limit")
+
+    BENCHMARKS.register("test-dies")(dies)
+    try:
+        out = tmp_path / "r.json"
+        with pytest.raises(RuntimeError):
+            run_benchmark("test-dies", partial_out=out, workdir=str(tmp_path))
+        assert json.loads(out.read_text()) == {"benchmark": "dies", "first_phase": 1.0, "partial": True}
+        save_partial({"after": 1})  # outside a run: nowhere to write
+        assert "after" not in out.read_text()
+        out.unlink()
+        with pytest.raises(RuntimeError):
+            run_benchmark("test-dies", workdir=str(tmp_path))  # no --out: nothing written
+        assert not out.exists()
+    finally:
+        del BENCHMARKS["test-dies"]
+
+
+def test_repeated_library_links_every_file_under_new_names(tmp_path):
+    from genre_ray.bench import repeated_library
+    from genre_ray.pipelines.label import list_inputs
+
+    paths = synth_library(tmp_path / "lib", tracks=10, seconds=0.5)
+    root = repeated_library(tmp_path / "lib-x3", paths, 3)
+    files = list_inputs(str(root))
+    assert len(files) == 30 and len(set(files)) == 30
+    assert sorted(Path(f).read_bytes() for f in files) == sorted(p.read_bytes() for p in paths for _ in range(3))
+    assert repeated_library(tmp_path / "lib-x3", paths, 3) == root and len(list_inputs(str(root))) == 30
 
 
 def test_bounds_of_a_pipeline():
@@ -196,9 +255,29 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     assert 0 < e2e["startup_s"] <= e2e["label_seconds"] and e2e["steady_audio_s_per_s"] >= 0
     assert res["label"]["efficiency"]["steady_efficiency_shared"] >= 0
     stages = res["label"]["stages"]
-    assert set(stages["before_end_to_end"]) == set(stages["after_end_to_end"]) == {"decode", "featurize", "inference",
-                                                                                    "write"}
+    assert set(stages["before_end_to_end"]) == set(stages["after_end_to_end"]) == {"decode", "featurize", "segment",
+                                                                                    "inference", "write"}
+    # the decode-only pass over the same files and CPUs, and labelling against it
+    dec = res["label"]["decode_pass"]
+    assert dec["audio_s"] == pytest.approx(QUICK["label"]["tracks"] * QUICK["label"]["seconds"], rel=0.01)
+    assert dec["end_to_end_vs_decode"] == round(e2e["audio_s_per_s"] / dec["audio_s_per_s"], 3)
+    assert res["label"]["node_decode_ideal"]["audio_s_per_s"] == pytest.approx(
+        2 * stages["decode_audio_s_per_s_one_core"], rel=1e-3)
     assert stages["decode_audio_s_per_s_one_core"] == max(stages["before_end_to_end"]["decode"],
                                                           stages["after_end_to_end"]["decode"])
     assert res["cache"]["cases"]["uint8 (x·255, rounded) snappy"]["max_abs_error"] <= 0.5 / 255 + 1e-3
     assert res["cache"]["cases"]["float16 (current) none"]["max_abs_error"] == 0.0
+
+
+def test_featurizer_call_rate_counts_the_windows_of_each_call():
+    from genre_ray.bench_stages import featurizer_call_rate
+
+    cfg = FeatureConfig(hop_s=1.5)
+    wave = np.random.default_rng(0).standard_normal(22_050 * 12).astype(np.float32) * 0.1
+    segs = track_segments([wave], cfg, 1.5, max_windows=32)
+    assert sum(len(s.frame_offsets) for s in segs) == 7  # 12-s track, 3-s windows every 1.5 s
+    per_call = 2 * len(segs) + 1  # the track's segments cycled
+    expect = sum(len(segs[i % len(segs)].frame_offsets) for i in range(per_call))
+    r = featurizer_call_rate(wave, cfg, 1.5, SegmentFeaturizer(cfg, "cpu"), torch.device("cpu"), per_call, calls=2)
+    assert r["windows_per_call"] == expect and r["segments_per_call"] == per_call
+    assert r["audio_s_per_s"] == pytest.approx(r["windows_per_s"] * 1.5, rel=1e-3)

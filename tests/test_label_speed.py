@@ -11,7 +11,7 @@ import pytest
 
 from genre_ray import accel
 from genre_ray.config import LabelConfig
-from genre_ray.pipelines.label import Progress, actor_plan, featurize_mode
+from genre_ray.pipelines.label import Progress, actor_gpus, actor_plan, featurize_mode
 from genre_ray.pipelines.label_workers import CALL_WINDOWS, Classifier, call_windows
 from label_lib import sharp_bundle
 
@@ -108,6 +108,15 @@ def test_call_windows_is_at_least_the_forward_batch():
 def test_actor_plan(kw, cpus, gpus, use_gpu, expect):
     cfg = LabelConfig(input="x", model="m", out="o", **kw)
     assert actor_plan(cfg, cpus, gpus, use_gpu, featurize_mode(cfg, use_gpu)) == expect
+
+
+@pytest.mark.parametrize("num_actors,gpus,use_gpu,expect", [
+    (1, 0, False, 0.0), (4, 4, True, 1.0), (2, 4, True, 1.0),  # one GPU each, spare GPUs left free
+    (2, 1, True, 0.5), (3, 1, True, 0.3333), (4, 2, True, 0.5),  # more actors than GPUs: an equal share each
+    (1, 0, True, 1.0),  # use_gpu where Ray sees no GPU yet (an autoscaling cluster adds one): a whole GPU is asked for
+])
+def test_actor_gpus(num_actors, gpus, use_gpu, expect):
+    assert actor_gpus(num_actors, gpus, use_gpu) == expect
 
 
 def test_featurize_auto_is_actor_without_gpus_and_tasks_with_them():

@@ -449,6 +449,19 @@ def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool, mode: 
     return (cfg.num_actors or n), (cfg.actor_cpus or c)
 
 
+def input_blocks(files: int, cpus: int) -> int:
+    """Blocks of the input path list: at least 4 per CPU (the featurize tasks balance), at most 16 files each."""
+    return max(1, min(files, max(4 * cpus, math.ceil(files / 16))))
+
+
+def actor_gpus(num_actors: int, gpus: float, use_gpu: bool) -> float:
+    """GPUs reserved per classifier actor: 1 each, or an equal share when there are more actors than GPUs
+    (``num_actors=2`` on one GPU: two actors, 0.5 GPU each, so one prepares its batch while the other's runs)."""
+    if not use_gpu:
+        return 0.0
+    return round(gpus / num_actors, 4) if 0 < gpus < num_actors else 1.0
+
+
 def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
             writer: ShardWriter, progress: Progress) -> None:
     cpus = int(ray.available_resources().get("CPU", 1))
@@ -457,11 +470,12 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
     mode = featurize_mode(cfg, use_gpu)
     num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
+    gpu_share = actor_gpus(num_actors, gpus, use_gpu)
     where = ("each decoding, featurizing and classifying whole tracks" if mode == "actor"
              else f"featurize tasks ({mode}) on the other CPUs")
     print(f"[label] featurize={mode}: {num_actors} classifier actor(s) × {actor_cpus:g} "
-          f"CPU{' + 1 GPU' if use_gpu else ''}, {where}", flush=True)
-    n_blocks = max(1, min(len(todo), max(4 * cpus, math.ceil(len(todo) / 16))))
+          f"CPU{f' + {gpu_share:g} GPU' if use_gpu else ''}, {where}", flush=True)
+    n_blocks = input_blocks(len(todo), cpus)
     from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
 
     stage = FEATURIZE_STAGES.lookup(mode)
@@ -471,7 +485,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     if stage.featurize is None:  # the actors run every stage: paths in, probabilities out
         ds = ds.map_batches(stage.classifier, batch_size=1, batch_format="numpy",
                             fn_constructor_kwargs={**actor_kwargs, "hop_s": hop, "too_short": cfg.too_short},
-                            num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus, memory=FEATURIZE_MEMORY,
+                            num_gpus=gpu_share, num_cpus=actor_cpus, memory=FEATURIZE_MEMORY,
                             compute=ray.data.ActorPoolStrategy(size=num_actors))
     else:
         ds = (ds.map_batches(stage.featurize, batch_size=1, batch_format="numpy",
@@ -480,7 +494,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
               .map_batches(stage.classifier, fn_constructor_kwargs=actor_kwargs,
                            batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows)
                                           // stage.windows_per_row),
-                           batch_format="numpy", num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus,
+                           batch_format="numpy", num_gpus=gpu_share, num_cpus=actor_cpus,
                            compute=ray.data.ActorPoolStrategy(size=num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
                                uncertainty_rule(cfg, bundle), cfg.embeddings)
