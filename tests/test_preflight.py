@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from genre_ray import atomic
 from genre_ray.bundle import WEIGHTS, save_bundle
