@@ -449,9 +449,10 @@ def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool, mode: 
     return (cfg.num_actors or n), (cfg.actor_cpus or c)
 
 
-def input_blocks(files: int, cpus: int) -> int:
-    """Blocks of the input path list: at least 4 per CPU (the featurize tasks balance), at most 16 files each."""
-    return max(1, min(files, max(4 * cpus, math.ceil(files / 16))))
+def input_blocks(files: int, cpus: int, files_per_block: int = 16) -> int:
+    """Blocks of the input path list (one Ray Data task or actor call each): at least 4 per CPU (the tasks
+    balance), at most ``files_per_block`` files each (:attr:`FeaturizeStage.files_per_block`)."""
+    return max(1, min(files, max(4 * cpus, math.ceil(files / files_per_block))))
 
 
 def actor_gpus(num_actors: int, gpus: float, use_gpu: bool) -> float:
@@ -475,10 +476,10 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
              else f"featurize tasks ({mode}) on the other CPUs")
     print(f"[label] featurize={mode}: {num_actors} classifier actor(s) × {actor_cpus:g} "
           f"CPU{f' + {gpu_share:g} GPU' if use_gpu else ''}, {where}", flush=True)
-    n_blocks = input_blocks(len(todo), cpus)
     from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
 
     stage = FEATURIZE_STAGES.lookup(mode)
+    n_blocks = input_blocks(len(todo), cpus, stage.files_per_block)
     actor_kwargs = {"bundle": bundle, "batch_size": cfg.batch_size, "use_gpu": use_gpu,
                     "threads": max(1, round(actor_cpus)), "embeddings": cfg.embeddings}
     ds = ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
