@@ -10,6 +10,7 @@ MLflow runs of the train/label benchmarks go to a private sqlite store in the be
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
@@ -926,9 +927,12 @@ CACHE_LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 @register_benchmark("cache")
 def bench_cache(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, repeats: int = 3,
                 compressions: str = "snappy,none,zstd", hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
-    """Read throughput of the spectrogram cache: the prepared train windows rewritten as one Parquet file per
-    layout (float16 — the current one —, uint8, float32) and compression; rows/s and MB/s through pyarrow into a
-    float32 ``(N, 1, H, W)`` array (what the model eats), file size; uint8's worst rounding error."""
+    """Write and read throughput of the spectrogram cache: the prepared train windows rewritten as one Parquet file
+    per layout (float16 — the current one —, uint8, float32), compression and encoding of the image column (``dict``:
+    pyarrow's default, a dictionary tried for every column; ``plain``: no dictionary and no statistics for the
+    image, what ``prepare`` writes — :data:`genre_ray.pipelines.prepare.IMAGE_WRITE_ARGS`); rows/s written, rows/s
+    and MB/s read through pyarrow into a float32 ``(N, 1, H, W)`` array (what the model eats), file size; uint8's
+    worst rounding error. Keys: ``"<layout> <compression>"`` (dict) and ``"<layout> <compression> plain"``."""
     import pyarrow.parquet as pq
 
     work = _workdir(workdir, "cache")
@@ -936,12 +940,15 @@ def bench_cache(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, repe
     images, labels = _load_split(prepared)
     cases: dict[str, Any] = {}
     table = []
-    for layout, enc in CACHE_LAYOUTS.items():
+    encodings = {"": {}, " plain": {"use_dictionary": ["label_idx"], "write_statistics": ["label_idx"]}}
+    for (layout, enc), (suffix, enc_args) in itertools.product(CACHE_LAYOUTS.items(), encodings.items()):
         arr = enc(images)
         for comp in [c.strip() for c in compressions.split(",") if c.strip()]:
-            path = work / "layouts" / f"{layout.split()[0]}-{comp}.parquet"
+            path = work / "layouts" / f"{layout.split()[0]}-{comp}{suffix.replace(' ', '-')}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(_tensor_table(arr, labels), path, compression=None if comp == "none" else comp)
+            tab = _tensor_table(arr, labels)
+            write_s, _ = best_time(lambda: pq.write_table(tab, path, compression=None if comp == "none" else comp,
+                                                          **enc_args), repeats)
 
             def read() -> np.ndarray:
                 t = pq.read_table(path, columns=["image"])
@@ -949,8 +956,9 @@ def bench_cache(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, repe
                 return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
             secs, x = best_time(read, repeats)
-            key = f"{layout} {comp}"
+            key = f"{layout} {comp}{suffix}"
             cases[key] = {"rows_per_s": rate(len(x), secs), "decoded_mb_per_s": rate(x.nbytes / 2**20, secs),
+                          "write_rows_per_s": rate(len(x), write_s),
                           "file_mb": round(path.stat().st_size / 2**20, 2),
                           "max_abs_error": float(np.abs(x - images.astype(np.float32)).max())}
             table.append([f"cache read {key}", cases[key]["rows_per_s"], "rows/s"])

@@ -58,6 +58,16 @@ def test_prepare_splits_per_track_before_windowing(trained):
     row = ray.data.read_parquet(str(work / "prepared" / "windows" / "split=val")).take(1)[0]
     assert row["image"].shape == (1, 64, 64) and row["image"].dtype == "float16"
     assert 0.0 <= row["image"].min() and row["image"].max() <= 1.0
+    # the image column is written PLAIN, without a dictionary or statistics (prepare.IMAGE_WRITE_ARGS); the small
+    # columns keep pyarrow's defaults
+    import pyarrow.parquet as pq
+
+    meta_pq = pq.ParquetFile(next((work / "prepared" / "windows" / "split=train").glob("*.parquet"))).metadata
+    chunks = {meta_pq.row_group(0).column(i).path_in_schema: meta_pq.row_group(0).column(i)
+              for i in range(meta_pq.num_columns)}
+    image = next(c for path, c in chunks.items() if path.startswith("image"))
+    assert not any("DICTIONARY" in e for e in image.encodings) and not image.is_stats_set
+    assert any("DICTIONARY" in e for e in chunks["track_id"].encodings) and chunks["track_id"].is_stats_set
 
 
 def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):

@@ -33,6 +33,13 @@ from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.splits import assign_splits, split_summary
 
 FAILED = "_failed"
+SMALL_COLUMNS = ["track_id", "label_idx", "window_idx", "start_s", "augmented", "error"]
+IMAGE_WRITE_ARGS: dict[str, Any] = {"use_dictionary": SMALL_COLUMNS, "write_statistics": SMALL_COLUMNS}
+"""pyarrow Parquet writer options for the windows: the image column PLAIN-encoded, without min/max statistics (the
+other columns as pyarrow's defaults). A float16 image is a list of 46,656 values; pyarrow tries a dictionary for
+every column by default, which made writing 2.2× and reading 3.9× slower (552 → 1,238 written and 677 → 2,652 read
+windows/s on one core, 30-s synthetic tracks, 3-s windows every 0.25 s, best of 3; files 15 % larger: 40.5 vs 35.2
+MB for 436 windows; ``genre-ray bench cache``). Same schema either way: data prepared before reads the same."""
 
 
 def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: int, noise_snr_db: float,
@@ -121,7 +128,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
         fn_kwargs={"features": cfg.features, "noise_copies": cfg.noise_copies,
                    "noise_snr_db": cfg.noise_snr_db, "seed": cfg.seed, "offset_copies": cfg.offset_copies},
     )
-    ds.write_parquet(str(out / "windows"), partition_cols=["split"])
+    ds.write_parquet(str(out / "windows"), partition_cols=["split"], **IMAGE_WRITE_ARGS)
 
     counts = windows_per_split(out)
     failed = read_failed(out)
