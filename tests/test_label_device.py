@@ -100,3 +100,21 @@ def test_label_job_with_device_or_actor_featurization_equals_the_cpu_job(library
     assert (act["status"] == cpu["status"]).all() and (act["n_windows"] == cpu["n_windows"]).all()
     assert (act["error"] == cpu["error"]).all()
     np.testing.assert_allclose(act.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=1e-6)
+
+
+def test_segment_rows_of_a_track_go_out_together_up_to_group_bytes(tmp_path):
+    import soundfile as sf
+
+    path = str(tmp_path / "t.wav")
+    sf.write(path, (0.1 * np.random.default_rng(0).standard_normal(22_050 * 40)).astype(np.float32), 22_050)
+    args = ({"path": np.array([path], object)}, FEATURES, 1.5, "pad")
+    single = list(segment_batch(*args, group_bytes=0))  # one batch a row
+    together = list(segment_batch(*args))  # 40 s of samples ≈ 3.5 MB < 8 MiB: one batch
+    some = list(segment_batch(*args, group_bytes=1_000_000))
+    assert all(len(b["kind"]) == 1 for b in single) and len(single) > 3
+    assert len(together) == 1 and 1 < len(some) < len(single)
+    for batches in (together, some):
+        assert all(b["kind"][-1] != "end" for b in batches[:-1]) and batches[-1]["kind"][-1] == "end"
+        for k in single[0]:
+            want, got = np.concatenate([b[k] for b in single]), np.concatenate([b[k] for b in batches])
+            assert list(got) == list(want), k
