@@ -419,7 +419,8 @@ class LabelConfig(_Base):
                                      "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
                                      "sooner, more per-call overhead")
     num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
-                                   "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus)")
+                                   "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus); more actors than GPUs share "
+                                   "them (2 on 1 GPU: 0.5 GPU each)")
     actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
                                      "max(1, round(actor_cpus))); None → 1 with use_gpu or featurize=actor, else 0.5: "
                                      "one-thread actors on half the logical CPUs, the featurize tasks on the rest, the "
