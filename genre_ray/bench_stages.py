@@ -634,9 +634,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
 
 def _decode_only(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Ray Data task of :func:`decode_pass`: paths → the audio seconds each decodes to (decoded, then dropped)."""
-    from genre_ray import audio
-
-    return {"seconds": np.array([sum(len(c) for c in audio.decode_stream(str(p), SR)) / SR for p in batch["path"]])}
+    return {"seconds": np.array([_decode_all(p) / SR for p in batch["path"]])}
 
 
 def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64) -> dict[str, float]:
@@ -666,11 +664,11 @@ def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64) -> d
 
 _NODE_DECODER = """
 import sys, time
-from genre_ray import audio
+from genre_ray.bench_stages import SR, _decode_all
 files = open(sys.argv[1]).read().split("\\n")
 print("ready", flush=True)
 sys.stdin.readline()
-total = sum(sum(len(c) for c in audio.decode_stream(f, int(sys.argv[2]))) for f in files if f) / int(sys.argv[2])
+total = sum(_decode_all(f) for f in files if f) / SR
 print(total, time.time(), flush=True)
 """
 
@@ -687,7 +685,7 @@ def node_decode_rate(files: list[str], processes: int, work: Path) -> dict[str, 
     for i in range(processes):
         part = work / f"node-decode-{i}.txt"
         part.write_text("\n".join(files[i::processes]))
-        procs.append(subprocess.Popen([sys.executable, "-c", _NODE_DECODER, str(part), str(SR)], stdin=subprocess.PIPE,
+        procs.append(subprocess.Popen([sys.executable, "-c", _NODE_DECODER, str(part)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
     ok = False
     try:

@@ -207,7 +207,8 @@ class FeaturizeStage:
     ``files_per_block``: Ray Data costs ~70 ms per task on the 2-core box (the driver's executor and the raylet
     compete with the tasks for the cores), a lot beside decoding 16 × 30-s clips (~0.3 s): a decode-only pass over
     1,000 such files reached 1,835 audio-s/s in 63 tasks, 2,281 in 16 and 2,438 in 8, against 3,170 for two plain
-    processes (``genre-ray bench label``'s decode ceilings, 2026-11-26, medians of 3 alternating runs). Featurize
+    processes (2026-11-26, medians of 3 alternating runs of a throwaway script timing Ray Data's decode-only pass —
+    :func:`genre_ray.bench_stages.decode_pass`'s layout — at each block count). Featurize
     tasks stream their rows out in 16-MiB blocks whatever the task's length, so they take 64 files. An ``actor``
     call's probability rows are small and leave the actor only when the call ends: 16 files, so results (and a
     killed run's completed shards) keep coming."""
