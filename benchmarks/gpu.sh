@@ -17,11 +17,11 @@
 #                 end to end first (1,000 × 30-s mixed wav/flac/mp3/ogg, each file 4 × under other names), then the
 #                 node's decode-only rate through Ray Data on the same files (the "decode-bound" ratio), then each
 #                 stage alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target)
+#   train-r18     ResNet18: Ray Train vs bare loop (the issue's ceilings are ResNet18's)
 #   label         homebrew, featurize=cpu (images made by the CPU tasks): the same three phases
 #   label-2actors homebrew, featurize=device, two classifier actors sharing the GPU (0.5 each), end to end only —
 #                 an A/B against label-device
 #   label-device  homebrew, featurize=device, one actor, end to end only
-#   train-r18     ResNet18: Ray Train vs bare loop
 # Writes $OUT/<date>-<card>-<step>.json per step that finished, and $OUT/gpu-log.txt (every step's output).
 # A dry run on a machine without CUDA (sizes tiny, the project's venv, no kit):
 #   PATH=$PWD/.venv/bin:$PATH GPU_SH_KIT=none GPU_SH_ALLOW_CPU=1 BENCH_SCALE=quick OUT=/tmp/x bash benchmarks/gpu.sh
@@ -79,10 +79,10 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 step stages 60 all --skip prepare --skip train --skip label --skip cache --skip label-memory
 step train 150 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18 150 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
+step train-r18 120 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step label-2actors 50 label --set featurize=device --set num_actors=2 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label-device 50 label --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
-step train-r18 120 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 nvidia-smi >> "$log" 2>&1 || true
 echo "== done in $(($(date +%s) - start))s" | tee -a "$log"
 ls -la "$OUT"
