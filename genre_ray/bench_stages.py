@@ -455,6 +455,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     32 on CPU (the demo's), 128 on GPU."""
     import json
 
+    from genre_ray.bench import save_partial
     from genre_ray.config import TrainConfig
     from genre_ray.pipelines.train import run_train
 
@@ -473,20 +474,27 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
         cfg_kw["torch_compile"] = True
     cfg_kw["cache_in_memory"] = cache_in_memory  # None: the job's rule (cached when the splits are small)
     cfg = TrainConfig(**cfg_kw)
-    with private_mlflow(work / "home"):
-        report = run_train(cfg)
-    ray_rate = float(report["samples_per_second"])
     device = torch.device("cuda" if use_gpu else "cpu")
+    # the bare loop first (seconds), its figure saved: a run cut by a time limit during Ray Train keeps it
     images, labels = _load_split(prepared)
     bare = bare_train_rate(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
                            max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches)
-    cache = cache_read_rate(prepared, num_cpus)
+    del images, labels
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
+    result: dict[str, Any] = {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
+                              "hop_s": hop_s, "cache_in_memory": cache_in_memory, "batch_size": batch_size,
+                              "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
+                              "epochs": epochs, "bare_loop": bare}
+    save_partial(result)
+    with private_mlflow(work / "home"):
+        report = run_train(cfg)
+    ray_rate = float(report["samples_per_second"])
     ratio = round(ray_rate / bare["samples_per_s"], 3)
-    return {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type, "hop_s": hop_s,
-            "cache_in_memory": cache_in_memory,
-            "batch_size": batch_size, "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
-            "epochs": epochs, "ray_train_samples_per_s": ray_rate, "bare_loop": bare, "ray_vs_bare": ratio,
-            "cache_read": cache,
+    result.update(ray_train_samples_per_s=ray_rate, ray_vs_bare=ratio)
+    save_partial(result)
+    cache = cache_read_rate(prepared, num_cpus)
+    return {**result, "cache_read": cache,
             "table": [[f"train {model} Ray Train (1 worker)", ray_rate, "samples/s"],
                       [f"train {model} bare loop", bare["samples_per_s"], "samples/s"],
                       ["train Ray / bare", ratio, "ratio"],
@@ -579,7 +587,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     """The label job's stages alone, one core, no Ray: decode 24 tracks, make their window images (``featurize``,
     the CPU path) and their waveform segments (``segment``, what a ``featurize=device`` task does after decoding),
     the inference batch sweep, the driver's writer. Rates per core (audio-s/s; on CPU by the thread's CPU time),
-    CPU seconds per audio second. ``ceilings``: also the bare model's rate and, on CUDA, the overlapped-copy A/B
+    CPU seconds per audio second. ``ceilings``: also the bare model's rate and, on CUDA, the A/B without overlapped copies
     (``bare`` None without)."""
     from genre_ray import audio
     from genre_ray.accel import BATCH_CANDIDATES
@@ -603,20 +611,20 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     audio_per_window = audio_s / max(1, n_win)
     cpu_win: dict[int, float] = {}
     sweep = inference_sweep(bundle, batch_sizes or list(BATCH_CANDIDATES[device.type]), infer_windows, threads,
-                            device, cpu_win)
+                            device, cpu_win, overlap=device.type == "cuda")  # as the job's Classifier does
     cpu_timed = device.type == "cpu" and threads == 1  # choose by CPU time: robust to other load on the box
     best_bs = min(cpu_win, key=cpu_win.get) if cpu_timed else max(sweep, key=sweep.get)
     from genre_ray import accel
 
     bare = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
                                best_bs, infer_windows, threads, device) if ceilings else None
-    overlapped: dict[str, Any] = {}
-    if ceilings and device.type == "cuda":  # A/B in the same run: host→GPU copies overlapped with the model (not the default yet)
+    plain: dict[str, Any] = {}
+    if ceilings and device.type == "cuda":  # A/B in the same run: synchronous host→GPU copies (the job overlaps them)
         try:
-            overlapped = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
-                                                                overlap=True).items()}
-        except Exception as exc:  # a failure here must not cost the plain path's figures
-            overlapped = {"error": f"{type(exc).__name__}: {exc}"}
+            plain = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
+                                                           overlap=False).items()}
+        except Exception as exc:  # a failure here must not cost the job's path's figures
+            plain = {"error": f"{type(exc).__name__}: {exc}"}
     write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
     cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s, "segment": seg_cpu / audio_s,
                 "inference": cpu_win[best_bs] / audio_per_window if cpu_timed else 0.0,
@@ -629,7 +637,52 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
         if cpu_timed:
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
-            "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "overlapped": overlapped}
+            "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "not_overlapped": plain}
+
+
+def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: int, batch_size: int,
+                    min_calls: int = 8) -> dict[str, Any]:
+    """The ``featurize=device`` classifier actor alone, no Ray: :class:`SegmentClassifier` (images made and classified
+    on ``device``, ``threads`` threads) called on the segment rows of ``paths`` exactly as the label job's actor gets
+    them — Ray Data blocks of :func:`segment_batch`'s batches, stitched into calls of the job's size, as Arrow tables
+    (the job's ``batch_format``) and, as an A/B in the same run, as Ray's NumPy batches of the same rows (binary
+    cells copied into ``bytes``). The rows are reused until there are ``min_calls`` calls; one warm-up call. Its
+    audio-s/s is the most one actor can pass, whatever the CPUs decode."""
+    import pyarrow as pa
+    from ray.data.block import BlockAccessor
+
+    from genre_ray.pipelines.label_device import SEGMENT, SegmentClassifier, segment_batch
+    from genre_ray.pipelines.label_workers import MAX_WINDOWS, call_windows
+
+    gpu = device.type == "cuda"
+    rows_per_call = max(1, call_windows(batch_size, gpu) // MAX_WINDOWS)
+    hop = bundle.features.hop_s
+    blocks = [BlockAccessor.batch_to_block(b) for b in segment_batch(
+        {"path": np.array([str(p) for p in paths], object)}, bundle.features, hop, "pad")]
+    table = pa.concat_tables(blocks)
+    while table.num_rows < rows_per_call * (min_calls + 1):
+        table = pa.concat_tables([table, table])  # zero-copy: the same chunks again
+    calls = [table.slice(i, rows_per_call) for i in range(0, table.num_rows - rows_per_call + 1, rows_per_call)]
+    calls = calls[:min_calls + 1]
+    windows = [int(sum(len(o) // 8 for o, k in zip(c.column("offsets").to_pylist(), c.column("kind").to_pylist())
+                       if k == SEGMENT)) for c in calls]
+    actor = SegmentClassifier(bundle, batch_size=batch_size, use_gpu=gpu, threads=threads, embeddings=True)
+    out: dict[str, Any] = {"rows_per_call": rows_per_call, "windows_per_call": round(float(np.mean(windows)), 1),
+                           "calls": len(calls) - 1, "threads": threads}
+    for name, convert in (("arrow", lambda c: c),
+                          ("numpy", lambda c: BlockAccessor.for_block(c).to_batch_format("numpy"))):
+        with torch_threads(threads):
+            actor(convert(calls[0]))
+            _sync(device)
+            t0 = time.perf_counter()
+            for c in calls[1:]:
+                actor(convert(c))
+            _sync(device)
+            secs = time.perf_counter() - t0
+        out[f"{name}_windows_per_s"] = rate(sum(windows[1:]), secs)
+        out[f"{name}_audio_s_per_s"] = rate(sum(windows[1:]) * hop, secs)
+    out["audio_s_per_s"] = out["arrow_audio_s_per_s"]  # the job's format
+    return out
 
 
 def _decode_only(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -729,7 +782,8 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
         "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in st["cpu_win"].items() if v > 0},
         "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
         "inference_bare_windows_per_s": st["bare"], "inference_vs_bare": vs_bare,
-        "inference_windows_per_s_by_batch_copies_overlapped": st["overlapped"],
+        "inference_copies_overlapped": device.type == "cuda",
+        "inference_windows_per_s_by_batch_copies_not_overlapped": st["not_overlapped"],
         "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
         "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
         "before_end_to_end": None if after_only else st["per_core"],
@@ -743,8 +797,8 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
     if st["bare"]:
         table += [[f"label stage: bare model bs {best_bs} (on-device input, no copies)", st["bare"], "windows/s"],
                   ["label stage: inference / bare model", vs_bare, "ratio"]]
-    table += [[f"label stage: inference bs {k}, copies overlapped", v, "windows/s"]
-              for k, v in st["overlapped"].items() if k != "error"]
+    table += [[f"label stage: inference bs {k}, copies not overlapped", v, "windows/s"]
+              for k, v in st["not_overlapped"].items() if k != "error"]
     table.append(["label stage: write (driver)", per_core["write"], "audio-s/s"])
     return stages, per_core, cpu_cost, table
 
@@ -774,6 +828,9 @@ def _label_bounds(per_core: dict[str, float], featurize: str, device: torch.devi
         alloc = shared_bound(cpu_stages, num_actors * threads)
     if gpu:
         shared = min(shared, inference)
+    if featurize == "device" and per_core.get("actor"):  # measured: the actors are a serial stage of their own
+        actors = per_core["actor"] * num_actors
+        alloc, shared = min(alloc, actors), min(shared, actors)
     return alloc, shared
 
 
@@ -881,6 +938,16 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                                        ceilings=False)
         result["stages"], per_core, cpu_cost, stage_rows = _stage_figures(st, again, threads, device, after_only)
         table = stage_rows + table
+        if featurize == "device":  # the classifier actor's own ceiling: featurizer + model + the rows' handling
+            act = actor_call_rate(paths[:: max(1, len(paths) // 24)][:24], bundle, device, threads,
+                                  batch_size or st["best_bs"])
+            result["stages"]["actor"] = act
+            per_core["actor"] = act["audio_s_per_s"]
+            table += [["label stage: featurize=device actor, Arrow calls (1 actor)", act["arrow_audio_s_per_s"],
+                       "audio-s/s"],
+                      ["label stage: featurize=device actor, NumPy calls (1 actor)", act["numpy_audio_s_per_s"],
+                       "audio-s/s"]]
+            save_partial(result)
         alloc, shared = _label_bounds(per_core, featurize, device, num_cpus, num_actors, actor_cpus, threads)
         result["efficiency"] = {"bound_allocated_audio_s_per_s": round(alloc, 2),
                                 "bound_shared_cpus_audio_s_per_s": round(shared, 2),

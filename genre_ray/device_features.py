@@ -76,8 +76,16 @@ def track_segments(chunks, cfg: FeatureConfig, hop_s: float | None = None, pad_s
 class SegmentFeaturizer:
     """Segments → ``(N, 1, H, W)`` float32 images on ``device``, in fp32 (no autocast: dB of bf16 power is too coarse).
 
-    ``images(samples, offsets)``: ``samples`` a list of ``(L_s,)`` arrays (padded to the longest and stacked for one
-    batched STFT), ``offsets`` a list of ``(n_s,)`` window frame offsets; images come out segment by segment.
+    ``images(samples, offsets)``: ``samples`` a list of ``(L_s,)`` arrays (any read-only views: they are copied
+    straight to the device, one copy each, no host buffer), ``offsets`` a list of ``(n_s,)`` window frame offsets;
+    images come out segment by segment.
+
+    On the device the segments lie back to back in one zero-initialised 1-D buffer, each starting at a multiple of
+    ``hop_length`` (:func:`segment_layout`), so ONE 1-D STFT gives every segment's frames — frame ``k`` of segment
+    ``s`` is frame ``start_s / hop_length + k`` of the buffer — and the frames that straddle two segments are never
+    read. The earlier layout (segments padded to the longest and stacked, in host memory) moved up to twice the
+    bytes and made one extra host copy: at the label actor's call size it ran at 19,940 audio-s/s on an H100,
+    27 × slower than a plain mel spectrogram of the same audio (``benchmarks/results/2026-11-26-nvidia-h100-80gb-hbm3-session2-stages.json``).
     """
 
     def __init__(self, cfg: FeatureConfig, device: torch.device | str = "cpu"):
@@ -93,24 +101,38 @@ class SegmentFeaturizer:
         if not samples:
             return torch.zeros((0, *self.cfg.image_shape), device=self.device)
         cfg = self.cfg
-        # one host buffer, one copy to the device for the waveforms and one for the window offsets: per-segment
-        # tensors and copies made each call latency-bound on a GPU (16,993 audio-s/s on an H100 vs 549,395 for a
-        # plain mel spectrogram)
-        longest = max(s.shape[0] for s in samples)
-        host = np.zeros((len(samples), longest), np.float32)
-        for i, s in enumerate(samples):
-            host[i, : s.shape[0]] = s
+        starts, total = segment_layout([s.shape[0] for s in samples], cfg.hop_length, cfg.n_fft)
+        flat = torch.zeros(total, dtype=torch.float32, device=self.device)
+        for s, start in zip(samples, starts):  # host → device straight from the row's memory
+            flat[start: start + s.shape[0]].copy_(_host_tensor(s), non_blocking=True)
         counts = [len(o) for o in offsets]
-        # each window's first frame as a row of the flattened (segments × frames) spectrogram
-        frames = (longest - cfg.n_fft) // cfg.hop_length + 1
-        base = np.repeat(np.arange(len(samples), dtype=np.int64) * frames, counts) + np.concatenate(
-            [np.asarray(o, np.int64) for o in offsets])
-        wave = torch.from_numpy(host).to(self.device, non_blocking=True)
-        first = torch.from_numpy(base).to(self.device, non_blocking=True)
-        spec = torch.stft(wave, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=False,
-                          return_complex=True)  # (S, F, frames)
+        # each window's first frame, counted in the buffer's frames
+        first = np.repeat(starts // cfg.hop_length, counts) + np.concatenate([np.asarray(o, np.int64) for o in offsets])
+        first_t = torch.from_numpy(first).to(self.device, non_blocking=True)
+        spec = torch.stft(flat, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window=self.window, center=False,
+                          return_complex=True)  # (F, frames)
         power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(power.transpose(1, 2), self.fbank)  # (S, frames, n_mels)
-        db = (10.0 * torch.log10(torch.clamp(mel, min=1e-10))).reshape(-1, cfg.n_mels)  # (S·frames, n_mels)
-        windows = db[first[:, None] + self._arange[None]]  # (N, nf, n_mels)
+        mel = torch.matmul(power.T, self.fbank)  # (frames, n_mels)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        windows = db[first_t[:, None] + self._arange[None]]  # (N, nf, n_mels)
         return db_to_images(windows.transpose(1, 2).contiguous(), cfg)
+
+
+def segment_layout(lengths: list[int], hop_length: int, n_fft: int) -> tuple[np.ndarray, int]:
+    """Where each of ``lengths`` segments starts in :class:`SegmentFeaturizer`'s 1-D device buffer: back to back,
+    each at a multiple of ``hop_length`` → ``(starts (S,) int64, buffer length)`` (``n_fft`` zeros at the end)."""
+    slots = -(-np.asarray(lengths, np.int64) // hop_length) * hop_length
+    starts = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
+    return starts, int(slots.sum()) + n_fft
+
+
+def _host_tensor(a: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over ``a``'s memory, also when ``a`` is a read-only view (rows of an Arrow block): it is only
+    read, as the source of one copy."""
+    if not a.flags.writeable:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "non-writable tensors": this one is never written
+            return torch.from_numpy(a)
+    return torch.from_numpy(a)

@@ -81,6 +81,11 @@ def test_label_bounds_follow_where_each_featurize_mode_does_its_work():
     # GPU, featurize=cpu: the CPU path's images cost the CPUs; a slow GPU caps both bounds
     alloc, shared = _label_bounds(per_core, "cpu", cuda, 16, 1, 1.0, 1)
     assert alloc == shared == pytest.approx(100.0)
+    # GPU, featurize=device with the actor measured alone: the actors are a stage of their own (2 actors here)
+    alloc, shared = _label_bounds({**fast, "actor": 500.0}, "device", cuda, 16, 2, 1.0, 1)
+    assert alloc == shared == pytest.approx(1000.0)
+    assert _label_bounds({**fast, "actor": 1e9}, "device", cuda, 16, 1, 1.0, 1) == _label_bounds(fast, "device", cuda,
+                                                                                                16, 1, 1.0, 1)
 
 
 def test_partial_results_survive_a_benchmark_that_dies(tmp_path):
@@ -282,3 +287,20 @@ def test_featurizer_call_rate_counts_the_windows_of_each_call():
     r = featurizer_call_rate(wave, cfg, 1.5, SegmentFeaturizer(cfg, "cpu"), torch.device("cpu"), per_call, calls=2)
     assert r["windows_per_call"] == expect and r["segments_per_call"] == per_call
     assert r["audio_s_per_s"] == pytest.approx(r["windows_per_s"] * 1.5, rel=1e-3)
+
+
+def test_actor_call_rate_times_the_device_actor_on_the_jobs_calls(tmp_path):
+    """The featurize=device actor alone on Arrow calls of the job's size (CPU: 64 windows → 2 segment rows), and
+    the NumPy-batch A/B, over at least ``min_calls`` calls."""
+    from genre_ray.bench import demo_bundle, synth_library
+    from genre_ray.bench_stages import actor_call_rate
+    from genre_ray.bundle import load_bundle
+
+    paths = synth_library(tmp_path / "lib", 3, 7.0)
+    bundle = load_bundle(str(demo_bundle(tmp_path / "bundle")))
+    r = actor_call_rate(paths, bundle, torch.device("cpu"), threads=1, batch_size=8, min_calls=3)
+    assert r["rows_per_call"] == 2 and r["calls"] == 3
+    assert 0 < r["windows_per_call"] <= 2 * 32
+    for fmt in ("arrow", "numpy"):
+        assert r[f"{fmt}_audio_s_per_s"] == pytest.approx(r[f"{fmt}_windows_per_s"] * bundle.features.hop_s, rel=1e-3)
+    assert r["audio_s_per_s"] == r["arrow_audio_s_per_s"] > 0

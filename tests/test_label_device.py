@@ -102,11 +102,21 @@ def test_label_job_with_device_or_actor_featurization_equals_the_cpu_job(library
     np.testing.assert_allclose(act.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=1e-6)
 
 
-def test_segment_rows_of_a_track_go_out_together_up_to_group_bytes(tmp_path):
+def test_segment_rows_go_out_together_up_to_group_bytes(tmp_path):
     import soundfile as sf
 
     path = str(tmp_path / "t.wav")
     sf.write(path, (0.1 * np.random.default_rng(0).standard_normal(22_050 * 40)).astype(np.float32), 22_050)
+    short = str(tmp_path / "s.wav")
+    sf.write(short, (0.1 * np.random.default_rng(1).standard_normal(22_050 * 5)).astype(np.float32), 22_050)
+    # several tracks share a batch, rows in order: the first track's segments and end row, then the next one's
+    two = list(segment_batch({"path": np.array([path, "/no/such.wav", short], object)}, FEATURES, 1.5, "pad"))
+    assert len(two) == 1
+    kinds, paths = list(two[0]["kind"]), list(two[0]["path"])
+    ends = [i for i, k in enumerate(kinds) if k == "end"]
+    assert len(ends) == 3 and ends[-1] == len(kinds) - 1
+    assert paths == [path] * (ends[0] + 1) + ["/no/such.wav"] + [short] * (ends[2] - ends[1])
+    assert two[0]["status"][ends[1]] == "error" and two[0]["status"][ends[2]] == "ok"
     args = ({"path": np.array([path], object)}, FEATURES, 1.5, "pad")
     single = list(segment_batch(*args, group_bytes=0))  # one batch a row
     together = list(segment_batch(*args))  # 40 s of samples ≈ 3.5 MB < 8 MiB: one batch
@@ -118,3 +128,41 @@ def test_segment_rows_of_a_track_go_out_together_up_to_group_bytes(tmp_path):
         for k in single[0]:
             want, got = np.concatenate([b[k] for b in single]), np.concatenate([b[k] for b in batches])
             assert list(got) == list(want), k
+
+
+def test_segment_classifier_reads_arrow_blocks_without_copying_the_samples(library):
+    """The actor's calls come as Arrow tables (``batch_format="pyarrow"``): several blocks stitched and sliced as Ray
+    Data's batcher does. ``arrow_rows`` gives each sample cell as a view of the block's memory, and the classifier's
+    output equals the one from Ray's NumPy batch of the same rows."""
+    import pyarrow as pa
+    from ray.data.block import BlockAccessor
+
+    from genre_ray.bundle import load_bundle
+    from genre_ray.pipelines.label_device import RAGGED, SegmentClassifier, arrow_rows, ragged
+
+    _, expected, bundle_dir = library
+    paths = sorted(expected)
+    batches = list(segment_batch({"path": np.array(paths, object)}, FEATURES, FEATURES.hop_s, "pad", group_bytes=1))
+    table = pa.concat_tables([BlockAccessor.batch_to_block(b) for b in batches])  # one chunk per block
+    assert table.column("samples").num_chunks == len(batches) > 3
+    table = table.slice(1)  # a call may start inside a block: chunk offsets ≠ 0
+    as_numpy = BlockAccessor.for_block(table).to_batch_format("numpy")  # what Ray's numpy format gives
+    got = arrow_rows(table)
+    assert set(got) == set(as_numpy)
+    for k in as_numpy:
+        if k in RAGGED:
+            spans = [(c.buffers()[2].address, c.buffers()[2].address + c.buffers()[2].size)
+                     for c in table.column(k).chunks if c.buffers()[2] is not None]
+            for i in range(len(as_numpy[k])):
+                view = ragged(got, k, i)
+                np.testing.assert_array_equal(view, ragged(as_numpy, k, i))
+                if view.size:  # inside one of the block's data buffers: a view, not a copy
+                    at = view.__array_interface__["data"][0]
+                    assert any(lo <= at and at + view.nbytes <= hi for lo, hi in spans), (k, i)
+        else:
+            np.testing.assert_array_equal(got[k], as_numpy[k])
+    seg = SegmentClassifier(load_bundle(bundle_dir), batch_size=8, use_gpu=False, embeddings=True)
+    a, b = seg(table), seg(as_numpy)
+    assert set(a) == set(b) and (a["kind"] == "w").sum() > 4
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])

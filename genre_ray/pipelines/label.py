@@ -495,7 +495,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
               .map_batches(stage.classifier, fn_constructor_kwargs=actor_kwargs,
                            batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows)
                                           // stage.windows_per_row),
-                           batch_format="numpy", num_gpus=gpu_share, num_cpus=actor_cpus,
+                           batch_format=stage.batch_format, num_gpus=gpu_share, num_cpus=actor_cpus,
                            compute=ray.data.ActorPoolStrategy(size=num_actors)))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
                                uncertainty_rule(cfg, bundle), cfg.embeddings)

@@ -83,7 +83,10 @@ class Classifier:
         return self.fixed_batch_size or self.tuner.size
 
     def _forward(self, images: np.ndarray | torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings)
+        # host images on CUDA: copies overlapped with the model (pinned memory, side stream) — 29,888–32,098 vs
+        # 23,215–24,036 windows/s for ResNet18 at batch 256–2,048 on an H100 (genre-ray bench label, 2026-11-26)
+        return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings,
+                              overlap=self.device.type == "cuda")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = {k: v for k, v in batch.items() if k != "image"}
