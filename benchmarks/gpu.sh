@@ -10,17 +10,17 @@
 # a step cut by its limit keeps the phases it finished (bench writes its JSON after each phase, "partial": true):
 #   stages        decode per format (1 core), spectrogram on CPU and GPU (the 2-core box's sizes), the GPU
 #                 featurizer at the label actor's call size
-#   train         homebrew (the demo's CNN): Ray Train (1 GPU worker) vs the same step in a bare loop, same run,
-#                 on 200 × 30-s clips prepared through Ray Data on every core (3-s windows every 0.25 s, ~11,000
-#                 training windows: a GPU epoch long enough not to be all start-up)
 #   label-r18     ResNet18 (untrained), featurize=device (decode tasks on every core, spectrograms on the GPU):
-#                 end to end first (1,000 × 30-s mixed wav/flac/mp3/ogg, each file 4 × under other names), then the
-#                 node's decode-only rate through Ray Data on the same files (the "decode-bound" ratio), then each
-#                 stage alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target)
-#   train-r18     ResNet18: Ray Train vs bare loop (the issue's ceilings are ResNet18's)
-#   label         homebrew, featurize=cpu (images made by the CPU tasks): the same three phases
-#   label-2actors homebrew, featurize=device, two classifier actors sharing the GPU (0.5 each), end to end only —
-#                 an A/B against label-device
+#                 end to end first (250 × 30-s mixed wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files;
+#                 synthesising 1,000 took ~100 s of the last session's step), then the node's decode rate without
+#                 Ray and through Ray Data on the same files (the "decode-bound" ratios), then each stage alone:
+#                 inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the classifier
+#                 actor alone on the job's calls (Arrow vs NumPy batches)
+#   label-r18-2actors  the same end to end with two classifier actors sharing the GPU (0.5 each): A/B vs label-r18
+#   train         homebrew (the demo's CNN): the same step in a bare loop, then Ray Train (1 GPU worker), same
+#                 run, on 200 × 30-s clips prepared through Ray Data on every core (3-s windows every 0.25 s)
+#   train-r18     ResNet18: bare loop vs Ray Train (the issue's training ceilings are ResNet18's)
+#   label         homebrew, featurize=cpu (images made by the CPU tasks): the same phases as label-r18
 #   label-device  homebrew, featurize=device, one actor, end to end only
 # Writes $OUT/<date>-<card>-<step>.json per step that finished, and $OUT/gpu-log.txt (every step's output).
 # A dry run on a machine without CUDA (sizes tiny, the project's venv, no kit):
@@ -48,13 +48,13 @@ work="$GENRE_RAY_HOME/bench/all"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >> "$log" 2>&1 || true
 if [ "${BENCH_SCALE:-full}" = short ]; then  # a second, shorter call (what is left of a session's device time)
   data=(--set tracks=100 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
-  lib=(--set tracks=500 --set seconds=30 --set repeat=2); sweep=(--set "batch_sizes=[512,1024]" --set infer_windows=8192)
+  lib=(--set tracks=125 --set seconds=30 --set repeat=8); sweep=(--set "batch_sizes=[512,1024]" --set infer_windows=8192)
 elif [ "${BENCH_SCALE:-full}" = quick ]; then
   data=(--set tracks=30 --set seconds=6 --set hop_s=1.5); epochs=(--set epochs=1 --set bare_epochs=1)
   lib=(--set tracks=12 --set seconds=8 --set repeat=2); sweep=(--set "batch_sizes=[16,64]" --set infer_windows=64)
 else
   data=(--set tracks=200 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
-  lib=(--set tracks=1000 --set seconds=30 --set repeat=4); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
+  lib=(--set tracks=250 --set seconds=30 --set repeat=16); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
 fi
 first=(--set end_to_end_first=true)
 e2e_only=(--set stages=false --set decode_ceiling=false)
@@ -77,11 +77,11 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 }
 
 step stages 60 all --skip prepare --skip train --skip label --skip cache --skip label-memory
-step train 150 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18 150 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
-step train-r18 120 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-2actors 60 label --set arch=resnet18 --set featurize=device --set num_actors=2 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step train 200 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step train-r18 150 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
-step label-2actors 50 label --set featurize=device --set num_actors=2 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label-device 50 label --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 nvidia-smi >> "$log" 2>&1 || true
 echo "== done in $(($(date +%s) - start))s" | tee -a "$log"

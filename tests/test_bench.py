@@ -192,9 +192,18 @@ def test_device_featurization_matches_the_cpu_path(seconds, hop_s, n_chunks, max
     ref_images = np.concatenate([i for i, _ in ref]).astype(np.float32)
     segs = track_segments(chunks, cfg, pad_short=pad, max_windows=max_windows)
     assert all(len(s.frame_offsets) <= max_windows for s in segs)
-    images = SegmentFeaturizer(cfg, "cpu").images([s.samples for s in segs], [s.frame_offsets for s in segs])
+    feat = SegmentFeaturizer(cfg, "cpu")
+    # a bigger call first: its samples stay in the featurizer's buffer, between and after the next call's segments
+    feat.images([s.samples[::-1] * 3 for s in segs] * 2, [s.frame_offsets for s in segs] * 2)
+    images = feat.images([s.samples for s in segs], [s.frame_offsets for s in segs])
     assert images.shape == ref_images.shape and images.dtype == torch.float32
     np.testing.assert_allclose(images.numpy(), ref_images, atol=2e-3)  # float16 rounding of the reference
+    # in any order, one segment a call or all at once: the same images
+    again = torch.cat([feat.images([s.samples], [s.frame_offsets]) for s in segs])
+    np.testing.assert_array_equal(again.numpy(), images.numpy())
+    # offsets whose frames would reach past the segment's samples: refused, not computed from what lies beyond
+    with pytest.raises(ValueError, match="reach past"):
+        feat.images([segs[0].samples[:-1]], [segs[0].frame_offsets])
     np.testing.assert_allclose(np.concatenate([s.starts_s for s in segs]), np.concatenate([s for _, s in ref]))
     assert [s.first for s in segs] == list(np.cumsum([0] + [len(s.frame_offsets) for s in segs[:-1]]))
 
