@@ -275,6 +275,8 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     dec = res["label"]["decode_pass"]
     assert dec["audio_s"] == pytest.approx(QUICK["label"]["tracks"] * QUICK["label"]["seconds"], rel=0.01)
     assert dec["end_to_end_vs_decode"] == round(e2e["audio_s_per_s"] / dec["audio_s_per_s"], 3)
+    assert 1 <= dec["max_concurrent"] <= 2 and 0 < dec["busy_fraction"] <= 1.0
+    assert dec["in_task_audio_s_per_s_per_core"] == pytest.approx(dec["audio_s"] / dec["busy_s"], rel=0.02)
     node = res["label"]["node_decode"]
     assert node["processes"] == 2 and node["audio_s"] == dec["audio_s"] and node["audio_s_per_s"] > 0
     assert node["steady_vs_node"] == round(e2e["steady_audio_s_per_s"] / node["audio_s_per_s"], 3)
@@ -313,3 +315,12 @@ def test_actor_call_rate_times_the_device_actor_on_the_jobs_calls(tmp_path):
     for fmt in ("arrow", "numpy"):
         assert r[f"{fmt}_audio_s_per_s"] == pytest.approx(r[f"{fmt}_windows_per_s"] * bundle.features.hop_s, rel=1e-3)
     assert r["audio_s_per_s"] == r["arrow_audio_s_per_s"] > 0
+
+
+def test_busy_profile_counts_overlap_and_fill():
+    from genre_ray.bench_stages import busy_profile
+
+    spans = [(0.0, 2.0), (1.0, 3.0), (1.5, 2.5), (3.0, 4.0)]  # three at once at 1.5–2.0
+    p = busy_profile(spans, wall_s=4.0, cpus=2)
+    assert p["max_concurrent"] == 3 and p["busy_s"] == 6.0 and p["busy_fraction"] == 0.75
+    assert busy_profile([], 1.0, 2) == {"max_concurrent": 0, "busy_fraction": 0.0, "busy_s": 0}
