@@ -22,7 +22,9 @@
 #   train-r18     ResNet18: bare loop vs Ray Train (the issue's training ceilings are ResNet18's)
 #   label         homebrew, featurize=cpu (images made by the CPU tasks): the same phases as label-r18
 #   label-device  homebrew, featurize=device, one actor, end to end only
-# Writes $OUT/<date>-<card>-<step>.json per step that finished, and $OUT/gpu-log.txt (every step's output).
+#   label-r18-compile  label-r18 end to end with torch_compile (one static forward batch of 1,024): A/B vs label-r18
+# Writes $OUT/<date>-<card>-<step>.json per step that finished (merged into one <date>-<card>-steps.json at the end
+# when there are more than 7: the device tool returns 8 files), and $OUT/gpu-log.txt (every step's output).
 # A dry run on a machine without CUDA (sizes tiny, the project's venv, no kit):
 #   PATH=$PWD/.venv/bin:$PATH GPU_SH_KIT=none GPU_SH_ALLOW_CPU=1 BENCH_SCALE=quick OUT=/tmp/x bash benchmarks/gpu.sh
 # (GPU_SH_STEPS="stages train": only those steps.)
@@ -83,6 +85,19 @@ step train 200 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "$
 step train-r18 150 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step label-device 50 label --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-compile 90 label --set arch=resnet18 --set featurize=device --set torch_compile=true --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 nvidia-smi >> "$log" 2>&1 || true
+# the device tool returns at most 8 files: past 7 step results, merge them into one ({step: result})
+python3 - "$stem" <<'PY' 2>&1 | tee -a "$log"
+import glob, json, os, sys
+stem = sys.argv[1]
+files = sorted(glob.glob(stem + "-*.json"))
+if len(files) > 7:
+    merged = {os.path.basename(f)[len(os.path.basename(stem)) + 1:-5]: json.load(open(f)) for f in files}
+    json.dump(merged, open(stem + "-steps.json", "w"), indent=2)
+    for f in files:
+        os.remove(f)
+    print(f"== {len(files)} step results merged into {stem}-steps.json")
+PY
 echo "== done in $(($(date +%s) - start))s" | tee -a "$log"
 ls -la "$OUT"

@@ -860,7 +860,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 batch_size: int | None = None,
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
-                decode_ceiling: bool = True) -> dict[str, Any]:
+                decode_ceiling: bool = True, torch_compile: bool = False) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -875,7 +875,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     through Ray Data (:func:`decode_pass`: what Ray's own overhead leaves of it). ``repeat``: the library's files
     hard-linked ``repeat`` times under other names (a long enough stream on a fast node without synthesising more).
     ``end_to_end_first``: label before the stage passes (the job picks its own batch size unless ``batch_size`` is
-    given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`)."""
+    given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`).
+    ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``)."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -898,7 +899,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "repeat": repeat, "files": tracks * max(1, repeat),
                               "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
-                              "featurize": featurize, "device": device.type,
+                              "featurize": featurize, "device": device.type, "torch_compile": torch_compile,
                               "model": str(model or (f"untrained {arch}" + (" (the demo's 16-32-64-64)" if arch == "homebrew"
                                                                         else "") + ", 216×216, 3-s windows, 3-s hop"))}
     table: list[list] = []
@@ -912,7 +913,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
         save_partial(result)
     cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
                       batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
-                      experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0)
+                      experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0,
+                      torch_compile=torch_compile)
     busy0 = machine_busy_s()
     with private_mlflow(work / "home"):
         summary = run_label(cfg)

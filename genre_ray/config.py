@@ -427,6 +427,11 @@ class LabelConfig(_Base):
                                      "OS sharing the cores between whichever stage has work")
     use_gpu: bool | None = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
                                  "Ray cluster has GPUs")
+    torch_compile: bool = Field(False, description="torch.compile each classifier actor's model (one static shape: "
+                                "every forward batch is batch_size windows — None → 1,024 on GPU, 64 on CPU — the "
+                                "last of a call zero-padded). Costs tens of seconds per actor at start-up: for large "
+                                "libraries on GPUs (ResNet18 inference on an H100: 43,097 → 64,500 windows/s in "
+                                "raw PyTorch)")
     shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")
     overwrite: bool = Field(False, description="relabel everything (default: resume, skipping files already "
                             "labelled by the same model, features and windows)")

@@ -17,7 +17,7 @@ from genre_ray.training import autocast, batched, to_device
 @torch.no_grad()
 def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 64,
                    temperature: float = 1.0, embeddings: bool = True,
-                   overlap: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                   overlap: bool = False, pad: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """``(N, 1, H, W)`` images (NumPy, or a tensor already on ``device``) → ``(probs (N, C) float32, features (N, D)
     float32 or None)``.
 
@@ -26,6 +26,9 @@ def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: 
 
     ``overlap`` (CUDA, NumPy input): batch i+1 is copied into pinned host memory and sent to the GPU on a side
     stream while batch i runs, instead of a synchronous copy before each batch. Same numbers either way.
+
+    ``pad``: a last batch smaller than ``batch_size`` is zero-padded to it (the extra rows' outputs dropped), so the
+    model sees one shape only — what a ``torch.compile``'d model needs to compile once.
     """
     model.eval()
     device = torch.device(device)
@@ -39,8 +42,11 @@ def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: 
             x = stager.take(nxt)
         else:
             x = to_device(b if isinstance(b, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(b)), device)
+        n = x.shape[0]
+        if pad and n < batch_size:
+            x = to_device(torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))]), device)  # channels_last again
         with autocast(device):
-            e = model.embed(x)
+            e = model.embed(x)[:n]
             logits = model.classify(e)
         p = torch.softmax(logits.float() / float(temperature), dim=1)
         if stager and i + 1 < len(batches):

@@ -183,3 +183,30 @@ def test_train_splits_are_cached_in_memory_when_small(tmp_path):
     assert cache_splits(cfg.model_copy(update={"cache_in_memory": True}), object_store_bytes=0)
     assert not cache_splits(cfg.model_copy(update={"cache_in_memory": False}), object_store_bytes=1e12)
     assert not cache_splits(cfg.model_copy(update={"deterministic_data": True}), object_store_bytes=1e12)
+
+
+def test_compiled_classifier_compiles_once_and_gives_the_same_probabilities(tmp_path):
+    """``torch_compile``: one static forward shape — calls of any size, the last batch padded — and the eager
+    classifier's probabilities and embeddings. (Compiling on CPU takes tens of seconds: one small model, once.)"""
+    import torch._dynamo
+
+    from genre_ray.bundle import load_bundle
+    from genre_ray.pipelines.label import WINDOW
+    from genre_ray.pipelines.label_workers import COMPILE_BATCH
+
+    bundle = load_bundle(sharp_bundle(tmp_path / "b"))
+    rng = np.random.default_rng(0)
+    eager = Classifier(bundle, 4, use_gpu=False, embeddings=True)
+    assert Classifier(bundle, None, use_gpu=False, compile=True).batch_size == COMPILE_BATCH["cpu"]
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = Classifier(bundle, 4, use_gpu=False, embeddings=True, compile=True)
+    assert compiled.tuner is None and compiled.batch_size == 4
+    for n in (7, 4, 1):  # 4 + 3 padded, 4, 1 padded
+        images = rng.random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
+        batch = {"path": np.array(["a"] * n, object), "kind": np.array([WINDOW] * n, object), "image": images}
+        a, b = compiled(dict(batch)), eager(dict(batch))
+        assert a["probs"].shape == (n, len(bundle.classes)) and a["emb"].shape == b["emb"].shape
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
+        np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # compiled once for all three calls

@@ -481,7 +481,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     stage = FEATURIZE_STAGES.lookup(mode)
     n_blocks = input_blocks(len(todo), cpus, stage.files_per_block)
     actor_kwargs = {"bundle": bundle, "batch_size": cfg.batch_size, "use_gpu": use_gpu,
-                    "threads": max(1, round(actor_cpus)), "embeddings": cfg.embeddings}
+                    "threads": max(1, round(actor_cpus)), "embeddings": cfg.embeddings, "compile": cfg.torch_compile}
     ds = ray.data.from_items([{"path": f} for f in todo], override_num_blocks=n_blocks)
     if stage.featurize is None:  # the actors run every stage: paths in, probabilities out
         ds = ds.map_batches(stage.classifier, batch_size=1, batch_format="numpy",

@@ -25,6 +25,7 @@ CALL_WINDOWS = {False: 64, True: 2048}
 """Windows per classifier-actor call (Ray Data batch) on CPU / GPU, at least one forward batch: Ray Data's per-batch
 overhead is paid once per call, the model runs ``batch_size`` windows at a time inside it. Small enough on CPU that
 the first results leave the actor within a second (a 2-core CPU classifies ~150 windows/s)."""
+COMPILE_BATCH = {"cpu": 64, "cuda": 1024}  # forward batch of a compiled classifier without batch_size
 MAX_WINDOWS = 32  # windows per featurized batch: bounds a featurize task's memory for any track length
 
 
@@ -67,13 +68,17 @@ class Classifier:
     chosen by measurement during its first calls (:class:`genre_ray.accel.BatchSizeTuner`)."""
 
     def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
-                 embeddings: bool = False):
+                 embeddings: bool = False, compile: bool = False):
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         self.model = accel.prepare_model(bundle.build_model(), self.device)
         self.n_classes = len(bundle.classes)
         self.temperature, self.embeddings = bundle.temperature, embeddings
         self.dim = embedding_dim(self.model) if embeddings else 0
+        self.compiled = compile
+        if compile:  # one static shape: a fixed batch, the last one of a call padded (no tuner: each size compiles)
+            batch_size = batch_size or COMPILE_BATCH[self.device.type]
+            self.model.embed = torch.compile(self.model.embed, dynamic=False)
         # batch_size None: chosen during the first calls by measurement (accel.BatchSizeTuner), not by a probe
         self.tuner = accel.BatchSizeTuner(self.device) if batch_size is None else None
         self.fixed_batch_size, self.threads = batch_size, threads
@@ -86,7 +91,7 @@ class Classifier:
         # host images on CUDA: copies overlapped with the model (pinned memory, side stream) — 29,888–32,098 vs
         # 23,215–24,036 windows/s for ResNet18 at batch 256–2,048 on an H100 (genre-ray bench label, 2026-11-26)
         return window_outputs(self.model, images, self.device, batch_size, self.temperature, self.embeddings,
-                              overlap=self.device.type == "cuda")
+                              overlap=self.device.type == "cuda", pad=self.compiled)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = {k: v for k, v in batch.items() if k != "image"}
@@ -124,8 +129,8 @@ class TrackClassifier(Classifier):
     row) at a time."""
 
     def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
-                 embeddings: bool = False, hop_s: float | None = None, too_short: str = "pad"):
-        super().__init__(bundle, batch_size, use_gpu, threads, embeddings)
+                 embeddings: bool = False, hop_s: float | None = None, too_short: str = "pad", compile: bool = False):
+        super().__init__(bundle, batch_size, use_gpu, threads, embeddings, compile)
         self.features, self.too_short = bundle.features, too_short
         self.hop_s = bundle.features.hop_s if hop_s is None else hop_s
 
