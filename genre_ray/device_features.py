@@ -134,7 +134,7 @@ class SegmentFeaturizer:
 
 def segment_layout(lengths: list[int], hop_length: int, n_fft: int) -> tuple[np.ndarray, int]:
     """Where each of ``lengths`` segments starts in :class:`SegmentFeaturizer`'s 1-D device buffer: back to back,
-    each at a multiple of ``hop_length`` → ``(starts (S,) int64, buffer length)`` (``n_fft`` zeros at the end)."""
+    each at a multiple of ``hop_length`` → ``(starts (S,) int64, buffer length)`` (``n_fft`` samples of room at the end)."""
     slots = -(-np.asarray(lengths, np.int64) // hop_length) * hop_length
     starts = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
     return starts, int(slots.sum()) + n_fft
