@@ -27,7 +27,7 @@ def init_ray(cfg: RayConfig) -> None:
             ray_constants.ENABLE_RAY_CLUSTER = False  # join at 127.0.0.1, as given (see start_local_ray)
         ray.init(address=address, log_to_driver=True)
     else:
-        start_local_ray(cfg.num_cpus)
+        start_local_ray(cfg.num_cpus, include_dashboard=cfg.dashboard)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("GENRE_RAY_PROGRESS", "0") == "1"
 
