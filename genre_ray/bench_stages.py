@@ -651,8 +651,8 @@ def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: in
     import pyarrow as pa
     from ray.data.block import BlockAccessor
 
-    from genre_ray.pipelines.label_device import SEGMENT, SegmentClassifier, segment_batch
-    from genre_ray.pipelines.label_workers import MAX_WINDOWS, call_windows
+    from genre_ray.pipelines.label_device import SegmentClassifier, arrow_rows, segment_batch, window_rows
+    from genre_ray.pipelines.label_workers import MAX_WINDOWS, WINDOW, call_windows
 
     gpu = device.type == "cuda"
     rows_per_call = max(1, call_windows(batch_size, gpu) // MAX_WINDOWS)
@@ -664,8 +664,7 @@ def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: in
         table = pa.concat_tables([table, table])  # zero-copy: the same chunks again
     calls = [table.slice(i, rows_per_call) for i in range(0, table.num_rows - rows_per_call + 1, rows_per_call)]
     calls = calls[:min_calls + 1]
-    windows = [int(sum(len(o) // 8 for o, k in zip(c.column("offsets").to_pylist(), c.column("kind").to_pylist())
-                       if k == SEGMENT)) for c in calls]
+    windows = [int((window_rows(arrow_rows(c))["kind"] == WINDOW).sum()) for c in calls]
     actor = SegmentClassifier(bundle, batch_size=batch_size, use_gpu=gpu, threads=threads, embeddings=True)
     out: dict[str, Any] = {"rows_per_call": rows_per_call, "windows_per_call": round(float(np.mean(windows)), 1),
                            "calls": len(calls) - 1, "threads": threads}
