@@ -96,3 +96,93 @@ def test_pretrained_auto_uses_torchvision_cache_only_if_the_file_is_there(tmp_pa
         assert resolve_pretrained(None) is None and resolve_pretrained("/x.pth") == "/x.pth"
     finally:
         torch.hub.set_dir(old)
+
+
+def _with_running_stats(m: torch.nn.Module) -> torch.nn.Module:
+    """A few training-mode passes so every BatchNorm's running stats differ from the identity (a fold that
+    ignored them would show)."""
+    m.train()
+    with torch.no_grad():
+        for s in range(3):
+            m(torch.randn(4, 1, 216, 216) * (s + 1) + s)
+    return m.eval()
+
+
+@pytest.mark.parametrize("name,kw", [("homebrew", {"channels": [8, 16, 16, 16], "dense": [32, 16]}), ("resnet18", {})])
+def test_inference_model_folds_batchnorm_and_pools_first_with_the_same_outputs(name, kw):
+    from genre_ray import accel
+    from genre_ray.embedding import window_outputs
+
+    torch.manual_seed(0)
+    m = accel.prepare_model(_with_running_stats(create_model(name, 5, **kw)), "cpu")
+    fast = accel.inference_model(m)
+    assert isinstance(fast, accel.InferenceModel) and fast.embedding_dim == m.embedding_dim
+    graph = fast.embed_graph
+    assert not any(isinstance(q, torch.nn.BatchNorm2d) for q in graph.modules())
+    assert any(isinstance(q, torch.nn.BatchNorm2d) for q in m.modules())  # the original is untouched
+    mods = dict(graph.named_modules())
+    calls = [type(mods[n.target]) for n in graph.graph.nodes if n.op == "call_module"]
+    pools = [i for i, t in enumerate(calls) if t is torch.nn.MaxPool2d]
+    assert pools and all(calls[i + 1] in (torch.nn.ReLU, torch.nn.LeakyReLU) for i in pools)  # activation after
+    x = accel.to_input(torch.randn(6, 1, 216, 216), "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fast.embed(x), m.embed(x), atol=1e-4, rtol=1e-4)
+    p_fast, e_fast = window_outputs(fast, x.numpy().astype("float16"), torch.device("cpu"), 4)
+    p, e = window_outputs(m, x.numpy().astype("float16"), torch.device("cpu"), 4)
+    assert abs(p_fast - p).max() < 1e-5 and abs(e_fast - e).max() < 1e-4
+    with pytest.raises(RuntimeError, match="inference only"):
+        fast.train()
+
+
+def test_inference_model_leaves_a_decreasing_activation_before_its_pool():
+    from genre_ray import accel
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.LeakyReLU(-0.5), torch.nn.MaxPool2d(2),
+                              torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten())
+
+    class Net(torch.nn.Module):
+        embedding_dim = 4 * 4 * 4
+
+        def __init__(self):
+            super().__init__()
+            self.net, self.head = net, torch.nn.Linear(64, 2)
+
+        def embed(self, x):
+            return self.net(x)
+
+        def classify(self, e):
+            return self.head(e)
+
+        def forward(self, x):
+            return self.classify(self.embed(x))
+
+    m = Net().eval()
+    fast = accel.inference_model(m)
+    mods = dict(fast.embed_graph.named_modules())
+    order = [type(mods[n.target]).__name__ for n in fast.embed_graph.graph.nodes if n.op == "call_module"]
+    # a negative slope is not monotone: max-pool must not move ahead of it; the ReLU's pool does
+    assert order == ["Conv2d", "LeakyReLU", "MaxPool2d", "MaxPool2d", "ReLU", "Flatten"]
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m(x))
+
+
+def test_inference_model_returns_an_untraceable_model_unchanged():
+    from genre_ray import accel
+
+    class DataDependent(torch.nn.Module):
+        embedding_dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def embed(self, x):
+            return self.lin(x) if x.sum() > 0 else -self.lin(x)  # control flow on values: fx cannot trace it
+
+        def classify(self, e):
+            return e
+
+    m = DataDependent().train()
+    assert accel.inference_model(m) is m and not m.training
