@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from genre_ray import accel
 from genre_ray.config import LabelConfig
@@ -147,7 +148,10 @@ def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp
     assert auto.tuner.best in accel.BATCH_CANDIDATES["cpu"] and auto.batch_size == auto.tuner.best
     assert "batch size" in capsys.readouterr().out
     assert "image" not in a
-    assert auto.model.state_dict()["features.0.weight"].is_contiguous(memory_format=accel.memory_format("cpu"))
+    # the actor runs the folded form (accel.inference_model), its convolutions still in the fast layout
+    convs = [p for p in auto.model.embed_graph.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=accel.memory_format("cpu")) for p in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in auto.model.embed_graph.modules())
 
 
 def test_progress_start_up_and_steady_state():
