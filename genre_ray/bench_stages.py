@@ -619,6 +619,9 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     # the bare loop runs the job's model form (accel.inference_model): the ratio measures the pipeline, not the fold
     bare = bare_inference_rate(accel.inference_model(accel.prepare_model(bundle.build_model(), device)),
                                bundle.features.image_shape, best_bs, infer_windows, threads, device) if ceilings else None
+    # … and the raw recipe as built (BatchNorm and all): what the fold itself is worth on this device
+    bare_plain = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
+                                     best_bs, infer_windows, threads, device) if ceilings else None
     plain: dict[str, Any] = {}
     if ceilings and device.type == "cuda":  # A/B in the same run: synchronous host→GPU copies (the job overlaps them)
         try:
@@ -638,7 +641,8 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
         if cpu_timed:
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
-            "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "not_overlapped": plain}
+            "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "bare_plain": bare_plain,
+            "not_overlapped": plain}
 
 
 def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: int, batch_size: int,
@@ -802,6 +806,7 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
         "inference_windows_per_cpu_s_by_batch": {str(k): round(1 / v, 2) for k, v in st["cpu_win"].items() if v > 0},
         "inference_best_batch": best_bs, "inference_audio_s_per_s_per_cpu": per_core["inference"],
         "inference_bare_windows_per_s": st["bare"], "inference_vs_bare": vs_bare,
+        "inference_bare_unfolded_windows_per_s": st.get("bare_plain"),
         "inference_copies_overlapped": device.type == "cuda",
         "inference_windows_per_s_by_batch_copies_not_overlapped": st["not_overlapped"],
         "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
@@ -816,6 +821,8 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
               round(per_core["inference"] / st["audio_per_window"] * threads, 2), "windows/s"]]
     if st["bare"]:
         table += [[f"label stage: bare model bs {best_bs} (on-device input, no copies)", st["bare"], "windows/s"],
+                  [f"label stage: bare model bs {best_bs}, BatchNorm not folded (the plain recipe)", st.get("bare_plain"),
+                   "windows/s"],
                   ["label stage: inference / bare model", vs_bare, "ratio"]]
     table += [[f"label stage: inference bs {k}, copies not overlapped", v, "windows/s"]
               for k, v in st["not_overlapped"].items() if k != "error"]

@@ -263,6 +263,7 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
     assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
     assert res["label"]["stages"]["inference_bare_windows_per_s"] > 0 and res["label"]["stages"]["inference_vs_bare"] > 0
+    assert res["label"]["stages"]["inference_bare_unfolded_windows_per_s"] > 0
     assert 0 < res["label"]["efficiency"]["efficiency_shared"]
     e2e = res["label"]["end_to_end"]
     assert 0 < res["label"]["efficiency"]["work_efficiency_cpu"] and e2e["machine_cpu_seconds"] > 0
