@@ -11,7 +11,6 @@ import functools
 import math
 import random
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -127,19 +126,33 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
     return lr_schedule(optimizer, "cosine", total_steps, warmup_steps)
 
 
-@dataclass
 class Totals:
-    """Running sums for a pass over batches (kept as sums so workers can all-reduce them)."""
+    """Running sums for a pass over batches (kept as sums so workers can all-reduce them). The loss and the
+    correct count are summed on the device the logits are on, so a step never waits for the GPU: reading
+    ``loss_sum`` / ``correct`` (or :meth:`as_tensor`) syncs once, at the end of the pass. (``float(loss)`` per step made
+    every step wait for the previous one's kernels — the CPU could not queue the next batch's copy and kernels while
+    the GPU worked.)"""
 
-    loss_sum: float = 0.0
-    correct: int = 0
-    n: int = 0
+    def __init__(self) -> None:
+        self._loss: torch.Tensor | None = None
+        self._correct: torch.Tensor | None = None
+        self.n = 0
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         b = y.shape[0]
-        self.loss_sum += float(loss.detach()) * b
-        self.correct += int((logits.argmax(dim=1) == y).sum())
+        loss_b = loss.detach().double() * b
+        correct_b = (logits.argmax(dim=1) == y).sum()
+        self._loss = loss_b if self._loss is None else self._loss + loss_b
+        self._correct = correct_b if self._correct is None else self._correct + correct_b
         self.n += b
+
+    @property
+    def loss_sum(self) -> float:
+        return float(self._loss) if self._loss is not None else 0.0
+
+    @property
+    def correct(self) -> int:
+        return int(self._correct) if self._correct is not None else 0
 
     def as_tensor(self) -> torch.Tensor:
         return torch.tensor([self.loss_sum, self.correct, self.n], dtype=torch.float64)

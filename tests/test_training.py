@@ -99,3 +99,23 @@ def test_fixed_features_leave_the_backbone_bit_identical():
     after = m.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a frozen backbone tensor changed"
     assert not torch.equal(head_before, m.classifier.weight)
+
+
+def test_totals_never_read_a_tensor_back_during_the_pass(monkeypatch):
+    """A per-step ``float(loss)`` makes a GPU step wait for the previous one; the sums stay on the device and are
+    read once. (On CPU: any tensor → Python number conversion inside ``add`` raises here.)"""
+    from genre_ray.training import Totals
+
+    torch.manual_seed(0)
+    steps = [(torch.rand(()) * 3, torch.randn(8, 5), torch.randint(0, 5, (8,))) for _ in range(6)]
+    want_loss = sum(float(loss) * 8 for loss, _, _ in steps)
+    want_correct = sum(int((logits.argmax(1) == y).sum()) for _, logits, y in steps)
+    t = Totals()
+    with monkeypatch.context() as m:
+        for name in ("item", "__float__", "__int__", "tolist"):
+            m.setattr(torch.Tensor, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("host sync")))
+        for loss, logits, y in steps:
+            t.add(loss, logits, y)
+    assert t.n == 48 and t.correct == want_correct and abs(t.loss_sum - want_loss) < 1e-9
+    torch.testing.assert_close(Totals.summary(t.as_tensor())["loss"], want_loss / 48)
+    assert Totals().loss_sum == 0.0 and Totals().correct == 0
