@@ -152,6 +152,10 @@ class TrainConfig(_Base):
                                          "object store before training, so an epoch does not start a Parquet read "
                                          "again; None → when their files take under a quarter of the object store "
                                          "(not with deterministic_data)")
+    device_cache: bool | None = Field(None, description="each worker reads its share of the train split once into "
+                                      "its device's memory and draws every epoch's batches there, in a seeded random "
+                                      "order over the whole share (no host→GPU copy per step); None → on a GPU worker "
+                                      "when the share takes under a quarter of the GPU's free memory, never on CPU")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = forever)")
     checkpoints_to_keep: int = Field(2, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage (shared FS or s3://… for multi-node); "

@@ -190,12 +190,51 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     return loss.detach(), logits.detach()
 
 
+class DeviceCache:
+    """A training shard held as two tensors on one device — images ``(N, 1, H, W)`` as stored (float16) and labels
+    ``(N,)`` int64 — read once; every epoch draws its batches from there in a seeded random order over the whole
+    shard (a better shuffle than a local buffer), gathered on the device: no host work and no host→device copy per
+    step. For a GPU worker whose share of the data fits in its memory (GTZAN at a 0.25-s hop: ~110,000 windows,
+    ~10 GB in float16). Pure torch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        self.images, self.labels = images, labels.long()
+
+    @classmethod
+    def load(cls, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> "DeviceCache":
+        """Every ``(images, labels)`` batch of ``batches`` copied to ``device`` and joined (peak: twice the shard)."""
+        xs, ys = [], []
+        for x, y in batches:
+            xs.append(x.to(device, non_blocking=True))
+            ys.append(y.to(device, non_blocking=True))
+        if not xs:
+            raise ValueError("no training rows to cache")
+        return cls(torch.cat(xs), torch.cat(ys))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + self.labels.nbytes
+
+    def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch: ``ceil(N / batch_size)`` batches, every row once, in the order of a permutation seeded by
+        ``seed`` (the same seed, the same order on any device)."""
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).to(self.images.device)
+        for i in range(0, len(self), batch_size):
+            idx = order[i:i + batch_size]
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+
+
 def train_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device,
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                 grad_clip: float | None = None, bn_batches: int = 0, augment: Augment | None = None) -> Totals:
     """One pass over ``batches``; then, if ``bn_batches > 0``, :func:`recalibrate_bn` on the epoch's last
-    ``bn_batches`` inputs (kept on the CPU as they came, no second pass over the data)."""
+    ``bn_batches`` inputs (kept as they came, no second pass over the data)."""
     model.train()
     totals = Totals()
     recent: deque[torch.Tensor] = deque(maxlen=bn_batches)
@@ -205,7 +244,7 @@ def train_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
             scheduler.step()
         totals.add(loss, logits, y.to(logits.device))
         if bn_batches:
-            recent.append(x.detach().cpu())
+            recent.append(x.detach())  # where it came from: host batches stay on the host, cached ones on the device
     if recent:
         recalibrate_bn(model, recent, device)
     return totals

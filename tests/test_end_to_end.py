@@ -34,6 +34,7 @@ def trained(tmp_path_factory, ray_session, mlflow_home):
                                      ray=RayConfig()))
     report = run_train(TrainConfig(data=str(work / "prepared"), out=str(work / "train"), epochs=EPOCHS, batch_size=16,
                                    lr=3e-3, num_workers=2, cpus_per_worker=0.5, register_as="genre-ray-e2e",
+                                   device_cache=True,  # each DDP worker's shard read once, batches drawn in memory
                                    model_kwargs={"channels": [16, 32, 32, 32], "dense": [64], "dropout": 0.2,
                                                  "conv_dropout": 0.0}))
     return work, meta, report

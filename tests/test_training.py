@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -119,3 +120,27 @@ def test_totals_never_read_a_tensor_back_during_the_pass(monkeypatch):
     assert t.n == 48 and t.correct == want_correct and abs(t.loss_sum - want_loss) < 1e-9
     torch.testing.assert_close(Totals.summary(t.as_tensor())["loss"], want_loss / 48)
     assert Totals().loss_sum == 0.0 and Totals().correct == 0
+
+
+def test_device_cache_epochs_cover_every_row_once_in_a_seeded_order():
+    from genre_ray.training import DeviceCache
+
+    x = torch.arange(10, dtype=torch.float16).reshape(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    y = torch.arange(10)
+    cache = DeviceCache.load([(x[:4], y[:4]), (x[4:], y[4:])], CPU)
+    assert len(cache) == 10 and cache.images.dtype == torch.float16 and cache.nbytes == x.nbytes + y.nbytes
+
+    def epoch(seed):
+        got = list(cache.batches(4, seed))
+        assert [len(b[1]) for b in got] == [4, 4, 2]
+        for images, labels in got:  # rows stay paired
+            assert torch.equal(images[:, 0, 0, 0].long(), labels)
+        return torch.cat([labels for _, labels in got]).tolist()
+
+    first = epoch(3)
+    assert sorted(first) == list(range(10)) and first != list(range(10))
+    assert epoch(3) == first and epoch(4) != first
+    with pytest.raises(ValueError, match="10 images but 9 labels"):
+        DeviceCache(x, y[:9])
+    with pytest.raises(ValueError, match="no training rows"):
+        DeviceCache.load([], CPU)

@@ -35,7 +35,7 @@ from genre_ray.pipelines.calibrate import calibrate_and_log
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
-from genre_ray.training import (Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
+from genre_ray.training import (DeviceCache, Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
                                 seed_everything, train_epoch, unwrap)
 
 CKPT_FILE = "state.pt"
@@ -85,6 +85,23 @@ def cache_splits(cfg: TrainConfig, object_store_bytes: float) -> bool:
     if cfg.deterministic_data:  # a cached split did not give the same metrics twice (tests/test_determinism.py)
         return False
     return 0 < split_bytes(cfg.data) < 0.25 * object_store_bytes
+
+
+DEVICE_CACHE_SHARE = 0.25
+"""``device_cache: null`` keeps a GPU worker's share of the train split on the GPU when it takes under this share of
+the GPU's free memory (the rest: the model, its activations and the optimizer)."""
+
+
+def device_cache_on(cfg: TrainConfig, device: torch.device, share_bytes: int) -> bool:
+    """``cfg.device_cache``, or (None) whether ``share_bytes`` of training data fit the rule of
+    :data:`DEVICE_CACHE_SHARE` on a CUDA ``device`` — never on CPU, where Ray's object store already holds the
+    split and a second copy in the worker would only cost memory."""
+    if cfg.device_cache is not None:
+        return cfg.device_cache
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return share_bytes < DEVICE_CACHE_SHARE * free
 
 
 def _data_config(cfg: TrainConfig) -> "ray.train.DataConfig":
@@ -193,14 +210,26 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    cache = None
+    # every worker decides alike (one with little free memory says no for all): the shards of a streaming split
+    # are read in lockstep, so one worker reading its shard every epoch while another cached its own would stall
+    votes = _allreduce(torch.tensor([float(device_cache_on(cfg, device, -(-config["n_train"] // world)
+                                                           * config["row_bytes"]))]), device)
+    if int(votes[0]) == world and start_epoch < cfg.epochs:
+        t0 = time.time()
+        cache = DeviceCache.load(_batches(train_shard, max(cfg.batch_size, 256), False, cfg.prefetch_batches,
+                                          device.type == "cuda"), device)
+        print(f"[train] rank {rank}: {len(cache)} training windows kept on {device} "
+              f"({cache.nbytes / 2**20:.0f} MiB, read in {time.time() - t0:.1f} s)", flush=True)
     stop = start_epoch >= cfg.epochs or (cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience)
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
             break
         seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
         t0 = time.time()
-        batches = _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda",
-                           seed=cfg.seed * 1000 + epoch * 10 + rank)
+        seed = cfg.seed * 1000 + epoch * 10 + rank
+        batches = (cache.batches(cfg.batch_size, seed) if cache is not None else
+                   _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda", seed=seed))
         tr = train_epoch(model, batches, optimizer, loss_fn, device,
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
@@ -346,7 +375,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         trainer = ray.train.torch.TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
-                               "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id},
+                               "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id,
+                               "row_bytes": int(np.prod(features.image_shape)) * 2 + 8},  # float16 image + label
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                   resources_per_worker={"CPU": cfg.cpus_per_worker}),
             run_config=ray.train.RunConfig(
