@@ -396,12 +396,13 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
                     num_classes: int, batch_size: int, epochs: int, threads: int, device: torch.device,
                     lr: float = 1e-3, bn_batches: int = 16, seed: int = 0) -> dict[str, float]:
     """Training samples/s of ``train_epoch`` (the Ray Train worker's step) over in-memory tensors, no Ray:
-    ``images (N, 1, H, W)``, ``labels (N,)``; median over ``epochs`` epochs (shuffled batches, as in Ray)."""
+    ``images (N, 1, H, W)``, ``labels (N,)`` held on ``device`` (the issue's raw recipe: data already on the GPU) in a
+    :class:`~genre_ray.training.DeviceCache`, a seeded shuffle per epoch; median over ``epochs`` epochs."""
     from torch import nn
 
     from genre_ray import accel
     from genre_ray.models import create_model
-    from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch
+    from genre_ray.training import DeviceCache, lr_schedule, make_optimizer, seed_everything, train_epoch
 
     seed_everything(seed)
     model = accel.prepare_model(create_model(model_name, num_classes=num_classes, **model_kwargs), device)  # as Ray's
@@ -409,16 +410,11 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
     steps = max(1, -(-len(labels) // batch_size))
     scheduler = lr_schedule(optimizer, "cosine", epochs * steps)
     loss_fn = nn.CrossEntropyLoss()
-    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
-    if device.type == "cuda":
-        x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
+    data = DeviceCache(torch.from_numpy(images).to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
     rates = []
-    rng = np.random.default_rng(seed)
     with torch_threads(threads):
-        for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(labels)))
-            batches = ((x_all[order[i:i + batch_size]], y_all[order[i:i + batch_size]])
-                       for i in range(0, len(labels), batch_size))
+        for epoch in range(epochs):
+            batches = data.batches(batch_size, seed * 1000 + epoch)
             _sync(device)
             t0 = time.perf_counter()
             totals = train_epoch(model, batches, optimizer, loss_fn, device, scheduler, 5.0, bn_batches)
@@ -448,9 +444,10 @@ def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dic
 def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, batch_size: int | None = None,
                 tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, cpus_per_worker: float = 1.0,
                 use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
-                hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
-    """Training samples/s through Ray Train (``run_train``: 1 worker, streamed Ray Data shard, median epoch) and
-    of the same ``train_epoch`` in a bare loop over in-memory tensors in this process (ratio = Ray / bare), on a
+                device_cache: bool | None = None, hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
+    """Training samples/s through Ray Train (``run_train``: 1 worker, median epoch; its shard streamed, held in the
+    object store or on the device per ``cache_in_memory`` / ``device_cache``, None = the job's rules) and of the same
+    ``train_epoch`` in a bare loop over tensors on the device in this process (ratio = Ray / bare), on a
     prepared synthetic corpus; plus the cache read throughput. ``model=homebrew`` uses the demo's CNN; batch size
     32 on CPU (the demo's), 128 on GPU."""
     import json
@@ -473,6 +470,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     if torch_compile:
         cfg_kw["torch_compile"] = True
     cfg_kw["cache_in_memory"] = cache_in_memory  # None: the job's rule (cached when the splits are small)
+    cfg_kw["device_cache"] = device_cache  # None: the job's rule (on a GPU when the worker's share fits)
     cfg = TrainConfig(**cfg_kw)
     device = torch.device("cuda" if use_gpu else "cpu")
     # the bare loop first (seconds), its figure saved: a run cut by a time limit during Ray Train keeps it
@@ -483,7 +481,8 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
     result: dict[str, Any] = {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
-                              "hop_s": hop_s, "cache_in_memory": cache_in_memory, "batch_size": batch_size,
+                              "hop_s": hop_s, "cache_in_memory": cache_in_memory, "device_cache": device_cache,
+                              "batch_size": batch_size,
                               "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
                               "epochs": epochs, "bare_loop": bare}
     save_partial(result)

@@ -155,7 +155,8 @@ class TrainConfig(_Base):
     device_cache: bool | None = Field(None, description="each worker reads its share of the train split once into "
                                       "its device's memory and draws every epoch's batches there, in a seeded random "
                                       "order over the whole share (no host→GPU copy per step); None → on a GPU worker "
-                                      "when the share takes under a quarter of the GPU's free memory, never on CPU")
+                                      "when the share takes under a quarter of the GPU's free memory, on a CPU "
+                                      "worker when the splits are small enough for cache_in_memory")
     max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint (-1 = forever)")
     checkpoints_to_keep: int = Field(2, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage (shared FS or s3://… for multi-node); "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import ray
 import ray.train
@@ -189,7 +190,10 @@ def multi_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict[
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": sweep["classes"],
                            "model_kwargs": _model_kwargs(cfg, features), "n_train": sweep["n_train"],
-                           "tracking_uri": sweep["tracking_uri"], "run_id": ""},
+                           "tracking_uri": sweep["tracking_uri"], "run_id": "",
+                           # device_cache's rules: on a GPU when the share fits; not on CPU, where trials run side
+                           # by side and each would hold its own copy of the split
+                           "row_bytes": int(np.prod(features.image_shape)) * 2 + 8, "splits_cached": False},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                               resources_per_worker=resources),
         run_config=ray.train.RunConfig(
