@@ -189,6 +189,22 @@ def test_train_splits_are_cached_in_memory_when_small(tmp_path):
     assert not cache_splits(cfg.model_copy(update={"deterministic_data": True}), object_store_bytes=1e12)
 
 
+def test_device_cache_rule(tmp_path, monkeypatch):
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.train import DEVICE_CACHE_SHARE, device_cache_on
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"))
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert cfg.device_cache is None
+    assert device_cache_on(cfg, cpu, 10**12, small_splits=True) and not device_cache_on(cfg, cpu, 1, small_splits=False)
+    free = 8 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 * 2**30))
+    assert device_cache_on(cfg, gpu, int(DEVICE_CACHE_SHARE * free) - 1)
+    assert not device_cache_on(cfg, gpu, int(DEVICE_CACHE_SHARE * free) + 1, small_splits=True)
+    assert device_cache_on(cfg.model_copy(update={"device_cache": True}), gpu, 10**15)
+    assert not device_cache_on(cfg.model_copy(update={"device_cache": False}), cpu, 1, small_splits=True)
+
+
 def test_compiled_classifier_compiles_once_and_gives_the_same_probabilities(tmp_path):
     """``torch_compile``: one static forward shape — calls of any size, the last batch padded — and the eager
     classifier's probabilities and embeddings. (Compiling on CPU takes tens of seconds: one small model, once.)"""
