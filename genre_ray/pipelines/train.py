@@ -87,6 +87,11 @@ def cache_splits(cfg: TrainConfig, object_store_bytes: float) -> bool:
     return 0 < split_bytes(cfg.data) < 0.25 * object_store_bytes
 
 
+def row_bytes(features: FeatureConfig) -> int:
+    """Bytes of one prepared training row in memory: its float16 image and int64 label."""
+    return int(np.prod(features.image_shape)) * 2 + 8
+
+
 DEVICE_CACHE_SHARE = 0.25
 """``device_cache: null`` keeps a GPU worker's share of the train split on the GPU when it takes under this share of
 the GPU's free memory (the rest: the model, its activations and the optimizer)."""
@@ -215,8 +220,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cache = None
     # every worker decides alike (one with little free memory says no for all): the shards of a streaming split
     # are read in lockstep, so one worker reading its shard every epoch while another cached its own would stall
-    row_bytes = config.get("row_bytes")  # a caller that does not say: no cache unless the config asks for one
-    share = -(-config["n_train"] // world) * row_bytes if row_bytes else None
+    per_row = config.get("row_bytes")  # a caller that does not say: no cache unless the config asks for one
+    share = -(-config["n_train"] // world) * per_row if per_row else None
     on = device_cache_on(cfg, device, share, config.get("splits_cached", False)) if share else bool(cfg.device_cache)
     votes = _allreduce(torch.tensor([float(on)]), device)
     if int(votes[0]) == world and start_epoch < cfg.epochs:
@@ -381,8 +386,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             train_loop_per_worker,
             train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
                                "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id,
-                               "row_bytes": int(np.prod(features.image_shape)) * 2 + 8,  # float16 image + label
-                               "splits_cached": cached},
+                               "row_bytes": row_bytes(features), "splits_cached": cached},
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                   resources_per_worker={"CPU": cfg.cpus_per_worker}),
             run_config=ray.train.RunConfig(

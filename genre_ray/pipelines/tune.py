@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import ray
 import ray.train
@@ -51,7 +50,7 @@ from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import split_dir
-from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, restore_checkpoint,
+from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, restore_checkpoint, row_bytes,
                                       train_loop_per_worker, validate)
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
@@ -193,7 +192,7 @@ def multi_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict[
                            "tracking_uri": sweep["tracking_uri"], "run_id": "",
                            # device_cache's rules: on a GPU when the share fits; not on CPU, where trials run side
                            # by side and each would hold its own copy of the split
-                           "row_bytes": int(np.prod(features.image_shape)) * 2 + 8, "splits_cached": False},
+                           "row_bytes": row_bytes(features), "splits_cached": False},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                               resources_per_worker=resources),
         run_config=ray.train.RunConfig(
