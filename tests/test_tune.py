@@ -144,7 +144,7 @@ def test_asha_sweep_stops_trials_early_and_logs_a_child_run_per_trial(prepared, 
     # two learning rates that learn and two that cannot: ASHA (rung at epoch 1, keep the best half) compares the
     # hopeless ones, started after the good ones, against the good ones' epoch-1 val_loss and stops them
     cfg = _tune(data=str(prepared), out=str(tmp_path / "sweep"), experiment="tune-asha",
-                train={**TINY, "epochs": 3},
+                train={**TINY, "epochs": 3, "device_cache": True},  # each trial's batches drawn from its own memory
                 search_space={"lr": {"grid": [0.01, 0.005, 1e-7, 2e-7]}, "model_kwargs.dropout": {"uniform": [0.0, 0.3]}},
                 num_samples=1, max_concurrent_trials=2, trial_cpus=1, grace_period=1, reduction_factor=2,
                 retrain=False)
