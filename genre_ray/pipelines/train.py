@@ -111,6 +111,17 @@ def device_cache_on(cfg: TrainConfig, device: torch.device, share_bytes: int, sm
     return share_bytes < DEVICE_CACHE_SHARE * free
 
 
+def load_device_cache(shard, cfg: TrainConfig, device: torch.device, who: str) -> DeviceCache:
+    """The whole of ``shard`` (a Ray Data shard or dataset of prepared rows) in a :class:`DeviceCache` on
+    ``device``, read once; says how much it holds."""
+    t0 = time.time()
+    cache = DeviceCache.load(_batches(shard, max(cfg.batch_size, 256), False, cfg.prefetch_batches,
+                                      device.type == "cuda"), device)
+    print(f"[{who}] {len(cache)} training windows kept on {device} ({cache.nbytes / 2**20:.0f} MiB, read in "
+          f"{time.time() - t0:.1f} s)", flush=True)
+    return cache
+
+
 def _data_config(cfg: TrainConfig) -> "ray.train.DataConfig":
     """Ray Train's data ingest options, with ``preserve_order`` when ``cfg.deterministic_data`` (repeatable runs)."""
     options = ray.train.DataConfig.default_ingest_options()
@@ -225,11 +236,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     on = device_cache_on(cfg, device, share, config.get("splits_cached", False)) if share else bool(cfg.device_cache)
     votes = _allreduce(torch.tensor([float(on)]), device)
     if int(votes[0]) == world and start_epoch < cfg.epochs:
-        t0 = time.time()
-        cache = DeviceCache.load(_batches(train_shard, max(cfg.batch_size, 256), False, cfg.prefetch_batches,
-                                          device.type == "cuda"), device)
-        print(f"[train] rank {rank}: {len(cache)} training windows kept on {device} "
-              f"({cache.nbytes / 2**20:.0f} MiB, read in {time.time() - t0:.1f} s)", flush=True)
+        cache = load_device_cache(train_shard, cfg, device, f"train rank {rank}")
     stop = start_epoch >= cfg.epochs or (cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience)
     for epoch in range(start_epoch, cfg.epochs):
         if stop:

@@ -51,11 +51,12 @@ from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, device_cache_on,
-                                      restore_checkpoint, row_bytes, train_loop_per_worker, validate)
+                                      load_device_cache, restore_checkpoint, row_bytes, train_loop_per_worker,
+                                      validate)
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
-from genre_ray.training import DeviceCache, lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
+from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
 
 #: keys of OUT/config.yaml that define a sweep: a rerun with other values cannot resume it
 SWEEP_IDENTITY = ("data", "train", "search_space", "searcher", "num_samples", "seed", "scheduler", "grace_period",
@@ -145,8 +146,7 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
         print(f"trial resumed after epoch {state['epoch']}", flush=True)
     cache = None  # device_cache's rule, CPU auto off: trials run side by side and each would hold its own copy
     if start_epoch < cfg.epochs and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
-        cache = DeviceCache.load(_batches(train_ds, max(cfg.batch_size, 256), False), device)
-        print(f"[tune] {len(cache)} training windows kept on {device} ({cache.nbytes / 2**20:.0f} MiB)", flush=True)
+        cache = load_device_cache(train_ds, cfg, device, "tune trial")
     for epoch in range(start_epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch * 10)
         t0 = time.time()
