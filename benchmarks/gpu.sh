@@ -8,18 +8,19 @@
 # One shot, ordered by what matters most; each step is its own `genre-ray bench` process with its own time limit,
 # all inside a global deadline (GPU_SH_BUDGET_S, default 560 s), so a hung or failed step costs only itself, and
 # a step cut by its limit keeps the phases it finished (bench writes its JSON after each phase, "partial": true):
+#   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
+#                 device_cache auto), same run, on 200 × 30-s clips prepared through Ray Data on every core (3-s
+#                 windows every 0.25 s) — the issue's training ceilings are ResNet18's
+#   label-r18     ResNet18 (untrained), featurize=device (decode tasks on every core, spectrograms on the GPU):
+#                 end to end first (250 × 30-s mixed wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files),
+#                 then the node's decode rate without Ray and through Ray Data on the same files (the "decode-bound"
+#                 ratios), then each stage alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s
+#                 target) and the classifier actor alone on the job's calls (Arrow vs NumPy batches)
+#   label-r18-2actors  the same end to end with two classifier actors sharing the GPU (0.5 each): A/B vs label-r18
+#   train         homebrew (the demo's CNN): bare loop vs Ray Train on the same prepared clips
+#   label-r18-4actors  end to end with four classifier actors (0.25 GPU each)
 #   stages        decode per format (1 core), spectrogram on CPU and GPU (the 2-core box's sizes), the GPU
 #                 featurizer at the label actor's call size
-#   label-r18     ResNet18 (untrained), featurize=device (decode tasks on every core, spectrograms on the GPU):
-#                 end to end first (250 × 30-s mixed wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files;
-#                 synthesising 1,000 took ~100 s of the last session's step), then the node's decode rate without
-#                 Ray and through Ray Data on the same files (the "decode-bound" ratios), then each stage alone:
-#                 inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the classifier
-#                 actor alone on the job's calls (Arrow vs NumPy batches)
-#   label-r18-2actors  the same end to end with two classifier actors sharing the GPU (0.5 each): A/B vs label-r18
-#   train         homebrew (the demo's CNN): the same step in a bare loop, then Ray Train (1 GPU worker), same
-#                 run, on 200 × 30-s clips prepared through Ray Data on every core (3-s windows every 0.25 s)
-#   train-r18     ResNet18: bare loop vs Ray Train (the issue's training ceilings are ResNet18's)
 #   label         homebrew, featurize=cpu (images made by the CPU tasks): the same phases as label-r18
 #   label-device  homebrew, featurize=device, one actor, end to end only
 #   label-r18-compile  label-r18 end to end with torch_compile (one static forward batch of 1,024): A/B vs label-r18
@@ -78,11 +79,13 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
   if [ "$rc" -ne 0 ]; then ray stop --force >> "$log" 2>&1 || true; fi  # a killed driver can leave its Ray behind
 }
 
-step stages 60 all --skip prepare --skip train --skip label --skip cache --skip label-memory
-step label-r18 150 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
+# order: what no GPU session has measured yet first (Ray Train vs the bare loop), then the label job's targets
+step train-r18 170 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18 170 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step label-r18-2actors 60 label --set arch=resnet18 --set featurize=device --set num_actors=2 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
-step train 200 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step train-r18 150 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step train 110 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-4actors 60 label --set arch=resnet18 --set featurize=device --set num_actors=4 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step stages 40 all --skip prepare --skip train --skip label --skip cache --skip label-memory
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step label-device 50 label --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label-r18-compile 90 label --set arch=resnet18 --set featurize=device --set torch_compile=true --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
