@@ -62,9 +62,11 @@ def default_home() -> Path:
 class RayConfig(_Base):
     address: str | None = Field(None, description="Ray address; None → RAY_ADDRESS or a new local instance")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a new local instance")
-    dashboard: bool = Field(True, description="a new local instance starts Ray's dashboard (127.0.0.1:8265); false: "
-                            "no dashboard UI or modules (Ray keeps a minimal head) — they and the agent used ~4 % of a "
-                            "2-core box's CPU time while labelling")
+    dashboard: bool | None = Field(None, description="a new local instance starts Ray's dashboard (127.0.0.1:8265): "
+                                   "null → when its packages are installed (ray[default]; a bare `ray` install, as "
+                                   "on the GPU machine's kit, has none); true → always (Ray fails without them); "
+                                   "false → no dashboard UI or modules (Ray keeps a minimal head) — they and the "
+                                   "agent used ~4 % of a 2-core box's CPU time while labelling")
 
 
 class PrepareConfig(_Base):

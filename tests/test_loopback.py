@@ -62,3 +62,27 @@ def test_joining_a_loopback_only_head_keeps_127_0_0_1(bind):
         assert not loopback_only_gcs(f"{routable}:{port}", routable)  # not a loopback address: Ray's business
     assert not loopback_only_gcs(f"127.0.0.1:{port}", routable)  # nothing listening: let Ray say so
     assert not loopback_only_gcs("auto", routable) and not loopback_only_gcs("ray://127.0.0.1:10001", routable)
+
+
+_MINIMAL_RAY = """
+import ray, ray._private.utils as u
+u.get_dashboard_dependency_error = lambda: "no aiohttp (as a bare `ray` install)"
+from genre_ray.config import RayConfig
+from genre_ray.pipelines.common import init_ray
+init_ray(RayConfig(num_cpus=1))
+print("started", ray.get(ray.remote(lambda: 2).remote()), flush=True)
+ray.shutdown()
+"""
+
+
+@pytest.mark.integration
+def test_a_ray_without_dashboard_packages_starts_by_default(tmp_path):
+    """The default `ray.dashboard` (null) starts a local Ray where the dashboard's packages are missing (the GPU
+    machine's kit: `ray` without `[default]`) instead of failing as `include_dashboard=True` does."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run([sys.executable, "-c", _MINIMAL_RAY], capture_output=True, text=True, timeout=180,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "started 2" in done.stdout, done.stderr[-3000:]
