@@ -429,8 +429,9 @@ class LabelConfig(_Base):
                                      "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
                                      "sooner, more per-call overhead")
     num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
-                                   "one per GPU with use_gpu, else one per CPU of the cluster (see actor_cpus); more actors than GPUs share "
-                                   "them (2 on 1 GPU: 0.5 GPU each)")
+                                   "two per GPU with use_gpu (0.5 GPU each: one prepares its call while the other's batch runs), else "
+                                   "one per CPU of the cluster (see actor_cpus); more actors than GPUs share them "
+                                   "equally")
     actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
                                      "max(1, round(actor_cpus))); None → 1 with use_gpu or featurize=actor, else 0.5: "
                                      "one-thread actors on half the logical CPUs, the featurize tasks on the rest, the "
@@ -454,7 +455,7 @@ class LabelConfig(_Base):
                            "featurizes and classifies whole tracks: no featurize tasks, no images between "
                            "processes; for CPU-only clusters) | cpu (decode tasks ship window images to the "
                            "classifier actors) | device (decode tasks ship waveform segments; the classifier actor "
-                           "makes the images, on its GPU with use_gpu) | auto (actor without GPUs, else cpu)")
+                           "makes the images, on its GPU with use_gpu) | auto (actor without GPUs, else device)")
     embeddings: bool = Field(True, description="write each track's embedding (window penultimate features averaged, "
                              "L2-normalised) as the labels' `embedding` column, for `genre-ray similar`")
     uncertain_threshold: float | None = Field(None, ge=0, le=1, description="calibrated top-1 probability below "

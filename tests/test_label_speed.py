@@ -100,7 +100,9 @@ def test_call_windows_is_at_least_the_forward_batch():
     ({}, 2, 0, False, (2, 1.0)),           # CPU box, featurize=auto → actor: one single-thread actor per CPU
     ({"featurize": "cpu"}, 2, 0, False, (2, 0.5)),  # featurize tasks: half the CPUs reserved for the actors
     ({"featurize": "cpu"}, 16, 0, False, (16, 0.5)),
-    ({}, 32, 4, True, (4, 1.0)),           # GPU node: one actor per GPU
+    ({}, 32, 4, True, (8, 1.0)),           # GPU node: two actors per GPU (0.5 GPU each, test_actor_gpus)
+    ({}, 16, 1, True, (2, 1.0)),
+    ({}, 4, 4, True, (4, 1.0)),            # 8 actors' CPUs would exceed half of 4: one per GPU
     ({}, 8, 0, True, (1, 1.0)),            # use_gpu asked where Ray sees no GPU: one actor (it will fall back)
     ({"num_actors": 3, "featurize": "cpu"}, 16, 0, False, (3, 0.5)),
     ({"num_actors": 1, "actor_cpus": 0.5}, 2, 0, False, (1, 0.5)),
@@ -123,7 +125,7 @@ def test_actor_gpus(num_actors, gpus, use_gpu, expect):
 def test_featurize_auto_is_actor_without_gpus_and_tasks_with_them():
     auto = LabelConfig(input="x", model="m", out="o")
     assert auto.featurize == "auto"
-    assert featurize_mode(auto, use_gpu=False) == "actor" and featurize_mode(auto, use_gpu=True) == "cpu"
+    assert featurize_mode(auto, use_gpu=False) == "actor" and featurize_mode(auto, use_gpu=True) == "device"
     for mode in ("actor", "cpu", "device"):
         assert featurize_mode(auto.model_copy(update={"featurize": mode}), use_gpu=True) == mode
 

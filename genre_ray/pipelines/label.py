@@ -57,6 +57,7 @@ FLUSH_S = 30.0  # write a shard at least this often while rows are pending
 BLOCK_BYTES = 16 * 2**20
 """Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
 of this size, so neither the task nor the object store holds much more of one track at a time."""
+ACTORS_PER_GPU = 2  # classifier actors per GPU by default (:func:`actor_plan`)
 FEATURIZE_MEMORY = 800 * 2**20
 """Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
 whatever the track's length — Ray Data measured 635 MiB per worker at most (interpreter + torch + one track's
@@ -424,26 +425,36 @@ def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float,
 def featurize_mode(cfg: LabelConfig, use_gpu: bool) -> str:
     """The config's ``featurize``; ``auto`` → ``actor`` on a CPU-only run (every stage in the classifier actors:
     on the 2-core box +5 % and +28 % audio-s/s end to end over ``cpu`` in two ``genre-ray bench label`` pairs,
-    +20–25 % with the report-size CNN, 2026-11-26), ``cpu`` with GPUs (decode tasks on every CPU feed the GPU
-    actors)."""
+    +20–25 % with the report-size CNN, 2026-11-26), ``device`` with GPUs: the CPU tasks only decode, the GPU makes
+    the images. A CPU spectrogram costs a core about twice what decoding does (H100 node, one core each: decode
+    0.68 ms, featurize 1.32 ms per audio-s), so ``cpu`` on 16 cores allows at most ~8,000 audio-s/s; ``device``
+    labelled at 13,228 audio-s/s steady on an H200 node with 16 cores (``benchmarks/gpu.sh``, 2026-11-26)."""
     if cfg.featurize != "auto":
         return cfg.featurize
-    return "cpu" if use_gpu else "actor"
+    return "device" if use_gpu else "actor"
 
 
 def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool, mode: str = "cpu") -> tuple[int, float]:
     """``(num_actors, actor_cpus)`` for a cluster of ``cpus`` CPUs and ``gpus`` GPUs and featurize ``mode``: the
     config's values where set.
 
-    With GPUs: one actor per GPU, 1 CPU each. CPU only, ``actor`` mode: one single-thread actor per CPU, 1 CPU
-    each (each runs every stage). CPU only, ``cpu``/``device`` mode: one single-thread actor per CPU, 0.5 CPU
+    With GPUs: :data:`ACTORS_PER_GPU` actors per GPU (a share of it each), 1 CPU each — one actor's thread turns
+    a call's rows into device tensors and probability rows while the other's batch runs on the GPU (ResNet18,
+    featurize=device, 4,000 × 30-s files on one H200 + 16 cores: steady state 8,764 → 13,228 audio-s/s, end to end
+    4,380 → 5,253, one actor vs two, ``benchmarks/gpu.sh`` 2026-11-26) — unless their CPUs would then exceed half the
+    cluster's (decoding needs them more): one per GPU. Where Ray sees no GPU yet, one actor.
+
+    CPU only, ``actor`` mode: one single-thread actor per CPU, 1 CPU each (each runs every stage). CPU only, ``cpu``/``device`` mode: one single-thread actor per CPU, 0.5 CPU
     reserved each, so half the logical CPUs stay free for featurize tasks; the OS shares the cores between both
     stages as their work comes (inference costs ~2× what decoding + spectrograms cost, so actors that could only
     use their reserved half would leave cores idle). On the 2-core box: steady-state 419 → 517 audio-s/s over one
     1-CPU actor (``genre-ray bench label``, 2026-11-26).
     """
     if use_gpu:
-        n, c = max(1, int(gpus)), 1.0
+        c = cfg.actor_cpus or 1.0
+        n = max(1, int(gpus))
+        if int(gpus) >= 1 and n * ACTORS_PER_GPU * c <= cpus / 2:  # the extra actors leave most CPUs to decoding
+            n *= ACTORS_PER_GPU
     else:
         n, c = max(1, int(cpus)), (1.0 if mode == "actor" else 0.5)
     return (cfg.num_actors or n), (cfg.actor_cpus or c)
