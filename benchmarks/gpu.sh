@@ -8,21 +8,23 @@
 # One shot, ordered by what matters most; each step is its own `genre-ray bench` process with its own time limit,
 # all inside a global deadline (GPU_SH_BUDGET_S, default 560 s), so a hung or failed step costs only itself, and
 # a step cut by its limit keeps the phases it finished (bench writes its JSON after each phase, "partial": true):
+#   label-r18     ResNet18 (untrained), featurize=device (the default with GPUs: decode tasks on every core,
+#                 spectrograms on the GPU, two classifier actors per GPU): end to end first (250 × 30-s mixed
+#                 wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files), then the node's decode rate
+#                 without Ray and through Ray Data on the same files (the "decode-bound" ratios), then each stage
+#                 alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the
+#                 classifier actor alone on the job's calls (Arrow vs NumPy batches)
 #   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
 #                 device_cache auto), same run, on 200 × 30-s clips prepared through Ray Data on every core (3-s
 #                 windows every 0.25 s) — the issue's training ceilings are ResNet18's
-#   label-r18     ResNet18 (untrained), featurize=device (decode tasks on every core, spectrograms on the GPU):
-#                 end to end first (250 × 30-s mixed wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files),
-#                 then the node's decode rate without Ray and through Ray Data on the same files (the "decode-bound"
-#                 ratios), then each stage alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s
-#                 target) and the classifier actor alone on the job's calls (Arrow vs NumPy batches)
-#   label-r18-2actors  the same end to end with two classifier actors sharing the GPU (0.5 each): A/B vs label-r18
+#   label-r18-calls8k  end to end with 4 × larger actor calls (call_windows 8,192: 256 segment rows): A/B
+#   train-r18-compile  bare loop and Ray Train both with torch.compile (the step is launch-bound on an H200)
+#   label-r18-1actor   end to end with one classifier actor per GPU (the earlier default): A/B vs label-r18
 #   train         homebrew (the demo's CNN): bare loop vs Ray Train on the same prepared clips
 #   label-r18-4actors  end to end with four classifier actors (0.25 GPU each)
+#   label         homebrew, featurize=cpu (images made by the CPU tasks): the same phases as label-r18
 #   stages        decode per format (1 core), spectrogram on CPU and GPU (the 2-core box's sizes), the GPU
 #                 featurizer at the label actor's call size
-#   label         homebrew, featurize=cpu (images made by the CPU tasks): the same phases as label-r18
-#   label-device  homebrew, featurize=device, one actor, end to end only
 #   label-r18-compile  label-r18 end to end with torch_compile (one static forward batch of 1,024): A/B vs label-r18
 # Writes $OUT/<date>-<card>-<step>.json per step that finished (merged into one <date>-<card>-steps.json at the end
 # when there are more than 7: the device tool returns 8 files), and $OUT/gpu-log.txt (every step's output).
@@ -79,15 +81,16 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
   if [ "$rc" -ne 0 ]; then ray stop --force >> "$log" 2>&1 || true; fi  # a killed driver can leave its Ray behind
 }
 
-# order: what no GPU session has measured yet first (Ray Train vs the bare loop), then the label job's targets
-step train-r18 170 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+# order: the figures the issue's targets need first, then the A/Bs that say what to change next
 step label-r18 170 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
-step label-r18-2actors 60 label --set arch=resnet18 --set featurize=device --set num_actors=2 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
-step train 110 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step label-r18-4actors 60 label --set arch=resnet18 --set featurize=device --set num_actors=4 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
-step stages 40 all --skip prepare --skip train --skip label --skip cache --skip label-memory
+step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-calls8k 60 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step train-r18-compile 200 train --set model=resnet18 --set torch_compile=true --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-1actor 60 label --set arch=resnet18 --set featurize=device --set num_actors=1 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step train 130 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-4actors 70 label --set arch=resnet18 --set featurize=device --set num_actors=4 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
-step label-device 50 label --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step stages 40 all --skip prepare --skip train --skip label --skip cache --skip label-memory
 step label-r18-compile 90 label --set arch=resnet18 --set featurize=device --set torch_compile=true --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 nvidia-smi >> "$log" 2>&1 || true
 # the device tool returns at most 8 files: past 7 step results, merge them into one ({step: result})

@@ -394,10 +394,11 @@ def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, ho
 
 def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.ndarray, labels: np.ndarray,
                     num_classes: int, batch_size: int, epochs: int, threads: int, device: torch.device,
-                    lr: float = 1e-3, bn_batches: int = 16, seed: int = 0) -> dict[str, float]:
+                    lr: float = 1e-3, bn_batches: int = 16, seed: int = 0, compile: bool = False) -> dict[str, float]:
     """Training samples/s of ``train_epoch`` (the Ray Train worker's step) over in-memory tensors, no Ray:
     ``images (N, 1, H, W)``, ``labels (N,)`` held on ``device`` (the issue's raw recipe: data already on the GPU) in a
-    :class:`~genre_ray.training.DeviceCache`, a seeded shuffle per epoch; median over ``epochs`` epochs."""
+    :class:`~genre_ray.training.DeviceCache`, a seeded shuffle per epoch; median over ``epochs`` epochs. ``compile``:
+    ``torch.compile`` the model, as ``TrainConfig.torch_compile`` does in the Ray Train worker."""
     from torch import nn
 
     from genre_ray import accel
@@ -406,6 +407,8 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
 
     seed_everything(seed)
     model = accel.prepare_model(create_model(model_name, num_classes=num_classes, **model_kwargs), device)  # as Ray's
+    if compile:
+        model.compile()  # in place, as the train loop does
     optimizer = make_optimizer(model, lr)
     steps = max(1, -(-len(labels) // batch_size))
     scheduler = lr_schedule(optimizer, "cosine", epochs * steps)
@@ -476,13 +479,14 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     # the bare loop first (seconds), its figure saved: a run cut by a time limit during Ray Train keeps it
     images, labels = _load_split(prepared)
     bare = bare_train_rate(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
-                           max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches)
+                           max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches,
+                           compile=torch_compile)
     del images, labels
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
     result: dict[str, Any] = {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
                               "hop_s": hop_s, "cache_in_memory": cache_in_memory, "device_cache": device_cache,
-                              "batch_size": batch_size,
+                              "batch_size": batch_size, "torch_compile": torch_compile,
                               "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
                               "epochs": epochs, "bare_loop": bare}
     save_partial(result)
@@ -866,7 +870,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 batch_size: int | None = None,
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
-                decode_ceiling: bool = True, torch_compile: bool = False) -> dict[str, Any]:
+                decode_ceiling: bool = True, torch_compile: bool = False,
+                call_windows: int | None = None) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -882,7 +887,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     hard-linked ``repeat`` times under other names (a long enough stream on a fast node without synthesising more).
     ``end_to_end_first``: label before the stage passes (the job picks its own batch size unless ``batch_size`` is
     given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`).
-    ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``)."""
+    ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``);
+    ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default)."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -906,6 +912,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                               "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
                               "featurize": featurize, "device": device.type, "torch_compile": torch_compile,
+                              "call_windows": call_windows,
                               "model": str(model or (f"untrained {arch}" + (" (the demo's 16-32-64-64)" if arch == "homebrew"
                                                                         else "") + ", 216×216, 3-s windows, 3-s hop"))}
     table: list[list] = []
@@ -920,7 +927,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
                       batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
                       experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0,
-                      torch_compile=torch_compile)
+                      torch_compile=torch_compile, call_windows=call_windows)
     busy0 = machine_busy_s()
     with private_mlflow(work / "home"):
         summary = run_label(cfg)
