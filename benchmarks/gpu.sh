@@ -10,8 +10,10 @@
 # a step cut by its limit keeps the phases it finished (bench writes its JSON after each phase, "partial": true):
 #   label-r18     ResNet18 (untrained), featurize=device (the default with GPUs: decode tasks on every core,
 #                 spectrograms on the GPU, two classifier actors per GPU): end to end first (250 × 30-s mixed
-#                 wav/flac/mp3/ogg, each file 16 × under other names: 4,000 files), then the node's decode rate
-#                 without Ray and through Ray Data on the same files (the "decode-bound" ratios), then each stage
+#                 wav/flac/mp3/ogg, each file 32 × under other names: 8,000 files, 240,000 audio-s — the third
+#                 session's 4,000 were ~5 s of the node's decoding, shorter than the job's start-up), then the node's
+#                 decode rate without Ray and through Ray Data on the same files (the "decode-bound" ratios; the
+#                 Ray Data pass again at 16 and 256 files per task, with the machine's CPU share), then each stage
 #                 alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the
 #                 classifier actor alone on the job's calls (Arrow vs NumPy batches)
 #   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
@@ -59,7 +61,7 @@ elif [ "${BENCH_SCALE:-full}" = quick ]; then
   lib=(--set tracks=12 --set seconds=8 --set repeat=2); sweep=(--set "batch_sizes=[16,64]" --set infer_windows=64)
 else
   data=(--set tracks=200 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
-  lib=(--set tracks=250 --set seconds=30 --set repeat=16); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
+  lib=(--set tracks=250 --set seconds=30 --set repeat=32); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
 fi
 first=(--set end_to_end_first=true)
 e2e_only=(--set stages=false --set decode_ceiling=false)
@@ -82,13 +84,13 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 }
 
 # order: the figures the targets need first, then the A/Bs that say what to change next
-step label-r18 170 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
+step label-r18 190 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}" --set "decode_blocks=[16,256]"
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step label-r18-calls8k 60 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-calls8k 75 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18-compile 200 train --set model=resnet18 --set torch_compile=true --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step label-r18-1actor 60 label --set arch=resnet18 --set featurize=device --set num_actors=1 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-1actor 75 label --set arch=resnet18 --set featurize=device --set num_actors=1 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train 130 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step label-r18-4actors 70 label --set arch=resnet18 --set featurize=device --set num_actors=4 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-4actors 80 label --set arch=resnet18 --set featurize=device --set num_actors=4 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label 100 label --set featurize=cpu --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step stages 40 all --skip prepare --skip train --skip label --skip cache --skip label-memory
 step label-r18-compile 90 label --set arch=resnet18 --set featurize=device --set torch_compile=true --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"

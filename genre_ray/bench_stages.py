@@ -711,19 +711,20 @@ def busy_profile(spans: list[tuple[float, float]], wall_s: float, cpus: int) -> 
     return {"max_concurrent": most, "busy_fraction": round(busy / max(wall_s * cpus, 1e-9), 3), "busy_s": round(busy, 2)}
 
 
-def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64) -> dict[str, float]:
+def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64, batch_size: int | None = 1) -> dict[str, float]:
     """The node's decode rate through Ray Data — the label job's input layout and task size for featurize tasks
     (one path per batch, 1 CPU per task, :func:`genre_ray.pipelines.label.input_blocks`), decoding to the job's
     sample rate, nothing else: what Ray leaves of the node's decode rate on the same CPUs, start-up included.
-    ``steady``: after the first batch of decoded files, as the label job's steady state."""
+    ``steady``: after the first batch of decoded files, as the label job's steady state. Run it on an otherwise idle
+    machine: ``machine_busy_fraction`` counts every process."""
     import ray
 
     from genre_ray.pipelines.label import FEATURIZE_MEMORY, input_blocks
 
-    t0 = time.time()
+    t0, busy0 = time.time(), machine_busy_s()
     blocks = input_blocks(len(files), num_cpus, files_per_block)
     ds = (ray.data.from_items([{"path": f} for f in files], override_num_blocks=blocks)
-          .map_batches(_decode_only, batch_size=1, batch_format="numpy", num_cpus=1, memory=FEATURIZE_MEMORY))
+          .map_batches(_decode_only, batch_size=batch_size, batch_format="numpy", num_cpus=1, memory=FEATURIZE_MEMORY))
     total, first_t, first_audio, last_t = 0.0, None, 0.0, t0
     spans: list[tuple[float, float]] = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
@@ -733,13 +734,17 @@ def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64) -> d
             first_t, first_audio = now, got
         total, last_t = total + got, now
     secs = last_t - t0
+    machine = machine_busy_s() - busy0
     steady = (total - first_audio) / (last_t - first_t) if first_t is not None and last_t > first_t else 0.0
     busy = busy_profile(spans, secs, num_cpus)
     # decoding's own speed inside Ray's workers (a slow worker, not Ray's scheduling, shows here) and how full Ray
     # kept the CPUs (scheduling, start-up and per-task costs show there)
     return {"audio_s": round(total, 1), "seconds": round(secs, 2), "audio_s_per_s": rate(total, secs),
             "startup_s": round((first_t or t0) - t0, 2), "steady_audio_s_per_s": round(steady, 2),
-            "in_task_audio_s_per_s_per_core": rate(total, busy["busy_s"]), **busy}
+            "in_task_audio_s_per_s_per_core": rate(total, busy["busy_s"]), **busy,
+            # every process's CPU time over the pass ÷ (CPUs × the pass): with busy_fraction, says whether the CPUs
+            # that were not decoding sat idle (scheduling gaps, start-up, the tail) or ran Ray's own work
+            "machine_busy_fraction": round(machine / max(secs * num_cpus, 1e-9), 3), "files_per_block": files_per_block}
 
 
 _NODE_DECODER = """
@@ -871,7 +876,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
                 decode_ceiling: bool = True, torch_compile: bool = False,
-                call_windows: int | None = None) -> dict[str, Any]:
+                call_windows: int | None = None, decode_blocks: list[int] | None = None) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -888,7 +893,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     ``end_to_end_first``: label before the stage passes (the job picks its own batch size unless ``batch_size`` is
     given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`).
     ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``);
-    ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default)."""
+    ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default);
+    ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64)."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -967,8 +973,17 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                    "ratio"],
                   ["decode only: files decoding at once (most)", dec["max_concurrent"], "files"],
                   ["label end-to-end / decode only", result["decode_pass"]["end_to_end_vs_decode"], "ratio"],
-                  ["label steady / decode only steady", result["decode_pass"]["steady_vs_decode_steady"], "ratio"]]
+                  ["label steady / decode only steady", result["decode_pass"]["steady_vs_decode_steady"], "ratio"],
+                  ["decode only: machine CPU-time share (every process)", dec["machine_busy_fraction"], "ratio"]]
         save_partial(result)
+        for fpb in decode_blocks or []:
+            d = decode_pass(files, num_cpus, fpb)
+            result.setdefault("decode_pass_by_files_per_task", {})[str(fpb)] = d
+            table += [[f"decode only, {fpb} files per task", d["audio_s_per_s"], "audio-s/s"],
+                      [f"decode only, {fpb} files per task, steady state", d["steady_audio_s_per_s"], "audio-s/s"],
+                      [f"decode only, {fpb} files per task: decoding / machine CPU-time share",
+                       f"{d['busy_fraction']:.2f} / {d['machine_busy_fraction']:.2f}", "ratio"]]
+            save_partial(result)
     if stages:
         after_only = st is None
         if after_only:
