@@ -426,9 +426,9 @@ def featurize_mode(cfg: LabelConfig, use_gpu: bool) -> str:
     """The config's ``featurize``; ``auto`` → ``actor`` on a CPU-only run (every stage in the classifier actors:
     on the 2-core box +5 % and +28 % audio-s/s end to end over ``cpu`` in two ``genre-ray bench label`` pairs,
     +20–25 % with the report-size CNN, 2026-11-26), ``device`` with GPUs: the CPU tasks only decode, the GPU makes
-    the images. A CPU spectrogram costs a core about twice what decoding does (H100 node, one core each: decode
-    0.68 ms, featurize 1.32 ms per audio-s), so ``cpu`` on 16 cores allows at most ~8,000 audio-s/s; ``device``
-    labelled at 13,228 audio-s/s steady on an H200 node with 16 cores (``benchmarks/gpu.sh``, 2026-11-26)."""
+    the images. With the spectrogram in the tasks an audio-second costs a core 1.16 ms instead of 0.54 (H200 node,
+    one core: decode 0.54, spectrogram 0.62), so ``cpu`` on 16 cores can never pass ~13,800 audio-s/s — which
+    ``device`` reached (13,228 steady, ``benchmarks/gpu.sh``, 2026-11-26) with a ceiling twice as high."""
     if cfg.featurize != "auto":
         return cfg.featurize
     return "device" if use_gpu else "actor"
