@@ -711,12 +711,14 @@ def busy_profile(spans: list[tuple[float, float]], wall_s: float, cpus: int) -> 
     return {"max_concurrent": most, "busy_fraction": round(busy / max(wall_s * cpus, 1e-9), 3), "busy_s": round(busy, 2)}
 
 
-def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64, batch_size: int | None = 1) -> dict[str, float]:
+def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64,
+                batch_size: int | None = 1) -> dict[str, float]:
     """The node's decode rate through Ray Data — the label job's input layout and task size for featurize tasks
     (one path per batch, 1 CPU per task, :func:`genre_ray.pipelines.label.input_blocks`), decoding to the job's
     sample rate, nothing else: what Ray leaves of the node's decode rate on the same CPUs, start-up included.
-    ``steady``: after the first batch of decoded files, as the label job's steady state. Run it on an otherwise idle
-    machine: ``machine_busy_fraction`` counts every process."""
+    ``steady``: after the first batch of decoded files, as the label job's steady state. ``batch_size``: files per
+    Ray Data batch (the job's 1; None = the whole block). Run it on an otherwise idle machine:
+    ``machine_busy_fraction`` counts every process."""
     import ray
 
     from genre_ray.pipelines.label import FEATURIZE_MEMORY, input_blocks

@@ -429,7 +429,8 @@ class LabelConfig(_Base):
                                      "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
                                      "sooner, more per-call overhead")
     num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
-                                   "two per GPU with use_gpu (0.5 GPU each: one prepares its call while the other's batch runs), else "
+                                   "two per GPU with use_gpu (0.5 GPU each: one prepares its call while the "
+                                   "other's batch runs; one per GPU where two would take over half the CPUs), else "
                                    "one per CPU of the cluster (see actor_cpus); more actors than GPUs share them "
                                    "equally")
     actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "

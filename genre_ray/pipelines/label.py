@@ -440,20 +440,20 @@ def actor_plan(cfg: LabelConfig, cpus: float, gpus: float, use_gpu: bool, mode: 
 
     With GPUs: :data:`ACTORS_PER_GPU` actors per GPU (a share of it each), 1 CPU each — one actor's thread turns
     a call's rows into device tensors and probability rows while the other's batch runs on the GPU (ResNet18,
-    featurize=device, 4,000 × 30-s files on one H200 + 16 cores: steady state 8,764 → 13,228 audio-s/s, end to end
-    4,380 → 5,253, one actor vs two, ``benchmarks/gpu.sh`` 2026-11-26) — unless their CPUs would then exceed half the
-    cluster's (decoding needs them more): one per GPU. Where Ray sees no GPU yet, one actor.
+    featurize=device, 4,000 × 30-s files on one H200 + 16 cores: steady state 8,764 → 13,228 audio-s/s, end to
+    end 4,380 → 5,253, one actor vs two, ``benchmarks/gpu.sh`` 2026-11-26) — unless their CPUs would then exceed
+    half the cluster's (decoding needs them more): one per GPU. Where Ray sees no GPU yet, one actor.
 
-    CPU only, ``actor`` mode: one single-thread actor per CPU, 1 CPU each (each runs every stage). CPU only, ``cpu``/``device`` mode: one single-thread actor per CPU, 0.5 CPU
+    CPU only, ``actor`` mode: one single-thread actor per CPU, 1 CPU each (each runs every stage). CPU only,
+    ``cpu``/``device`` mode: one single-thread actor per CPU, 0.5 CPU
     reserved each, so half the logical CPUs stay free for featurize tasks; the OS shares the cores between both
     stages as their work comes (inference costs ~2× what decoding + spectrograms cost, so actors that could only
     use their reserved half would leave cores idle). On the 2-core box: steady-state 419 → 517 audio-s/s over one
     1-CPU actor (``genre-ray bench label``, 2026-11-26).
     """
     if use_gpu:
-        c = cfg.actor_cpus or 1.0
-        n = max(1, int(gpus))
-        if int(gpus) >= 1 and n * ACTORS_PER_GPU * c <= cpus / 2:  # the extra actors leave most CPUs to decoding
+        n, c = max(1, int(gpus)), 1.0
+        if int(gpus) >= 1 and n * ACTORS_PER_GPU * (cfg.actor_cpus or c) <= cpus / 2:  # most CPUs left to decoding
             n *= ACTORS_PER_GPU
     else:
         n, c = max(1, int(cpus)), (1.0 if mode == "actor" else 0.5)
