@@ -4,6 +4,9 @@ channels_last classifier, the start-up / steady-state figures of the summary. (S
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -148,12 +151,26 @@ def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp
         np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)  # at every batch size tried
         np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
     assert auto.tuner.best in accel.BATCH_CANDIDATES["cpu"] and auto.batch_size == auto.tuner.best
-    assert "batch size" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "batch size" in out
+    # its start-up, told once per actor: the process's age when the actor began (imports), then the model's build
+    assert re.search(r"classifier ready on cpu: \d+\.\d s after its process started, then \d+\.\d s building", out)
     assert "image" not in a
     # the actor runs the folded form (accel.inference_model), its convolutions still in the fast layout
     convs = [p for p in auto.model.embed_graph.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=accel.memory_format("cpu")) for p in convs)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in auto.model.embed_graph.modules())
+
+
+def test_process_age_counts_from_the_process_start():
+    """What the actor's start-up line reports: a fresh process that sleeps 1 s before asking is at least 1 s old,
+    and no older than the wall time around it."""
+    code = ("import time; time.sleep(1.0); from genre_ray.pipelines.label_workers import process_age_s; "
+            "print(process_age_s())")
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    wall = time.time() - t0
+    assert 1.0 <= float(out) <= wall + 0.05
 
 
 def test_progress_start_up_and_steady_state():

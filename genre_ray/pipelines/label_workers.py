@@ -9,6 +9,8 @@ MLflow, pandas and the report took 9.0 s to import on the 2-core box, this modul
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Iterator
 
 import numpy as np
@@ -61,6 +63,18 @@ def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
             "status": np.array([end.status], object), "error": np.array([end.error], object)}
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; None elsewhere): in a fresh actor, its start-up and
+    imports."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Classifier:
     """Actor: holds the model once; turns the window rows of a batch into calibrated ``probs (n, C)`` (softmax of
     logits / the bundle's temperature) and, with ``embeddings``, penultimate features ``emb (n, D)`` from the
@@ -69,6 +83,7 @@ class Classifier:
 
     def __init__(self, bundle: Bundle, batch_size: int | None, use_gpu: bool, threads: int = 1,
                  embeddings: bool = False, compile: bool = False):
+        t0, age = time.time(), process_age_s()
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         # BatchNorm folded, pools before activations (accel.inference_model): +27 % windows/s, the demo's CNN on CPU
@@ -83,6 +98,10 @@ class Classifier:
         # batch_size None: chosen during the first calls by measurement (accel.BatchSizeTuner), not by a probe
         self.tuner = accel.BatchSizeTuner(self.device) if batch_size is None else None
         self.fixed_batch_size, self.threads = batch_size, threads
+        # where a labelling run's start-up goes: the process's start and imports, then the model onto its device
+        print(f"[label] classifier ready on {self.device.type}: "
+              f"{f'{age:.1f} s after its process started, then ' if age is not None else ''}"
+              f"{time.time() - t0:.1f} s building the model", flush=True)
 
     @property
     def batch_size(self) -> int:
