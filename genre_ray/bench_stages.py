@@ -711,22 +711,36 @@ def busy_profile(spans: list[tuple[float, float]], wall_s: float, cpus: int) -> 
     return {"max_concurrent": most, "busy_fraction": round(busy / max(wall_s * cpus, 1e-9), 3), "busy_s": round(busy, 2)}
 
 
+class _DecodeOnly:
+    """:func:`_decode_only` as a Ray Data actor (``decode_pass(workers="actors")``)."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return _decode_only(batch)
+
+
 def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64,
-                batch_size: int | None = 1) -> dict[str, float]:
+                batch_size: int | None = 1, workers: str = "tasks") -> dict[str, float]:
     """The node's decode rate through Ray Data — the label job's input layout and task size for featurize tasks
     (one path per batch, 1 CPU per task, :func:`genre_ray.pipelines.label.input_blocks`), decoding to the job's
     sample rate, nothing else: what Ray leaves of the node's decode rate on the same CPUs, start-up included.
     ``steady``: after the first batch of decoded files, as the label job's steady state. ``batch_size``: files per
-    Ray Data batch (the job's 1; None = the whole block). Run it on an otherwise idle machine:
-    ``machine_busy_fraction`` counts every process."""
+    Ray Data batch (the job's 1; None = the whole block). ``workers="actors"``: a pool of ``num_cpus`` decode actors,
+    :data:`~genre_ray.pipelines.label.DECODE_ACTOR_FILES` files a call (``LabelConfig.decode_workers``); the busy
+    profile then counts each call as one span. Run it on an otherwise idle machine: ``machine_busy_fraction``
+    counts every process."""
     import ray
 
-    from genre_ray.pipelines.label import FEATURIZE_MEMORY, input_blocks
+    from genre_ray.pipelines.label import DECODE_ACTOR_FILES, FEATURIZE_MEMORY, input_blocks
 
     t0, busy0 = time.time(), machine_busy_s()
     blocks = input_blocks(len(files), num_cpus, files_per_block)
-    ds = (ray.data.from_items([{"path": f} for f in files], override_num_blocks=blocks)
-          .map_batches(_decode_only, batch_size=batch_size, batch_format="numpy", num_cpus=1, memory=FEATURIZE_MEMORY))
+    ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=blocks)
+    if workers == "actors":
+        ds = ds.map_batches(_DecodeOnly, batch_size=DECODE_ACTOR_FILES, batch_format="numpy", num_cpus=1,
+                            memory=FEATURIZE_MEMORY, compute=ray.data.ActorPoolStrategy(size=num_cpus))
+    else:
+        ds = ds.map_batches(_decode_only, batch_size=batch_size, batch_format="numpy", num_cpus=1,
+                            memory=FEATURIZE_MEMORY)
     total, first_t, first_audio, last_t = 0.0, None, 0.0, t0
     spans: list[tuple[float, float]] = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
@@ -746,7 +760,8 @@ def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64,
             "in_task_audio_s_per_s_per_core": rate(total, busy["busy_s"]), **busy,
             # every process's CPU time over the pass ÷ (CPUs × the pass): with busy_fraction, says whether the CPUs
             # that were not decoding sat idle (scheduling gaps, start-up, the tail) or ran Ray's own work
-            "machine_busy_fraction": round(machine / max(secs * num_cpus, 1e-9), 3), "files_per_block": files_per_block}
+            "machine_busy_fraction": round(machine / max(secs * num_cpus, 1e-9), 3), "files_per_block": files_per_block,
+            "workers": workers}
 
 
 _NODE_DECODER = """
@@ -878,7 +893,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 batch_sizes: list[int] | None = None, infer_windows: int = 256, stages: bool = True,
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
                 decode_ceiling: bool = True, torch_compile: bool = False,
-                call_windows: int | None = None, decode_blocks: list[int] | None = None) -> dict[str, Any]:
+                call_windows: int | None = None, decode_blocks: list[int] | None = None,
+                decode_workers: str = "tasks") -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -896,7 +912,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`).
     ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``);
     ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default);
-    ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64)."""
+    ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64);
+    ``decode_workers``: the job's ``decode_workers`` (the decode-only pass runs with tasks and with actors)."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -920,7 +937,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                               "seconds_per_track": seconds,
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
                               "featurize": featurize, "device": device.type, "torch_compile": torch_compile,
-                              "call_windows": call_windows,
+                              "call_windows": call_windows, "decode_workers": decode_workers,
                               "model": str(model or (f"untrained {arch}" + (" (the demo's 16-32-64-64)" if arch == "homebrew"
                                                                         else "") + ", 216×216, 3-s windows, 3-s hop"))}
     table: list[list] = []
@@ -935,7 +952,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     cfg = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), overwrite=True,
                       batch_size=batch_size, num_actors=num_actors, actor_cpus=actor_cpus, featurize=featurize,
                       experiment="genre-ray-bench", ray={"num_cpus": num_cpus}, progress_s=60.0,
-                      torch_compile=torch_compile, call_windows=call_windows)
+                      torch_compile=torch_compile, call_windows=call_windows, decode_workers=decode_workers)
     busy0 = machine_busy_s()
     with private_mlflow(work / "home"):
         summary = run_label(cfg)
@@ -977,6 +994,12 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                   ["label end-to-end / decode only", result["decode_pass"]["end_to_end_vs_decode"], "ratio"],
                   ["label steady / decode only steady", result["decode_pass"]["steady_vs_decode_steady"], "ratio"],
                   ["decode only: machine CPU-time share (every process)", dec["machine_busy_fraction"], "ratio"]]
+        save_partial(result)
+        act = decode_pass(files, num_cpus, workers="actors")
+        result["decode_pass_actors"] = act
+        table += [["decode only through Ray Data, decode actors", act["audio_s_per_s"], "audio-s/s"],
+                  ["decode only, decode actors, steady state", act["steady_audio_s_per_s"], "audio-s/s"],
+                  ["decode only, decode actors: machine CPU-time share", act["machine_busy_fraction"], "ratio"]]
         save_partial(result)
         for fpb in decode_blocks or []:
             d = decode_pass(files, num_cpus, fpb)

@@ -457,6 +457,10 @@ class LabelConfig(_Base):
                            "processes; for CPU-only clusters) | cpu (decode tasks ship window images to the "
                            "classifier actors) | device (decode tasks ship waveform segments; the classifier actor "
                            "makes the images, on its GPU with use_gpu) | auto (actor without GPUs, else device)")
+    decode_workers: str = Field("tasks", description="how featurize=cpu|device runs its CPU stage: tasks (Ray Data "
+                                "tasks, one per block of up to 64 files) | actors (a pool of long-lived decode "
+                                "actors, one per CPU the classifier actors leave, each call a few files: no task "
+                                "start between blocks)")
     embeddings: bool = Field(True, description="write each track's embedding (window penultimate features averaged, "
                              "L2-normalised) as the labels' `embedding` column, for `genre-ray similar`")
     uncertain_threshold: float | None = Field(None, ge=0, le=1, description="calibrated top-1 probability below "
@@ -495,6 +499,13 @@ class LabelConfig(_Base):
     def _featurize(cls, v: str) -> str:
         if v not in ("auto", "actor", "cpu", "device"):
             raise ValueError(f"featurize must be auto, actor, cpu or device (got {v!r})")
+        return v
+
+    @field_validator("decode_workers")
+    @classmethod
+    def _decode_workers(cls, v: str) -> str:
+        if v not in ("tasks", "actors"):
+            raise ValueError(f"decode_workers must be tasks or actors (got {v!r})")
         return v
 
 

@@ -74,6 +74,8 @@ def test_featurize_modes_are_registered_and_validated():
     assert set(FEATURIZE_STAGES) == {"actor", "cpu", "device"}
     with pytest.raises(ValueError, match="featurize must be auto, actor, cpu or device"):
         LabelConfig(input="x", model="y", out="z", featurize="gpu")
+    with pytest.raises(ValueError, match="decode_workers must be tasks or actors"):
+        LabelConfig(input="x", model="y", out="z", decode_workers="threads")
 
 
 @pytest.mark.integration
@@ -82,9 +84,10 @@ def test_label_job_with_device_or_actor_featurization_equals_the_cpu_job(library
 
     root, expected, bundle = library
     tables = {}
-    for mode in ("cpu", "device", "actor"):
+    for mode in ("cpu", "device", "actor", "device+actors"):  # device+actors: decode_workers="actors"
+        featurize, _, workers = mode.partition("+")
         cfg = LabelConfig(input=str(root / "library"), model=str(bundle), out=str(tmp_path / mode), too_short="skip",
-                          batch_size=16, featurize=mode)
+                          batch_size=16, featurize=featurize, decode_workers=workers or "tasks")
         summary = run_label(cfg)
         assert summary["status"] == {"ok": 8, "error": 4, "too-short": 1}, mode
         tables[mode] = read_labels(tmp_path / mode).set_index("path")
@@ -94,6 +97,11 @@ def test_label_job_with_device_or_actor_featurization_equals_the_cpu_job(library
     ok = cpu["status"] == "ok"
     np.testing.assert_allclose(dev.loc[ok, P_COLS].astype(float), cpu.loc[ok, P_COLS].astype(float), atol=2e-3)
     assert (dev.loc[ok, "genre"] == cpu.loc[ok, "genre"]).all()
+    # decode actors instead of tasks: the same rows from the same function, so the same labels as the device job's
+    da = tables["device+actors"]
+    assert sorted(da.index) == sorted(expected)
+    assert (da["status"] == dev["status"]).all() and (da["error"] == dev["error"]).all()
+    np.testing.assert_allclose(da.loc[ok, P_COLS].astype(float), dev.loc[ok, P_COLS].astype(float), atol=1e-6)
     # actor: the same featurize_batch and Classifier in one process — the same numbers as the cpu job's
     act = tables["actor"]
     assert sorted(act.index) == sorted(expected)

@@ -27,6 +27,7 @@ import logging
 import math
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -45,7 +46,7 @@ from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, m
 from genre_ray.embedding import embedding_dim
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.label_workers import (CALL_WINDOWS, END, MAX_WINDOWS, WINDOW, Classifier,  # noqa: F401
-                                               call_windows, featurize_batch)
+                                               FeaturizeWorker, call_windows, featurize_batch)
 from genre_ray.registry import Registry
 from genre_ray.report import REPORT_FILE, write_report
 from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule, write_review_list
@@ -58,6 +59,12 @@ BLOCK_BYTES = 16 * 2**20
 """Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
 of this size, so neither the task nor the object store holds much more of one track at a time."""
 ACTORS_PER_GPU = 2  # classifier actors per GPU by default (:func:`actor_plan`)
+DECODE_ACTOR_FILES = 4
+"""Files per call of a decode actor (``decode_workers="actors"``): a decode-only pass over 800 × 30-s files on the
+2-core box ran at 2,582–2,600 audio-s/s with 4, 2,412–2,787 with 16, against 2,091–2,387 for the tasks (three
+alternating rounds of a throwaway script, 2026-11-26). Through :func:`genre_ray.bench_stages.decode_pass` (three
+alternating rounds): steady state 5,087–5,665 audio-s/s with actors, 4,182–4,284 with tasks, two plain processes
+4,609–5,194 — over the whole ~9-s pass, start-up included, 2,626–2,891 vs 2,444–2,792."""
 FEATURIZE_MEMORY = 800 * 2**20
 """Memory a featurize task reserves: its use is bounded by design (blocks of audio, ``MAX_WINDOWS`` images),
 whatever the track's length — Ray Data measured 635 MiB per worker at most (interpreter + torch + one track's
@@ -484,7 +491,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
     gpu_share = actor_gpus(num_actors, gpus, use_gpu)
     where = ("each decoding, featurizing and classifying whole tracks" if mode == "actor"
-             else f"featurize tasks ({mode}) on the other CPUs")
+             else f"featurize {cfg.decode_workers} ({mode}) on the other CPUs")
     print(f"[label] featurize={mode}: {num_actors} classifier actor(s) × {actor_cpus:g} "
           f"CPU{f' + {gpu_share:g} GPU' if use_gpu else ''}, {where}", flush=True)
     from genre_ray.pipelines.label_device import FEATURIZE_STAGES  # cpu: images from tasks; device: waveforms
@@ -500,14 +507,25 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
                             num_gpus=gpu_share, num_cpus=actor_cpus, memory=FEATURIZE_MEMORY,
                             compute=ray.data.ActorPoolStrategy(size=num_actors))
     else:
-        ds = (ds.map_batches(stage.featurize, batch_size=1, batch_format="numpy",
-                             fn_kwargs={"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
-                             num_cpus=1, memory=FEATURIZE_MEMORY)
-              .map_batches(stage.classifier, fn_constructor_kwargs=actor_kwargs,
-                           batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows)
-                                          // stage.windows_per_row),
-                           batch_format=stage.batch_format, num_gpus=gpu_share, num_cpus=actor_cpus,
-                           compute=ray.data.ActorPoolStrategy(size=num_actors)))
+        featurize = {"fn_kwargs": {"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
+                     "batch_format": "numpy", "num_cpus": 1, "memory": FEATURIZE_MEMORY}
+        if cfg.decode_workers == "actors":  # long-lived processes, DECODE_ACTOR_FILES files a call
+            decoders = max(1, int(cluster.get("CPU", 1) - num_actors * actor_cpus))
+            # a restarted actor's call is retried 3 times (as a task is), not forever (Ray Data's actor default): a
+            # file that crashes its decoder's process fails the run (resumable) instead of hanging it. Ray 2.60
+            # marks remote args deprecated (removal in 2.64, no named parameter yet); Ray is pinned in pyproject.toml
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+                ds = ds.map_batches(FeaturizeWorker, fn_constructor_kwargs={"fn": stage.featurize},
+                                    batch_size=DECODE_ACTOR_FILES, compute=ray.data.ActorPoolStrategy(size=decoders),
+                                    max_task_retries=3, **featurize)
+        else:  # a task per block of up to files_per_block files, one file a call
+            ds = ds.map_batches(stage.featurize, batch_size=1, **featurize)
+        ds = ds.map_batches(stage.classifier, fn_constructor_kwargs=actor_kwargs,
+                            batch_size=max(1, call_windows(cfg.batch_size, use_gpu, cfg.call_windows)
+                                           // stage.windows_per_row),
+                            batch_format=stage.batch_format, num_gpus=gpu_share, num_cpus=actor_cpus,
+                            compute=ray.data.ActorPoolStrategy(size=num_actors))
     assembler = TrackAssembler(bundle.classes, cfg.aggregate, cfg.top_k, bundle.features.window_s, extra,
                                uncertainty_rule(cfg, bundle), cfg.embeddings)
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -54,6 +54,17 @@ def featurize_batch(batch: dict[str, np.ndarray], features: FeatureConfig, hop_s
                        "status": np.full(n, "", object), "error": np.full(n, "", object)}
             else:
                 yield _end_batch(item, features)
+
+
+class FeaturizeWorker:
+    """A featurize function (``featurize_batch``, ``segment_batch``) as a Ray Data actor: the same calls and rows, in
+    a process that stays for the whole run (``LabelConfig.decode_workers="actors"``) instead of a task per block."""
+
+    def __init__(self, fn: Callable[..., Iterator[dict[str, np.ndarray]]]):
+        self.fn = fn
+
+    def __call__(self, batch: dict[str, np.ndarray], **kwargs) -> Iterator[dict[str, np.ndarray]]:
+        yield from self.fn(batch, **kwargs)
 
 
 def _end_batch(end: TrackEnd, features: FeatureConfig) -> dict[str, np.ndarray]:
