@@ -325,3 +325,21 @@ def test_busy_profile_counts_overlap_and_fill():
     p = busy_profile(spans, wall_s=4.0, cpus=2)
     assert p["max_concurrent"] == 3 and p["busy_s"] == 6.0 and p["busy_fraction"] == 0.75
     assert busy_profile([], 1.0, 2) == {"max_concurrent": 0, "busy_fraction": 0.0, "busy_s": 0}
+
+
+def test_stage_sample_keeps_the_librarys_format_mix():
+    from genre_ray.bench_stages import stage_sample
+
+    # the bench library's layout: sorted by genre folder, 5 files of each format per genre
+    lib = sorted(Path(f"/lib/{g}/{g}.{i:05d}.{fmt}") for g in "abcdefghij" for fmt in ("wav", "flac", "mp3", "ogg")
+                 for i in range(5))
+    sample = stage_sample(lib)
+    assert len(sample) == 24 and len(set(sample)) == 24
+    assert {s: sum(p.suffix == s for p in sample) for s in (".wav", ".flac", ".mp3", ".ogg")} == dict.fromkeys(
+        (".wav", ".flac", ".mp3", ".ogg"), 6)
+    assert len({p.parent for p in sample}) >= 9  # spread over the genres, not the first folders
+    # uneven mix: 30 wav + 10 mp3 → 18 + 6; a library smaller than the sample is taken whole
+    uneven = [Path(f"/l/{i}.wav") for i in range(30)] + [Path(f"/l/{i}.mp3") for i in range(10)]
+    got = stage_sample(uneven)
+    assert (sum(p.suffix == ".wav" for p in got), sum(p.suffix == ".mp3" for p in got)) == (18, 6)
+    assert sorted(stage_sample(uneven[:5])) == sorted(uneven[:5])
