@@ -21,7 +21,9 @@
 #                 A/B vs label-r18, whose decode-only pass runs both ways
 #   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
 #                 device_cache auto), same run, on 200 × 30-s clips prepared through Ray Data on every core (3-s
-#                 windows every 0.25 s) — the issue's training ceilings are ResNet18's
+#                 windows every 0.25 s) — the issue's training ceilings are ResNet18's; both loops with the fused
+#                 optimizer and cuDNN's autotuner (the defaults since the third GPU session)
+#   train-r18-nice0  the same with Ray's workers at niceness 0 (Ray starts them at 15; the bare loop runs at 0)
 #   label-r18-calls8k  end to end with 4 × larger actor calls (call_windows 8,192: 256 segment rows): A/B
 #   train-r18-compile  bare loop and Ray Train both with torch.compile (the step is launch-bound on an H200)
 #   label-r18-1actor   end to end with one classifier actor per GPU (the earlier default): A/B vs label-r18
@@ -90,6 +92,7 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 step label-r18 190 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}" --set "decode_blocks=[16,256]"
 step label-r18-decode-actors 75 label --set arch=resnet18 --set featurize=device --set decode_workers=actors --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step train-r18-nice0 150 train --set model=resnet18 --set worker_niceness=0 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-calls8k 75 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18-compile 200 train --set model=resnet18 --set torch_compile=true --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-1actor 75 label --set arch=resnet18 --set featurize=device --set num_actors=1 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"

@@ -77,6 +77,17 @@ def memory_format(device: torch.device | str) -> torch.memory_format:
     return torch.channels_last
 
 
+def cudnn_autotune(device: torch.device | str, on: bool = True) -> bool:
+    """cuDNN's autotuner (``torch.backends.cudnn.benchmark``) for a fixed-shape convolution workload on ``device``:
+    the first batch of each new input shape times the candidate algorithms and keeps the fastest. For training
+    (every batch the same shape but an epoch's last); not for the label actors, whose calls end in batches of
+    ever new sizes. Returns whether it is now on (never on a non-CUDA device, where the flag does nothing)."""
+    if torch.device(device).type != "cuda":
+        return False
+    torch.backends.cudnn.benchmark = on
+    return on
+
+
 def to_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Images ``(B, 1, H, W)`` (any float dtype) → float32 on ``device`` in :func:`memory_format`."""
     device = torch.device(device)

@@ -394,7 +394,8 @@ def bench_prepare(tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, ho
 
 def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.ndarray, labels: np.ndarray,
                     num_classes: int, batch_size: int, epochs: int, threads: int, device: torch.device,
-                    lr: float = 1e-3, bn_batches: int = 16, seed: int = 0, compile: bool = False) -> dict[str, float]:
+                    lr: float = 1e-3, bn_batches: int = 16, seed: int = 0, compile: bool = False,
+                    cudnn_benchmark: bool = True, fused_optimizer: bool | None = None) -> dict[str, float]:
     """Training samples/s of ``train_epoch`` (the Ray Train worker's step) over in-memory tensors, no Ray:
     ``images (N, 1, H, W)``, ``labels (N,)`` held on ``device`` (the issue's raw recipe: data already on the GPU) in a
     :class:`~genre_ray.training.DeviceCache`, a seeded shuffle per epoch; median over ``epochs`` epochs. ``compile``:
@@ -406,10 +407,11 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
     from genre_ray.training import DeviceCache, lr_schedule, make_optimizer, seed_everything, train_epoch
 
     seed_everything(seed)
+    accel.cudnn_autotune(device, cudnn_benchmark)  # as TrainConfig.cudnn_benchmark does in the Ray Train worker
     model = accel.prepare_model(create_model(model_name, num_classes=num_classes, **model_kwargs), device)  # as Ray's
     if compile:
         model.compile()  # in place, as the train loop does
-    optimizer = make_optimizer(model, lr)
+    optimizer = make_optimizer(model, lr, fused=fused_optimizer)
     steps = max(1, -(-len(labels) // batch_size))
     scheduler = lr_schedule(optimizer, "cosine", epochs * steps)
     loss_fn = nn.CrossEntropyLoss()
@@ -443,22 +445,35 @@ def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dic
             "ray_iter_torch_batches_rows_per_s": rate(n, ray_s)}
 
 
+def _niceness() -> int:
+    """This process's Unix niceness (run as a Ray task: a Ray worker's)."""
+    return os.nice(0)
+
+
 @register_benchmark("train")
 def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, batch_size: int | None = None,
                 tracks: int = 40, seconds: float = 30.0, num_cpus: int = 2, cpus_per_worker: float = 1.0,
                 use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
-                device_cache: bool | None = None, hop_s: float = 3.0, workdir: str | None = None) -> dict[str, Any]:
+                device_cache: bool | None = None, hop_s: float = 3.0, workdir: str | None = None,
+                worker_niceness: int | None = None, cudnn_benchmark: bool = True,
+                fused_optimizer: bool | None = None) -> dict[str, Any]:
     """Training samples/s through Ray Train (``run_train``: 1 worker, median epoch; its shard streamed, held in the
     object store or on the device per ``cache_in_memory`` / ``device_cache``, None = the job's rules) and of the same
     ``train_epoch`` in a bare loop over tensors on the device in this process (ratio = Ray / bare), on a
     prepared synthetic corpus; plus the cache read throughput. ``model=homebrew`` uses the demo's CNN; batch size
-    32 on CPU (the demo's), 128 on GPU."""
+    32 on CPU (the demo's), 128 on GPU. ``worker_niceness``: Ray's workers' (``RayConfig.worker_niceness``, when
+    this process starts Ray; None = Ray's 15) — the bare loop runs at this process's; both are recorded.
+    ``cudnn_benchmark``, ``fused_optimizer``: ``TrainConfig``'s, for both loops."""
     import json
 
+    import ray
+
     from genre_ray.bench import save_partial
-    from genre_ray.config import TrainConfig
+    from genre_ray.config import RayConfig, TrainConfig
+    from genre_ray.pipelines.common import init_ray
     from genre_ray.pipelines.train import run_train
 
+    init_ray(RayConfig(num_cpus=num_cpus, worker_niceness=worker_niceness))  # before prepare's: the bench's settings
     work = _workdir(workdir, "train")
     prepared, _ = _prepared(work, tracks, seconds, num_cpus, hop_s)
     meta = json.loads((prepared / "meta.json").read_text())
@@ -469,7 +484,8 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     cfg_kw: dict[str, Any] = {"data": str(prepared), "out": str(work / f"run-{model}"), "model": model,
                               "model_kwargs": kwargs, "epochs": epochs, "batch_size": batch_size, "num_workers": 1,
                               "cpus_per_worker": cpus_per_worker, "use_gpu": use_gpu, "experiment": "genre-ray-bench",
-                              "ray": {"num_cpus": num_cpus}}
+                              "ray": {"num_cpus": num_cpus}, "cudnn_benchmark": cudnn_benchmark,
+                              "fused_optimizer": fused_optimizer}
     if torch_compile:
         cfg_kw["torch_compile"] = True
     cfg_kw["cache_in_memory"] = cache_in_memory  # None: the job's rule (cached when the splits are small)
@@ -480,7 +496,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     images, labels = _load_split(prepared)
     bare = bare_train_rate(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
                            max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches,
-                           compile=torch_compile)
+                           compile=torch_compile, cudnn_benchmark=cudnn_benchmark, fused_optimizer=fused_optimizer)
     del images, labels
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
@@ -488,7 +504,11 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                               "hop_s": hop_s, "cache_in_memory": cache_in_memory, "device_cache": device_cache,
                               "batch_size": batch_size, "torch_compile": torch_compile,
                               "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
-                              "epochs": epochs, "bare_loop": bare}
+                              "epochs": epochs, "bare_loop": bare, "cudnn_benchmark": cudnn_benchmark,
+                              "fused_optimizer": fused_optimizer,
+                              # Unix niceness: Ray starts its workers at 15 unless told otherwise; the bare loop
+                              # runs at this process's
+                              "niceness": {"bare_loop": os.nice(0), "ray_worker": ray.get(ray.remote(num_cpus=0)(_niceness).remote())}}
     save_partial(result)
     with private_mlflow(work / "home"):
         report = run_train(cfg)

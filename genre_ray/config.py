@@ -67,6 +67,12 @@ class RayConfig(_Base):
                                    "on the GPU machine's kit, has none); true → always (Ray fails without them); "
                                    "false → no dashboard UI or modules (Ray keeps a minimal head) — they and the "
                                    "agent used ~4 % of a 2-core box's CPU time while labelling")
+    worker_niceness: int | None = Field(None, ge=0, le=19, description="Unix niceness of the Ray worker processes "
+                                        "(tasks, actors, Ray Train workers) of a new local instance; null → Ray's "
+                                        "own default, 15 (workers yield to Ray's raylet/GCS and to the driver). 0 "
+                                        "puts them level with every other process: a GPU trainer's launch thread is "
+                                        "not pre-empted by the node's other work. On a cluster it is the cluster's "
+                                        "setting: `ray start --system-config='{\"worker_niceness\": 0}'`")
 
 
 class PrepareConfig(_Base):
@@ -134,6 +140,11 @@ class TrainConfig(_Base):
     grad_clip: float | None = Field(5.0, gt=0)
     augment: AugmentConfig = AugmentConfig()
     bn_recalibrate_batches: int = Field(16, ge=0, description="precise-BN batches after each epoch (0 = off)")
+    fused_optimizer: bool | None = Field(None, description="torch's fused optimizer update; null → on when the "
+                                         "parameters are on a GPU (training.make_optimizer)")
+    cudnn_benchmark: bool = Field(True, description="on a GPU: cuDNN times its convolution algorithms on the first "
+                                  "batch of each shape and keeps the fastest (torch.backends.cudnn.benchmark); "
+                                  "false → its heuristics (and no timing run)")
     select_metric: str = Field("val_accuracy", description="val_accuracy | val_track_accuracy | val_loss: "
                                "picks the best checkpoint and drives early stopping")
     early_stop_patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better "

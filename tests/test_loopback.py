@@ -86,3 +86,35 @@ def test_a_ray_without_dashboard_packages_starts_by_default(tmp_path):
     done = subprocess.run([sys.executable, "-c", _MINIMAL_RAY], capture_output=True, text=True, timeout=180,
                           env=env, cwd=tmp_path)
     assert done.returncode == 0 and "started 2" in done.stdout, done.stderr[-3000:]
+
+
+_NICE_RAY = """
+import os, ray
+from genre_ray.config import RayConfig
+from genre_ray.pipelines.common import init_ray
+
+def nice():
+    return os.nice(0)
+
+for n in (None, 0):
+    init_ray(RayConfig(num_cpus=1, dashboard=False, worker_niceness=n))
+    print("niceness", n, ray.get(ray.remote(num_cpus=0)(nice).remote()), flush=True)
+    ray.shutdown()
+"""
+
+
+@pytest.mark.integration
+def test_worker_niceness_reaches_the_workers_of_a_local_ray(tmp_path):
+    """Ray starts its workers at niceness 15 (below the driver and Ray's own processes); `ray.worker_niceness: 0`
+    puts them level with the rest (the bench's Ray-vs-bare comparison runs its bare loop at the driver's)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run([sys.executable, "-c", _NICE_RAY], capture_output=True, text=True, timeout=240,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    if os.nice(0):
+        pytest.skip("this test process runs niced itself")
+    assert "niceness None 15" in done.stdout, done.stdout
+    assert "niceness 0 0" in done.stdout, done.stdout

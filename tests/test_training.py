@@ -144,3 +144,36 @@ def test_device_cache_epochs_cover_every_row_once_in_a_seeded_order():
         DeviceCache(x, y[:9])
     with pytest.raises(ValueError, match="no training rows"):
         DeviceCache.load([], CPU)
+
+
+@pytest.mark.parametrize("name,wd", [("adam", 0.0), ("adamw", 0.01), ("sgd", 0.0)])
+def test_fused_optimizer_is_automatic_on_gpus_only_and_updates_alike(name, wd):
+    def run(fused):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+        opt = make_optimizer(m, 1e-2, wd, name, fused=fused)
+        for i in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(torch.randn(8, 6, generator=torch.Generator().manual_seed(i))),
+                                        torch.arange(8) % 3).backward()
+            opt.step()
+        return opt, [p.detach().clone() for p in m.parameters()]
+
+    auto, p_auto = run(None)
+    fused, p_fused = run(True)
+    assert not auto.defaults.get("fused") and fused.defaults["fused"] is True  # CPU parameters: not fused by default
+    for a, b in zip(p_auto, p_fused):
+        torch.testing.assert_close(a, b)
+
+
+def test_cudnn_autotune_only_touches_cuda():
+    from genre_ray.accel import cudnn_autotune
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        assert not cudnn_autotune("cpu") and not torch.backends.cudnn.benchmark
+        assert cudnn_autotune(torch.device("cuda", 0)) and torch.backends.cudnn.benchmark  # the flag alone: no GPU
+        assert not cudnn_autotune("cuda", on=False) and not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -25,9 +25,14 @@ def init_ray(cfg: RayConfig) -> None:
     if address:
         if loopback_only_gcs(address):
             ray_constants.ENABLE_RAY_CLUSTER = False  # join at 127.0.0.1, as given (see start_local_ray)
+        if cfg.worker_niceness is not None:
+            log.warning("ray.worker_niceness=%s is ignored when joining a running cluster (%s): it is the cluster's "
+                        "own setting (ray start --system-config='{\"worker_niceness\": %s}')", cfg.worker_niceness,
+                        address, cfg.worker_niceness)
         ray.init(address=address, log_to_driver=True)
     else:
-        start_local_ray(cfg.num_cpus, include_dashboard=cfg.dashboard)
+        extra = {} if cfg.worker_niceness is None else {"_system_config": {"worker_niceness": cfg.worker_niceness}}
+        start_local_ray(cfg.num_cpus, include_dashboard=cfg.dashboard, **extra)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("GENRE_RAY_PROGRESS", "0") == "1"
 

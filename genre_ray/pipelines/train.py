@@ -201,11 +201,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
     model = create_model(cfg.model, num_classes=len(classes), **config["model_kwargs"])
     device = ray.train.torch.get_device()
+    accel.cudnn_autotune(device, cfg.cudnn_benchmark)
     model = ray.train.torch.prepare_model(model.to(memory_format=accel.memory_format(device)))
     if cfg.torch_compile:
         unwrap(model).compile()  # in place: state_dict keys unchanged
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0)
+                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0, cfg.fused_optimizer)
     steps_per_epoch = max(1, -(-config["n_train"] // (cfg.batch_size * world)))
     scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
                             int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)

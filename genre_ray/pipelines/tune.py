@@ -42,7 +42,7 @@ import torch
 from mlflow.entities import Metric, Param
 from torch import nn
 
-from genre_ray import tracking
+from genre_ray import accel, tracking
 from genre_ray import atomic, preflight
 from genre_ray.augment import BatchAugment
 from genre_ray.config import DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig
@@ -129,10 +129,11 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
     if not cfg.use_gpu:  # intra-op threads = the trial's CPUs
         torch.set_num_threads(max(1, int(tcfg.trial_cpus)))
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
+    accel.cudnn_autotune(device, cfg.cudnn_benchmark)
     seed_everything(cfg.seed)
     model = create_model(cfg.model, num_classes=len(classes), **_model_kwargs(cfg, features)).to(device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0)
+                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0, cfg.fused_optimizer)
     steps_per_epoch = max(1, -(-sweep["n_train"] // cfg.batch_size))
     scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
                             int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
