@@ -17,8 +17,8 @@
 #                 share), then each stage
 #                 alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the
 #                 classifier actor alone on the job's calls (Arrow vs NumPy batches)
-#   label-r18-decode-actors  end to end with decode actors instead of decode tasks (decode_workers=actors):
-#                 A/B vs label-r18, whose decode-only pass runs both ways
+#   label-r18-decode-tasks  end to end with decode tasks instead of the default decode actors
+#                 (decode_workers=tasks): A/B vs label-r18, whose decode-only pass runs both ways
 #   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
 #                 device_cache auto), same run, on 200 × 30-s clips prepared through Ray Data on every core (3-s
 #                 windows every 0.25 s) — the issue's training ceilings are ResNet18's; both loops with the fused
@@ -90,7 +90,7 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 
 # order: the figures the issue's targets need first, then the A/Bs that say what to change next
 step label-r18 190 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}" --set "decode_blocks=[16,256]"
-step label-r18-decode-actors 75 label --set arch=resnet18 --set featurize=device --set decode_workers=actors --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-decode-tasks 75 label --set arch=resnet18 --set featurize=device --set decode_workers=tasks --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step train-r18-nice0 150 train --set model=resnet18 --set worker_niceness=0 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-calls8k 75 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"

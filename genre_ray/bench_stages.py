@@ -934,7 +934,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
                 decode_ceiling: bool = True, torch_compile: bool = False,
                 call_windows: int | None = None, decode_blocks: list[int] | None = None,
-                decode_workers: str = "tasks") -> dict[str, Any]:
+                decode_workers: str | None = None) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -953,7 +953,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``);
     ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default);
     ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64);
-    ``decode_workers``: the job's ``decode_workers`` (the decode-only pass runs with tasks and with actors)."""
+    ``decode_workers``: the job's ``decode_workers`` (None = its default; the decode-only pass runs with tasks and
+    with actors)."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -970,6 +971,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     device = _device()
     probe = LabelConfig(input=str(lib), model=str(bundle_dir), out=str(work / "out"), num_actors=num_actors,
                         actor_cpus=actor_cpus, featurize=featurize)
+    decode_workers = decode_workers or probe.decode_workers
     featurize = featurize_mode(probe, device.type == "cuda")
     num_actors, actor_cpus = actor_plan(probe, num_cpus, torch.cuda.device_count(), device.type == "cuda", featurize)
     threads = max(1, round(actor_cpus))

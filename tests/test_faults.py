@@ -82,9 +82,10 @@ def test_prepare_survives_a_killed_worker(tmp_path, ray_session):
     pd.testing.assert_frame_equal(got, want)
 
 
-@pytest.mark.parametrize("featurize,stage", [("cpu", "featurize_batch"), ("cpu", "Classifier"),
-                                             ("actor", "TrackClassifier")])
-def test_label_survives_a_killed_worker(featurize, stage, tmp_path, ray_session, mlflow_home):
+@pytest.mark.parametrize("featurize,stage,decode_workers", [
+    ("cpu", "featurize_batch", "tasks"), ("cpu", "FeaturizeWorker", "actors"), ("cpu", "Classifier", "actors"),
+    ("actor", "TrackClassifier", "actors")])
+def test_label_survives_a_killed_worker(featurize, stage, decode_workers, tmp_path, ray_session, mlflow_home):
     from genre_ray.pipelines.label import read_labels, run_label
     from label_lib import make_library, sharp_bundle
 
@@ -94,7 +95,7 @@ def test_label_survives_a_killed_worker(featurize, stage, tmp_path, ray_session,
     def cfg(out: str) -> LabelConfig:
         return LabelConfig(input=str(tmp_path / "library"), model=str(bundle), out=str(tmp_path / out),
                            too_short="skip", batch_size=4, call_windows=4, shard_rows=3, featurize=featurize,
-                           experiment=f"faults-label-{stage}")
+                           decode_workers=decode_workers, experiment=f"faults-label-{stage}")
 
     summary, killed = run_and_kill(lambda: run_label(cfg("faulted")), stage)
     assert killed is not None, f"label finished before a {stage} worker could be killed"
