@@ -297,9 +297,12 @@ class TrackWindower:
         chunk = np.asarray(chunk, np.float32).reshape(-1)
         if chunk.size:
             self.peak = max(self.peak, float(np.abs(chunk).max()))
-            self._buf = np.concatenate([self._buf, chunk])
+            self._add(chunk)
             self.n_samples += chunk.shape[0]
         return self._emit(final=False)
+
+    def _add(self, chunk: np.ndarray) -> None:
+        self._buf = np.concatenate([self._buf, chunk])
 
     def finish(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """End of track: return the remaining windows (and the zero-padded one of a short track)."""

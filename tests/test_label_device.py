@@ -125,7 +125,7 @@ def test_segment_rows_go_out_together_up_to_group_bytes(tmp_path):
     assert len(ends) == 3 and ends[-1] == len(kinds) - 1
     assert paths == [path] * (ends[0] + 1) + ["/no/such.wav"] + [short] * (ends[2] - ends[1])
     assert two[0]["status"][ends[1]] == "error" and two[0]["status"][ends[2]] == "ok"
-    args = ({"path": np.array([path], object)}, FEATURES, 1.5, "pad")
+    args = ({"path": np.array([path], object)}, FEATURES, 0.5, "pad")  # 75 windows: segments of 32, 32 and 11
     single = list(segment_batch(*args, group_bytes=0))  # one batch a row
     together = list(segment_batch(*args))  # 40 s of samples ≈ 3.5 MB < 8 MiB: one batch
     some = list(segment_batch(*args, group_bytes=1_000_000))
@@ -174,3 +174,21 @@ def test_segment_classifier_reads_arrow_blocks_without_copying_the_samples(libra
     assert set(a) == set(b) and (a["kind"] == "w").sum() > 4
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_segments_are_full_but_the_last_whatever_the_decoders_blocks(tmp_path):
+    """Each segment row carries ``max_windows`` windows but a track's last one, however the decoder blocks the
+    audio (its 10-s blocks hold ~3 windows at a 3-s hop: one segment per block made calls a tenth of their size),
+    and the windows are the same as one segment per window gives."""
+    from genre_ray.device_features import track_segments
+
+    wave = (0.1 * np.random.default_rng(3).standard_normal(22_050 * 100)).astype(np.float32)
+    blocks = [wave[i:i + 22_050 * 10] for i in range(0, len(wave), 22_050 * 10)]
+    segs = track_segments(iter(blocks), FEATURES, 3.0, max_windows=8)
+    n = 1 + (100 - 3) // 3  # 33 windows of 3 s every 3 s
+    assert [len(s.frame_offsets) for s in segs] == [8, 8, 8, 8, 1]
+    one = track_segments(iter(blocks), FEATURES, 3.0, max_windows=1)
+    assert len(one) == n
+    starts = np.concatenate([s.starts_s for s in segs])
+    np.testing.assert_array_equal(starts, np.concatenate([s.starts_s for s in one]))
+    assert [s.first for s in segs] == [0, 8, 16, 24, 32]
