@@ -531,11 +531,14 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
 
 
 def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int, device: torch.device,
-                    cpu_per_window: dict[int, float] | None = None, overlap: bool = False) -> dict[int, float]:
+                    cpu_per_window: dict[int, float] | None = None, overlap: bool = False,
+                    on_device: bool = False) -> dict[int, float]:
     """Bare inference windows/s of ``bundle``'s model on random float16 images per batch size (``windows``
     images each, after one warm-up batch), through the label actor's ``window_outputs`` (probabilities and
-    embeddings from host arrays; ``overlap``: copies overlapped with compute on CUDA); ``cpu_per_window``, when
-    given, receives this thread's CPU seconds per window for each batch size."""
+    embeddings from host arrays — the ``featurize=cpu`` path's images; ``overlap``: copies overlapped with compute
+    on CUDA — or, ``on_device``, from a float16 tensor already on ``device``: the images ``featurize=device``, the
+    GPU default, makes there); ``cpu_per_window``, when given, receives this thread's CPU seconds per window for
+    each batch size."""
     from genre_ray import accel
     from genre_ray.embedding import window_outputs
 
@@ -546,6 +549,8 @@ def inference_sweep(bundle, batch_sizes: list[int], windows: int, threads: int, 
         for bs in batch_sizes:
             n = max(bs, windows // bs * bs)
             images = rng.random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
+            if on_device:
+                images = torch.from_numpy(images).to(device)
             window_outputs(model, images[:bs], device, bs, overlap=overlap)
             _sync(device)
             t0, c0 = time.perf_counter(), time.thread_time()
@@ -666,12 +671,18 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
     bare_plain = bare_inference_rate(accel.prepare_model(bundle.build_model(), device), bundle.features.image_shape,
                                      best_bs, infer_windows, threads, device) if ceilings else None
     plain: dict[str, Any] = {}
+    on_device: dict[str, Any] = {}
     if ceilings and device.type == "cuda":  # A/B in the same run: synchronous host→GPU copies (the job overlaps them)
         try:
             plain = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
                                                            overlap=False).items()}
         except Exception as exc:  # a failure here must not cost the job's path's figures
             plain = {"error": f"{type(exc).__name__}: {exc}"}
+        try:  # the GPU default's inference stage: featurize=device makes the images on the device
+            on_device = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
+                                                               on_device=True).items()}
+        except Exception as exc:
+            on_device = {"error": f"{type(exc).__name__}: {exc}"}
     write_tps = _write_rate(bundle.classes, 200, max(1, round(seconds / audio_per_window)), work / "write-bench")
     cpu_cost = {"decode": dec_cpu / audio_s, "featurize": feat_cpu / audio_s, "segment": seg_cpu / audio_s,
                 "inference": cpu_win[best_bs] / audio_per_window if cpu_timed else 0.0,
@@ -685,7 +696,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
             "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "bare_plain": bare_plain,
-            "not_overlapped": plain}
+            "not_overlapped": plain, "device_images": on_device}
 
 
 def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: int, batch_size: int,
@@ -864,6 +875,8 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
         cpu_cost = {k: min(v, again["cpu_cost"][k]) if v and again["cpu_cost"][k] else v for k, v in cpu_cost.items()}
     sweep, best_bs = st["sweep"], st["best_bs"]
     vs_bare = round(sweep[best_bs] / st["bare"], 3) if st["bare"] else None
+    dev = st.get("device_images") or {}
+    dev_vs_bare = round(dev[str(best_bs)] / st["bare"], 3) if st["bare"] and str(best_bs) in dev else None
     stages = {
         "decode_audio_s_per_s_one_core": per_core["decode"], "featurize_audio_s_per_s_one_core": per_core["featurize"],
         "segment_audio_s_per_s_one_core": per_core["segment"],
@@ -874,6 +887,9 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
         "inference_bare_unfolded_windows_per_s": st.get("bare_plain"),
         "inference_copies_overlapped": device.type == "cuda",
         "inference_windows_per_s_by_batch_copies_not_overlapped": st["not_overlapped"],
+        # featurize=device (the GPU default): the images are on the device already, no host copies at all
+        "inference_windows_per_s_by_batch_device_images": st.get("device_images") or None,
+        "inference_device_images_vs_bare": dev_vs_bare,
         "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
         "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
         "before_end_to_end": None if after_only else st["per_core"],
@@ -891,6 +907,10 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
                   ["label stage: inference / bare model", vs_bare, "ratio"]]
     table += [[f"label stage: inference bs {k}, copies not overlapped", v, "windows/s"]
               for k, v in st["not_overlapped"].items() if k != "error"]
+    table += [[f"label stage: inference bs {k}, images on the device (featurize=device)", v, "windows/s"]
+              for k, v in dev.items() if k != "error"]
+    if dev_vs_bare is not None:
+        table.append(["label stage: inference on device images / bare model", dev_vs_bare, "ratio"])
     table.append(["label stage: write (driver)", per_core["write"], "audio-s/s"])
     return stages, per_core, cpu_cost, table
 

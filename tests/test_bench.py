@@ -343,3 +343,16 @@ def test_stage_sample_keeps_the_librarys_format_mix():
     got = stage_sample(uneven)
     assert (sum(p.suffix == ".wav" for p in got), sum(p.suffix == ".mp3" for p in got)) == (18, 6)
     assert sorted(stage_sample(uneven[:5])) == sorted(uneven[:5])
+
+
+def test_inference_sweep_times_host_and_device_images(tmp_path):
+    import torch
+
+    from genre_ray.bench import demo_bundle
+    from genre_ray.bench_stages import inference_sweep
+    from genre_ray.bundle import load_bundle
+
+    bundle = load_bundle(str(demo_bundle(tmp_path / "bundle")))
+    for on_device in (False, True):
+        rates = inference_sweep(bundle, [2, 4], 8, 1, torch.device("cpu"), on_device=on_device)
+        assert set(rates) == {2, 4} and all(r > 0 for r in rates.values())

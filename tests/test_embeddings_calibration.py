@@ -49,6 +49,10 @@ def test_window_outputs_are_tempered_softmax_and_embed():
     p2, none = window_outputs(model, images, torch.device("cpu"), batch_size=16, temperature=2.5, embeddings=False)
     assert none is None
     np.testing.assert_allclose(p2, softmax_t(logits, 2.5), atol=1e-6)
+    # images already on the device as a tensor (featurize=device): the same outputs, padded batches too
+    p3, f3 = window_outputs(model, torch.from_numpy(images), torch.device("cpu"), batch_size=16, pad=True)
+    np.testing.assert_allclose(p3, p1, atol=1e-6)
+    np.testing.assert_allclose(f3, f1, atol=1e-5)
 
 
 def test_track_embedding_is_unit_mean_direction():
