@@ -22,7 +22,9 @@
 #   train-r18     ResNet18: the same step in a bare loop (data on the device), then Ray Train (1 GPU worker,
 #                 device_cache auto), same run, on 200 × 30-s clips prepared through Ray Data on every core (3-s
 #                 windows every 0.25 s) — the issue's training ceilings are ResNet18's; both loops with the fused
-#                 optimizer and cuDNN's autotuner (the defaults since the third GPU session)
+#                 optimizer and cuDNN's autotuner (the defaults since the third GPU session), and the bare loop
+#                 once more inside a plain Ray task (a Ray worker process without Ray Train: which of the two
+#                 costs the gap)
 #   train-r18-nice0  the same with Ray's workers at niceness 0 (Ray starts them at 15; the bare loop runs at 0)
 #   label-r18-calls8k  end to end with 4 × larger actor calls (call_windows 8,192: 256 segment rows): A/B
 #   train-r18-compile  bare loop and Ray Train both with torch.compile (the step is launch-bound on an H200)

@@ -445,6 +445,15 @@ def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dic
             "ray_iter_torch_batches_rows_per_s": rate(n, ray_s)}
 
 
+def _bare_in_worker(model_name: str, model_kwargs: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+                    num_classes: int, batch_size: int, epochs: int, threads: int, device_type: str,
+                    **kw: Any) -> dict[str, Any]:
+    """:func:`bare_train_rate` as a Ray task (``bench_train(bare_in_ray=True)``), with the task's niceness."""
+    out = bare_train_rate(model_name, model_kwargs, np.array(images), np.array(labels), num_classes, batch_size,
+                          epochs, threads, torch.device(device_type), **kw)  # copies: the object store's are read-only
+    return {**out, "niceness": os.nice(0)}
+
+
 def _niceness() -> int:
     """This process's Unix niceness (run as a Ray task: a Ray worker's)."""
     return os.nice(0)
@@ -456,14 +465,17 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                 use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
                 device_cache: bool | None = None, hop_s: float = 3.0, workdir: str | None = None,
                 worker_niceness: int | None = None, cudnn_benchmark: bool = True,
-                fused_optimizer: bool | None = None) -> dict[str, Any]:
+                fused_optimizer: bool | None = None, bare_in_ray: bool = True) -> dict[str, Any]:
     """Training samples/s through Ray Train (``run_train``: 1 worker, median epoch; its shard streamed, held in the
     object store or on the device per ``cache_in_memory`` / ``device_cache``, None = the job's rules) and of the same
     ``train_epoch`` in a bare loop over tensors on the device in this process (ratio = Ray / bare), on a
     prepared synthetic corpus; plus the cache read throughput. ``model=homebrew`` uses the demo's CNN; batch size
     32 on CPU (the demo's), 128 on GPU. ``worker_niceness``: Ray's workers' (``RayConfig.worker_niceness``, when
     this process starts Ray; None = Ray's 15) — the bare loop runs at this process's; both are recorded.
-    ``cudnn_benchmark``, ``fused_optimizer``: ``TrainConfig``'s, for both loops."""
+    ``cudnn_benchmark``, ``fused_optimizer``: ``TrainConfig``'s, for both loops. ``bare_in_ray``: the bare loop
+    once more inside a Ray task with the Ray Train worker's resources (a Ray worker process: its niceness, its
+    environment, no Ray Train): near the bare loop → what Ray Train itself adds costs the difference; near Ray
+    Train → the worker process does."""
     import json
 
     import ray
@@ -497,14 +509,22 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     bare = bare_train_rate(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
                            max(1, int(cpus_per_worker)), device, lr=cfg.lr, bn_batches=cfg.bn_recalibrate_batches,
                            compile=torch_compile, cudnn_benchmark=cudnn_benchmark, fused_optimizer=fused_optimizer)
-    del images, labels
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
+    in_ray = None
+    if bare_in_ray:
+        task = ray.remote(num_cpus=cpus_per_worker, num_gpus=1 if use_gpu else 0)(_bare_in_worker)
+        in_ray = ray.get(task.remote(model, kwargs, images, labels, len(meta["classes"]), batch_size, bare_epochs,
+                                     max(1, int(cpus_per_worker)), device.type, lr=cfg.lr,
+                                     bn_batches=cfg.bn_recalibrate_batches, compile=torch_compile,
+                                     cudnn_benchmark=cudnn_benchmark, fused_optimizer=fused_optimizer))
+    del images, labels
     result: dict[str, Any] = {"benchmark": "train", "model": model, "model_kwargs": kwargs, "device": device.type,
                               "hop_s": hop_s, "cache_in_memory": cache_in_memory, "device_cache": device_cache,
                               "batch_size": batch_size, "torch_compile": torch_compile,
                               "cpus_per_worker": cpus_per_worker, "train_windows": meta["windows"]["train"],
-                              "epochs": epochs, "bare_loop": bare, "cudnn_benchmark": cudnn_benchmark,
+                              "epochs": epochs, "bare_loop": bare, "bare_loop_in_ray_task": in_ray,
+                              "cudnn_benchmark": cudnn_benchmark,
                               "fused_optimizer": fused_optimizer,
                               # Unix niceness: Ray starts its workers at 15 unless told otherwise; the bare loop
                               # runs at this process's
@@ -515,12 +535,18 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     ray_rate = float(report["samples_per_second"])
     ratio = round(ray_rate / bare["samples_per_s"], 3)
     result.update(ray_train_samples_per_s=ray_rate, ray_vs_bare=ratio)
+    if in_ray:
+        result["bare_in_ray_task_vs_bare"] = round(in_ray["samples_per_s"] / bare["samples_per_s"], 3)
     save_partial(result)
     cache = cache_read_rate(prepared, num_cpus)
     return {**result, "cache_read": cache,
             "table": [[f"train {model} Ray Train (1 worker)", ray_rate, "samples/s"],
                       [f"train {model} bare loop", bare["samples_per_s"], "samples/s"],
                       ["train Ray / bare", ratio, "ratio"],
+                      *([[f"train {model} bare loop in a Ray task (niceness {in_ray['niceness']})",
+                          in_ray["samples_per_s"], "samples/s"],
+                         ["train bare in a Ray task / bare", result["bare_in_ray_task_vs_bare"], "ratio"]]
+                        if in_ray else []),
                       ["cache read pyarrow", cache["pyarrow_rows_per_s"], "rows/s"],
                       ["cache read Ray Data iter_torch_batches", cache["ray_iter_torch_batches_rows_per_s"], "rows/s"]]}
 
