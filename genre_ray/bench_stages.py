@@ -511,6 +511,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                            compile=torch_compile, cudnn_benchmark=cudnn_benchmark, fused_optimizer=fused_optimizer)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the GPU's memory back for the Ray Train worker
+    worker_nice = ray.get(ray.remote(num_cpus=0)(_niceness).remote())
     in_ray = None
     if bare_in_ray:
         task = ray.remote(num_cpus=cpus_per_worker, num_gpus=1 if use_gpu else 0)(_bare_in_worker)
@@ -528,7 +529,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                               "fused_optimizer": fused_optimizer,
                               # Unix niceness: Ray starts its workers at 15 unless told otherwise; the bare loop
                               # runs at this process's
-                              "niceness": {"bare_loop": os.nice(0), "ray_worker": ray.get(ray.remote(num_cpus=0)(_niceness).remote())}}
+                              "niceness": {"bare_loop": os.nice(0), "ray_worker": worker_nice}}
     save_partial(result)
     with private_mlflow(work / "home"):
         report = run_train(cfg)
