@@ -27,6 +27,9 @@
 #                 costs the gap)
 #   train-r18-nice0  the same with Ray's workers at niceness 0 (Ray starts them at 15; the bare loop runs at 0)
 #   label-r18-calls8k  end to end with 4 × larger actor calls (call_windows 8,192: 256 segment rows): A/B
+#   label-r18-half-cpu  end to end with 0.5 CPU reserved per classifier actor, so one more decode actor (an
+#                 estimate: at the node's decode rate, ~8,400 windows/s for both, each actor needs ~0.35 of the core
+#                 on which one actor alone passed 11,888 windows/s): A/B vs label-r18
 #   train-r18-compile  bare loop and Ray Train both with torch.compile (the step is launch-bound on an H200)
 #   label-r18-1actor   end to end with one classifier actor per GPU (the earlier default): A/B vs label-r18
 #   train         homebrew (the demo's CNN): bare loop vs Ray Train on the same prepared clips
@@ -96,6 +99,7 @@ step label-r18-decode-tasks 75 label --set arch=resnet18 --set featurize=device 
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step train-r18-nice0 150 train --set model=resnet18 --set worker_niceness=0 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-calls8k 75 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
+step label-r18-half-cpu 75 label --set arch=resnet18 --set featurize=device --set actor_cpus=0.5 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18-compile 200 train --set model=resnet18 --set torch_compile=true --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-1actor 75 label --set arch=resnet18 --set featurize=device --set num_actors=1 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train 130 train --set model=homebrew --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
