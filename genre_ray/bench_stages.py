@@ -609,6 +609,29 @@ def bare_inference_rate(model: torch.nn.Module, image_shape: tuple[int, ...], ba
         return rate(reps * batch_size, time.perf_counter() - t0)
 
 
+def new_shape_cost(model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device,
+                   sizes: tuple[int, ...] = (37, 53, 71, 97, 113)) -> dict[str, Any]:
+    """What a batch size the model has not run before costs: the first forward pass at each of ``sizes`` against a
+    second one at the same size, under the device's autocast. The label actors' calls end in batches of ever new
+    sizes; on CUDA, cuDNN sets up its algorithms for each new input shape. → ``{"first_ms", "again_ms" (lists),
+    "extra_ms_per_new_shape" (median of first − again)}``."""
+    from genre_ray import accel
+
+    model.eval()
+    first, again = [], []
+    with torch.inference_mode(), accel.autocast_for(device):
+        for n in sizes:
+            x = accel.to_input(torch.rand((n, *image_shape)), device)
+            for out in (first, again):
+                _sync(device)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(device)
+                out.append(round((time.perf_counter() - t0) * 1000, 2))
+    extra = float(np.median([a - b for a, b in zip(first, again)]))
+    return {"sizes": list(sizes), "first_ms": first, "again_ms": again, "extra_ms_per_new_shape": round(extra, 2)}
+
+
 def _write_rate(classes: list[str], tracks: int, windows_per_track: int, out: Path) -> float:
     """Tracks/s through the driver's TrackAssembler + ShardWriter on synthetic probabilities."""
     from genre_ray.pipelines.label import END, WINDOW, ShardWriter, TrackAssembler
@@ -699,12 +722,18 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
                                      best_bs, infer_windows, threads, device) if ceilings else None
     plain: dict[str, Any] = {}
     on_device: dict[str, Any] = {}
+    shapes: dict[str, Any] = {}
     if ceilings and device.type == "cuda":  # A/B in the same run: synchronous host→GPU copies (the job overlaps them)
         try:
             plain = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
                                                            overlap=False).items()}
         except Exception as exc:  # a failure here must not cost the job's path's figures
             plain = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            shapes = new_shape_cost(accel.inference_model(accel.prepare_model(bundle.build_model(), device)),
+                                    bundle.features.image_shape, device)
+        except Exception as exc:
+            shapes = {"error": f"{type(exc).__name__}: {exc}"}
         try:  # the GPU default's inference stage: featurize=device makes the images on the device
             on_device = {str(k): v for k, v in inference_sweep(bundle, sorted(sweep), infer_windows, threads, device,
                                                                on_device=True).items()}
@@ -723,7 +752,7 @@ def _label_stage_rates(paths: list[Path], bundle, batch_sizes: list[int] | None,
             per_core["inference"] = round(audio_per_window / cpu_win[best_bs], 2)
     return {"per_core": per_core, "wall": wall, "cpu_cost": cpu_cost, "sweep": sweep, "cpu_win": cpu_win,
             "best_bs": best_bs, "audio_per_window": audio_per_window, "bare": bare, "bare_plain": bare_plain,
-            "not_overlapped": plain, "device_images": on_device}
+            "not_overlapped": plain, "device_images": on_device, "new_shape": shapes}
 
 
 def actor_call_rate(paths: list[Path], bundle, device: torch.device, threads: int, batch_size: int,
@@ -917,6 +946,7 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
         # featurize=device (the GPU default): the images are on the device already, no host copies at all
         "inference_windows_per_s_by_batch_device_images": st.get("device_images") or None,
         "inference_device_images_vs_bare": dev_vs_bare,
+        "inference_new_batch_shape": st.get("new_shape") or None,  # CUDA: a batch size run for the first time
         "write_audio_s_per_s": per_core["write"], "audio_s_per_window": round(st["audio_per_window"], 4),
         "cpu_seconds_per_audio_s": {k: round(v, 6) for k, v in cpu_cost.items()},
         "before_end_to_end": None if after_only else st["per_core"],
@@ -938,6 +968,9 @@ def _stage_figures(st: dict[str, Any], again: dict[str, Any] | None, threads: in
               for k, v in dev.items() if k != "error"]
     if dev_vs_bare is not None:
         table.append(["label stage: inference on device images / bare model", dev_vs_bare, "ratio"])
+    if (st.get("new_shape") or {}).get("extra_ms_per_new_shape") is not None:
+        table.append(["label stage: first pass at a new batch size, extra", st["new_shape"]["extra_ms_per_new_shape"],
+                      "ms"])
     table.append(["label stage: write (driver)", per_core["write"], "audio-s/s"])
     return stages, per_core, cpu_cost, table
 

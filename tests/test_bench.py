@@ -356,3 +356,16 @@ def test_inference_sweep_times_host_and_device_images(tmp_path):
     for on_device in (False, True):
         rates = inference_sweep(bundle, [2, 4], 8, 1, torch.device("cpu"), on_device=on_device)
         assert set(rates) == {2, 4} and all(r > 0 for r in rates.values())
+
+
+def test_new_shape_cost_times_first_and_repeated_passes():
+    import torch
+
+    from genre_ray.bench_stages import new_shape_cost
+    from genre_ray.models import create_model
+
+    model = create_model("homebrew", 3, **{"input_size": [32, 32], "channels": [4, 8]})
+    got = new_shape_cost(model, (1, 32, 32), torch.device("cpu"), sizes=(3, 5))
+    assert got["sizes"] == [3, 5] and len(got["first_ms"]) == len(got["again_ms"]) == 2
+    assert all(t > 0 for t in got["first_ms"] + got["again_ms"])
+    assert isinstance(got["extra_ms_per_new_shape"], float)
