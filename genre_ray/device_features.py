@@ -54,12 +54,10 @@ class SegmentWindower(TrackWindower):
     def _emit(self, final: bool) -> list[Segment]:  # type: ignore[override]
         out = []
         ready = self._ready(final)
-        if self.n_windows >= ready or not (final or ready - self.n_windows >= self.max_windows):
-            return out
-        if self._pending:
-            self._buf = np.concatenate([self._buf, *self._pending])
-            self._pending = []
         while self.n_windows < ready and (final or ready - self.n_windows >= self.max_windows):
+            if self._pending:
+                self._buf = np.concatenate([self._buf, *self._pending])
+                self._pending = []
             idx = np.arange(self.n_windows, min(ready, self.n_windows + self.max_windows))
             f0 = np.array([self._frame0(int(i)) for i in idx], np.int64)
             f_a, f_b = int(f0[0]), int(f0[-1]) + self.nf
