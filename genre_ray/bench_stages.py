@@ -233,6 +233,48 @@ def host_info() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def decode_steps(path: str | Path, repeats: int = 3) -> dict[str, Any]:
+    """Where one file's ``audio.decode_stream`` time goes, each step alone on this thread (best of ``repeats``):
+    the backend's blocks (the codec, and libsndfile's or PyAV's conversion to float32), the downmix
+    (``audio.to_mono``) and the resampling to 22,050 Hz (``soxr.ResampleStream`` HQ, as the stream runs it);
+    audio-s/s of each and its share of their sum."""
+    import soxr
+
+    from genre_ray import audio
+
+    path = str(path)
+    for name in audio.STREAM_DECODERS:  # the backend decode_stream would use: the first that opens the file
+        try:
+            sr_in, blocks = audio.STREAM_DECODERS[name](path, 480_000)
+            break
+        except Exception:  # noqa: BLE001 - the next backend is tried, as decode_stream does
+            continue
+    else:
+        raise audio.DecodeError(f"{path}: no decoder could read it")
+    raw = list(blocks)
+    seconds = sum(len(b) for b in raw) / sr_in
+
+    def read() -> None:
+        for _ in audio.STREAM_DECODERS[name](path, 480_000)[1]:
+            pass
+
+    mono = [audio.to_mono(b) for b in raw]
+
+    def resample() -> None:
+        stream = soxr.ResampleStream(sr_in, SR, 1, dtype="float32", quality="HQ")
+        for b in mono:
+            stream.resample_chunk(b)
+        stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+    times = {"read": best_time(read, repeats)[0],
+             "downmix": best_time(lambda: [audio.to_mono(b) for b in raw], repeats)[0],
+             "resample": best_time(resample, repeats)[0] if sr_in != SR else 0.0}
+    total = sum(times.values())
+    return {"backend": name, "sr_in": sr_in, "channels": int(raw[0].shape[1]) if raw and raw[0].ndim == 2 else 1,
+            **{k: {"audio_s_per_s": rate(seconds, t), "share": round(t / total, 3) if total else 0.0}
+               for k, t in times.items()}}
+
+
 @register_benchmark("decode")
 def bench_decode(seconds: float = 60.0, repeats: int = 3, formats: str = "wav,flac,mp3,ogg,m4a", sr_in: int = 44_100,
                  workdir: str | None = None) -> dict[str, Any]:
@@ -254,7 +296,8 @@ def bench_decode(seconds: float = 60.0, repeats: int = 3, formats: str = "wav,fl
                 results[fmt] = {"skipped": f"{type(exc).__name__}: {exc}"}
                 continue
             results[fmt] = {"audio_s_per_s": rate(n / SR, secs), "x_realtime_per_core": rate(n / SR, secs),
-                            "seconds": round(secs, 4), "bytes": path.stat().st_size}
+                            "seconds": round(secs, 4), "bytes": path.stat().st_size,
+                            "steps": decode_steps(path, repeats)}
             table.append([f"decode {fmt} (1 core)", results[fmt]["audio_s_per_s"], "audio-s/s"])
     return {"benchmark": "decode", "clip_seconds": seconds, "sr_in": sr_in, "channels": 2, "repeats": repeats,
             "formats": results, "table": table}

@@ -75,6 +75,25 @@ def test_downmix_and_decode_wav(tmp_path):
     assert y.shape == ref.shape and np.max(np.abs(y - ref)) < 1e-5
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_to_mono_is_the_channel_mean_exactly_and_leaves_its_input(channels):
+    rng = np.random.default_rng(channels)
+    x = rng.uniform(-1, 1, (9_001, channels)).astype(np.float32)
+    before = x.copy()
+    y = audio.to_mono(x)
+    assert y.shape == (9_001,) and y.dtype == np.float32
+    mean = x.mean(axis=1, dtype=np.float32)
+    if channels <= 7:  # the same float32 numbers, bit for bit (NumPy sums 8+ channels in another order)
+        assert np.array_equal(y, mean)
+    assert np.abs(y - mean).max() <= 2e-7
+    assert np.array_equal(x, before) and not np.shares_memory(x, y)
+    interleaved = np.asfortranarray(x)  # any memory layout (PyAV's planar frames arrive transposed)
+    assert np.array_equal(audio.to_mono(interleaved), y)
+    assert np.allclose(audio.to_mono(x.astype(np.float64)), y, atol=1e-7)
+    mono = x[:, 0]
+    assert np.array_equal(audio.to_mono(mono), mono)
+
+
 def _encode_all(tmp_path, wave: np.ndarray, sr: int) -> dict[str, str]:
     """Write ``wave`` with real encoders: libsndfile for wav/flac/ogg/opus/mp3, FFmpeg (PyAV) for m4a/AAC."""
     paths = {}

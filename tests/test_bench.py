@@ -235,6 +235,10 @@ def test_cpu_benchmarks_quick_via_the_cli(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result["formats"]) == {"wav", "flac", "mp3"}
     assert all(result["formats"][f]["audio_s_per_s"] > 0 for f in result["formats"])
+    steps = result["formats"]["mp3"]["steps"]  # where the time goes: codec, downmix, resampling
+    assert steps["backend"] == "soundfile" and steps["sr_in"] == 44_100 and steps["channels"] == 2
+    assert all(steps[k]["audio_s_per_s"] > 0 for k in ("read", "downmix", "resample"))
+    assert sum(steps[k]["share"] for k in ("read", "downmix", "resample")) == pytest.approx(1.0, abs=0.01)
     assert result["quick"] and result["host"]["cpu_count"] >= 1 and len(result["host"]["loadavg"]) == 3
     assert "decode flac (1 core)" in capsys.readouterr().err
     assert main(["bench", "spectrogram", "--quick", "--set", f"workdir={tmp_path}", "--out", str(out)]) == 0
