@@ -62,12 +62,14 @@ def synth_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> list[Path]:
-    """``tracks`` synthetic clips over 10 genres, mixed wav/flac/mp3/ogg (reused when already there)."""
+def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0, sr: int = 22_050,
+                  channels: int = 1) -> list[Path]:
+    """``tracks`` synthetic clips over 10 genres, mixed wav/flac/mp3/ogg, at ``sr`` Hz with ``channels`` channels
+    (reused when already there)."""
     from genre_ray.catalog import list_audio_files
     from genre_ray.synth import write_corpus
 
-    done = root / f".complete-{tracks}x{seconds:g}s-{seed}"
+    done = root / f".complete-{tracks}x{seconds:g}s-{seed}{'' if (sr, channels) == (22_050, 1) else f'-{sr}x{channels}'}"
     if done.is_file():
         return sorted(list_audio_files(root))
     fmts = ("wav", "flac", "mp3", "ogg")
@@ -76,13 +78,13 @@ def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0) -> lis
     for i, (fmt, n) in enumerate(zip(fmts, per_fmt)):
         if n:
             paths += write_corpus(root, genres=10, per_genre=n, seconds=seconds, seed=seed,
-                                  start_index=1000 * i, fmt=fmt, workers=synth_workers())
+                                  start_index=1000 * i, fmt=fmt, workers=synth_workers(), sr=sr, channels=channels)
     extra = tracks - len(paths)  # tracks not a multiple of 10: the rest as wav clips of the first genres
     if extra > 0:
         from genre_ray.synth import GENRE_NAMES
 
         paths += write_corpus(root, genres=list(GENRE_NAMES[:extra]), per_genre=1, seconds=seconds, seed=seed,
-                              start_index=9000)
+                              start_index=9000, sr=sr, channels=channels)
     done.touch()
     return sorted(paths)
 

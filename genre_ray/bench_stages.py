@@ -1057,7 +1057,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 featurize: str = "auto", arch: str = "homebrew", repeat: int = 1, end_to_end_first: bool = False,
                 decode_ceiling: bool = True, torch_compile: bool = False,
                 call_windows: int | None = None, decode_blocks: list[int] | None = None,
-                decode_workers: str | None = None) -> dict[str, Any]:
+                decode_workers: str | None = None, library_sr: int = 44_100,
+                library_channels: int = 2) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -1077,17 +1078,21 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default);
     ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64);
     ``decode_workers``: the job's ``decode_workers`` (None = its default; the decode-only pass runs with tasks and
-    with actors)."""
+    with actors). ``library_sr``/``library_channels``: the synthetic library's files — by default 44.1-kHz stereo,
+    what music libraries hold (their decoding costs 3–6 × a 22,050-Hz mono file's per audio-second: two channels,
+    twice the samples, then downmix and resampling); 22,050 and 1 for a GTZAN-like library."""
     from genre_ray.bench import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
     from genre_ray.pipelines.label import actor_plan, featurize_mode, list_inputs, read_labels, run_label
 
     work = _workdir(workdir, "label")
-    lib = work / f"library-{tracks}x{seconds:g}s"
-    paths = synth_library(lib, tracks, seconds)
+    name = f"library-{tracks}x{seconds:g}s" + ("" if (library_sr, library_channels) == (SR, 1)
+                                                else f"-{library_sr}Hz-{library_channels}ch")
+    lib = work / name
+    paths = synth_library(lib, tracks, seconds, sr=library_sr, channels=library_channels)
     if repeat > 1:
-        lib = repeated_library(work / f"library-{tracks}x{seconds:g}s-x{repeat}", paths, repeat)
+        lib = repeated_library(work / f"{name}-x{repeat}", paths, repeat)
     bundle_dir = Path(model) if model else demo_bundle(work / ("demo-bundle" + ("" if arch == "homebrew" else f"-{arch}")),
                                                        arch=arch)
     bundle = load_bundle(str(bundle_dir))
@@ -1100,6 +1105,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     threads = max(1, round(actor_cpus))
     result: dict[str, Any] = {"benchmark": "label", "tracks": tracks, "repeat": repeat, "files": tracks * max(1, repeat),
                               "seconds_per_track": seconds,
+                              "library": {"sample_rate": library_sr, "channels": library_channels,
+                                          "formats": sorted({p.suffix.lstrip(".") for p in paths})},
                               "num_cpus": num_cpus, "num_actors": num_actors, "actor_cpus": actor_cpus,
                               "featurize": featurize, "device": device.type, "torch_compile": torch_compile,
                               "call_windows": call_windows, "decode_workers": decode_workers,

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start-index", type=int, default=0, help="first clip number (write unseen clips with e.g. 1000)")
     p.add_argument("--format", dest="fmt", default="wav", help="wav, flac, ogg or mp3")
+    p.add_argument("--sr", type=int, default=22_050, help="sample rate in Hz (GTZAN: 22050; CD audio: 44100)")
+    p.add_argument("--channels", type=int, default=1, choices=(1, 2), help="1 (mono, like GTZAN) or 2 (stereo)")
 
     p = sub.add_parser("prepare", help="audio dataset → spectrogram windows as Parquet (Ray Data)",
                        description="Read a dataset (GTZAN folder, FMA tracks.csv, or CSV/Parquet manifest with "
@@ -187,7 +189,8 @@ def _synth(args: argparse.Namespace) -> int:
     from genre_ray.synth import write_corpus
 
     paths = write_corpus(args.out, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
-                         seed=args.seed, fmt=args.fmt, start_index=args.start_index)
+                         seed=args.seed, fmt=args.fmt, start_index=args.start_index, sr=args.sr,
+                         channels=args.channels)
     print(f"wrote {len(paths)} clips to {args.out}")
     return 0
 

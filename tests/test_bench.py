@@ -22,6 +22,9 @@ def test_library_and_long_file_helpers(tmp_path):
     assert len(synth_library(tmp_path / "small", tracks=13, seconds=0.5)) == 13
     paths = synth_library(tmp_path / "lib", tracks=40, seconds=0.5)
     assert len(paths) == 40 and {p.suffix for p in paths} == {".wav", ".flac", ".mp3", ".ogg"}
+    assert {(sf.info(p).samplerate, sf.info(p).channels) for p in paths} == {(22_050, 1)}
+    cd = synth_library(tmp_path / "cd", tracks=10, seconds=0.5, sr=44_100, channels=2)
+    assert {(sf.info(p).samplerate, sf.info(p).channels) for p in cd} == {(44_100, 2)}
     long = long_file(tmp_path / "long.flac", minutes=1.5)
     info = sf.info(long)
     assert info.frames == 90 * info.samplerate

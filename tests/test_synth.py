@@ -127,6 +127,25 @@ def test_write_corpus_in_parallel_writes_the_same_files(tmp_path):
     assert [_digest(p) for p in two] == [_digest(p) for p in one]
 
 
+def test_write_corpus_stereo_at_cd_rate_downmixes_to_the_clip(tmp_path):
+    from genre_ray.audio import to_mono
+
+    mono = write_corpus(tmp_path / "mono", genres=["jazz"], per_genre=1, seconds=1.0, seed=2, sr=44_100)
+    st = write_corpus(tmp_path / "st", genres=["jazz"], per_genre=1, seconds=1.0, seed=2, sr=44_100, channels=2)
+    info = sf.info(st[0])
+    assert (info.samplerate, info.channels, info.frames) == (44_100, 2, 44_100)
+    y, _ = sf.read(st[0], dtype="float32")
+    m, _ = sf.read(mono[0], dtype="float32")
+    assert np.allclose(y[:, 0], m, atol=1e-4)  # left: the clip (16-bit PCM both times)
+    d = round(0.023 * 44_100)
+    echo = np.concatenate([np.zeros(d, np.float32), m[:-d]])
+    assert np.allclose(y[:, 1], 0.75 * m + 0.25 * echo, atol=1e-4)  # right: the clip and an echo
+    assert np.corrcoef(y[:, 0], y[:, 1])[0, 1] < 0.99  # two channels' worth to code, not a copy
+    assert np.allclose(to_mono(y), 0.875 * m + 0.125 * echo, atol=1e-4)
+    with pytest.raises(ValueError, match="channels"):
+        write_corpus(tmp_path / "bad", genres=1, per_genre=1, seconds=1.0, channels=6)
+
+
 def test_write_corpus_start_index_writes_unseen_clips(tmp_path):
     seen = write_corpus(tmp_path / "seen", genres=["rock"], per_genre=2, seconds=1.0)
     unseen = write_corpus(tmp_path / "unseen", genres=["rock"], per_genre=2, seconds=1.0, start_index=100)
