@@ -10,11 +10,11 @@
 # a step cut by its limit keeps the phases it finished (bench writes its JSON after each phase, "partial": true):
 #   label-r18     ResNet18 (untrained), featurize=device (the default with GPUs: decode tasks on every core,
 #                 spectrograms on the GPU, two classifier actors per GPU): end to end first (250 × 30-s mixed
-#                 wav/flac/mp3/ogg, each file 32 × under other names: 8,000 files, 240,000 audio-s — the third
-#                 session's 4,000 were ~5 s of the node's decoding, shorter than the job's start-up), then the node's
+#                 wav/flac/mp3/ogg at 44.1 kHz stereo — the bench's library since 2026-11-27, what music libraries
+#                 hold; the third session's were 22,050-Hz mono, 3–6 × cheaper to decode — each file 24 × under
+#                 other names: 6,000 files, 180,000 audio-s), then the node's
 #                 decode rate without Ray and through Ray Data on the same files (the "decode-bound" ratios; the
-#                 Ray Data pass with decode actors, and with tasks of 16 and 256 files, each with the machine's CPU
-#                 share), then each stage
+#                 Ray Data pass with decode actors and with tasks, each with the machine's CPU share), then each stage
 #                 alone: inference sweep vs the bare model (the ≥ 0.9×, ≥ 40,000 windows/s target) and the
 #                 classifier actor alone on the job's calls (Arrow vs NumPy batches)
 #   label-r18-decode-tasks  end to end with decode tasks instead of the default decode actors
@@ -26,6 +26,8 @@
 #                 once more inside a plain Ray task (a Ray worker process without Ray Train: which of the two
 #                 costs the gap)
 #   train-r18-nice0  the same with Ray's workers at niceness 0 (Ray starts them at 15; the bare loop runs at 0)
+#   label-r18-mono  label-r18's end to end and decode passes on a 22,050-Hz mono library (the third session's,
+#                 whose node decode was 25,153 audio-s/s and labelling 0.53 × it in steady state)
 #   label-r18-calls8k  end to end with 4 × larger actor calls (call_windows 8,192: 256 segment rows): A/B
 #   label-r18-half-cpu  end to end with 0.5 CPU reserved per classifier actor, so one more decode actor (an
 #                 estimate: at the node's decode rate, ~8,400 windows/s for both, each actor needs ~0.35 of the core
@@ -71,7 +73,7 @@ elif [ "${BENCH_SCALE:-full}" = quick ]; then
   lib=(--set tracks=12 --set seconds=8 --set repeat=2); sweep=(--set "batch_sizes=[16,64]" --set infer_windows=64)
 else
   data=(--set tracks=200 --set seconds=30 --set hop_s=0.25); epochs=(--set epochs=3 --set bare_epochs=3)
-  lib=(--set tracks=250 --set seconds=30 --set repeat=32); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
+  lib=(--set tracks=250 --set seconds=30 --set repeat=24); sweep=(--set "batch_sizes=[256,512,1024,2048]" --set infer_windows=8192)
 fi
 first=(--set end_to_end_first=true)
 e2e_only=(--set stages=false --set decode_ceiling=false)
@@ -94,10 +96,11 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 }
 
 # order: the figures the issue's targets need first, then the A/Bs that say what to change next
-step label-r18 190 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}" --set "decode_blocks=[16,256]"
+step label-r18 220 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}"
 step label-r18-decode-tasks 75 label --set arch=resnet18 --set featurize=device --set decode_workers=tasks --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step train-r18-nice0 150 train --set model=resnet18 --set worker_niceness=0 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step label-r18-mono 120 label --set arch=resnet18 --set featurize=device --set library_sr=22050 --set library_channels=1 --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" --set stages=false
 step label-r18-calls8k 75 label --set arch=resnet18 --set featurize=device --set call_windows=8192 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label-r18-half-cpu 75 label --set arch=resnet18 --set featurize=device --set actor_cpus=0.5 --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step train-r18-compile 200 train --set model=resnet18 --set torch_compile=true --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
