@@ -86,7 +86,7 @@ def test_to_mono_is_the_channel_mean_exactly_and_leaves_its_input(channels):
     if channels <= 7:  # the same float32 numbers, bit for bit (NumPy sums 8+ channels in another order)
         assert np.array_equal(y, mean)
     assert np.abs(y - mean).max() <= 2e-7
-    assert np.array_equal(x, before) and not np.shares_memory(x, y)
+    assert np.array_equal(x, before) and (channels == 1 or not np.shares_memory(x, y))
     interleaved = np.asfortranarray(x)  # any memory layout (PyAV's planar frames arrive transposed)
     assert np.array_equal(audio.to_mono(interleaved), y)
     assert np.allclose(audio.to_mono(x.astype(np.float64)), y, atol=1e-7)
