@@ -138,12 +138,37 @@ STREAM_DECODERS: Registry[StreamBackend] = Registry("streaming decoder")
 
 
 MPEG_FRAME = 1152
-"""Samples per MPEG audio frame (Layer I's 384 and MPEG-2/2.5 Layer III's 576 divide it). libsndfile's MP3 reader
-returns wrong samples just after a read that ends inside a frame: of the bench library's 50 synthesised 30-s MP3s,
-13 differed from a whole-file read by up to 0.1 (full scale 1) over ~200 samples after a boundary of 22,080-frame
-blocks, 1 with the default 480,000; none at any multiple of 1152 (479,232, 115,200, 4,608), and the whole-file
-read matches PyAV's decoder to 4e-7. (It also prints ``libmpg123 … part2_3_length … too large`` lines, aligned
-reads too: those alone are harmless.)"""
+"""Samples per MPEG audio frame (Layer I's 384 and MPEG-2/2.5 Layer III's 576 divide it). MP3 blocks are cut at
+multiples of it, which keeps the :func:`_soundfile_reader` fallback (``SoundFile.read``) exact: see there."""
+
+
+def _soundfile_reader(f: object) -> Callable[[int], np.ndarray]:
+    """``read(frames) → (≤ frames, C)`` float32 blocks of an open ``soundfile.SoundFile``, read straight through
+    libsndfile's ``sf_readf_float``.
+
+    ``SoundFile.read`` (soundfile 0.13–0.14) follows every read with an absolute seek to where it stopped, and
+    libsndfile's MP3 decoder answers a seek by re-priming libmpg123: it prints ``part2_3_length … too large`` lines
+    for every block after the first (MPEG-2 LSF files: 20 of 40 of the bench's 22,050-Hz mono MP3s), and after a
+    read that ended inside an MPEG frame it returned **wrong samples** (up to 0.1 of full scale over ~200 samples:
+    13 of 50 files at 22,080-frame blocks). Reading without the seek is exact at any block size (40 MP3s × 10,007-,
+    22,080- and 480,000-frame blocks: at most 1.2e-7 from a whole-file read, no lines printed); ``decode_stream``
+    is as fast either way (10 files a format, mono and stereo, two A/Bs of 4 alternating rounds: 0.86–1.11 ×, no
+    consistent sign). Where soundfile's internals differ, ``SoundFile.read``."""
+    import soundfile as sf
+
+    lib, ffi, handle = getattr(sf, "_snd", None), getattr(sf, "_ffi", None), getattr(f, "_file", None)
+    if lib is None or ffi is None or handle is None or not hasattr(lib, "sf_readf_float"):
+        return lambda frames: f.read(frames, dtype="float32", always_2d=True)
+
+    def read(frames: int) -> np.ndarray:
+        out = np.empty((frames, f.channels), np.float32)
+        n = lib.sf_readf_float(handle, ffi.cast("float *", ffi.from_buffer(out)), frames)
+        err = lib.sf_error(handle)
+        if err:
+            raise sf.LibsndfileError(err, "Error reading the file: ")
+        return out[:max(0, n)]
+
+    return read
 
 
 @STREAM_DECODERS.register("soundfile")
@@ -153,11 +178,12 @@ def _stream_soundfile(src: object, block_frames: int) -> tuple[int, Iterator[np.
     f = sf.SoundFile(src)
     if f.format == "MP3":  # reads end on frame boundaries (see MPEG_FRAME)
         block_frames = max(MPEG_FRAME, block_frames // MPEG_FRAME * MPEG_FRAME)
+    read = _soundfile_reader(f)
 
     def blocks() -> Iterator[np.ndarray]:
         with f:
             while True:
-                data = f.read(block_frames, dtype="float32", always_2d=True)
+                data = read(block_frames)
                 if data.shape[0] == 0:
                     return
                 yield data
