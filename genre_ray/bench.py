@@ -69,7 +69,8 @@ def synth_library(root: Path, tracks: int, seconds: float, seed: int = 0, sr: in
     from genre_ray.catalog import list_audio_files
     from genre_ray.synth import write_corpus
 
-    done = root / f".complete-{tracks}x{seconds:g}s-{seed}{'' if (sr, channels) == (22_050, 1) else f'-{sr}x{channels}'}"
+    fmt_tag = "" if (sr, channels) == (22_050, 1) else f"-{sr}x{channels}"
+    done = root / f".complete-{tracks}x{seconds:g}s-{seed}{fmt_tag}"
     if done.is_file():
         return sorted(list_audio_files(root))
     fmts = ("wav", "flac", "mp3", "ogg")
