@@ -79,15 +79,16 @@ def setup(experiment: str) -> tuple[str, str]:
 
     import mlflow
 
+    artifacts = None  # a tracking server picks its own (mlflow-artifacts:/ when it serves artifacts)
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
+        db = Path(uri[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # beside the database, whoever chose it: MLflow's own default is ./mlruns in whatever folder the job ran from
+        artifacts = (db.parent.resolve() / "mlartifacts").as_uri()
+    mlflow.set_tracking_uri(uri)  # (MLflow 3 also exports it as MLFLOW_TRACKING_URI)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is None:
-            artifacts = None  # a tracking server picks its own (mlflow-artifacts:/ when it serves artifacts)
-            if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
-                artifacts = (default_home() / "mlartifacts").as_uri()
             exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts)
         else:
             exp_id = exp.experiment_id

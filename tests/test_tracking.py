@@ -91,6 +91,29 @@ def test_sqlite_store_setup_creates_the_experiment(monkeypatch, tmp_path):
     assert tracking.setup("genre-ray-tracking-test")[1] == exp_id
 
 
+@pytest.mark.parametrize("store", ["home", "env"])
+def test_sqlite_artifacts_live_beside_the_database_not_in_the_working_folder(monkeypatch, tmp_path, store):
+    """MLflow 3's ``set_tracking_uri`` exports MLFLOW_TRACKING_URI, which once made ``setup`` think the user had
+    chosen the store and leave the artifact location to MLflow: ``./mlruns`` in whatever folder the job ran from."""
+    import mlflow
+
+    home, cwd = tmp_path / "home", tmp_path / "music"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("GENRE_RAY_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # recorded, so that the value setup exports is undone after
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    db_dir = home
+    if store == "env":  # the user's own sqlite file: its artifacts beside it too
+        db_dir = tmp_path / "team"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db_dir / 'runs.db'}")
+    _, exp_id = tracking.setup(f"genre-ray-artifacts-{store}")
+    with mlflow.start_run(experiment_id=exp_id):
+        mlflow.log_text("hello", "note.txt")
+    assert list((db_dir / "mlartifacts").rglob("note.txt"))
+    assert not list(cwd.rglob("*")), "nothing may land in the folder the job ran from"
+
+
 def test_cli_exits_3_with_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys):
     """The train command with an unreachable server: status 3, the URI in one message, no output folder.
 
