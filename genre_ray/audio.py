@@ -29,6 +29,17 @@ class DecodeError(RuntimeError):
     """A file could not be decoded by any backend; the message names the file and each backend's error."""
 
 
+class TruncatedAudio(DecodeError):
+    """Decoding failed part-way, after ``decoded_s`` seconds of audio (a cut-off download, a corrupt tail). Raised by
+    :func:`decode_stream` only once everything decoded before the failure has been yielded, so a caller that can use
+    part of a file (the label job: "labelled from the first 43.5 s") catches it and goes on; to any other it is a
+    :class:`DecodeError`. ``reason``: the decoder's error."""
+
+    def __init__(self, path: str, decoded_s: float, reason: str):
+        super().__init__(f"{path}: decoding stopped after {decoded_s:.2f} s: {reason}")
+        self.decoded_s, self.reason = decoded_s, reason
+
+
 # ---------------------------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------------------------
@@ -160,12 +171,18 @@ def _soundfile_reader(f: object) -> Callable[[int], np.ndarray]:
     if lib is None or ffi is None or handle is None or not hasattr(lib, "sf_readf_float"):
         return lambda frames: f.read(frames, dtype="float32", always_2d=True)
 
+    failed: list[int] = []  # an error after some frames were read: those frames first, the error on the next read
+
     def read(frames: int) -> np.ndarray:
+        if failed:
+            raise sf.LibsndfileError(failed[0], "Error reading the file: ")
         out = np.empty((frames, f.channels), np.float32)
         n = lib.sf_readf_float(handle, ffi.cast("float *", ffi.from_buffer(out)), frames)
         err = lib.sf_error(handle)
         if err:
-            raise sf.LibsndfileError(err, "Error reading the file: ")
+            if n <= 0:
+                raise sf.LibsndfileError(err, "Error reading the file: ")
+            failed.append(err)
         return out[:max(0, n)]
 
     return read
@@ -262,7 +279,8 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
     matches :func:`decode` within resampler tolerance. Backends (``STREAM_DECODERS`` order, or
     ``backends``) are tried until one opens the file; resampling uses ``soxr.ResampleStream`` (HQ).
     Raises :class:`DecodeError` naming the file when no backend opens it, when it decodes to zero
-    samples, or when decoding fails part-way (nothing already yielded is taken back).
+    samples, or when decoding fails before any audio; :class:`TruncatedAudio` (a ``DecodeError``) when it fails
+    part-way — after yielding every sample decoded up to there (the resampler's tail included).
     """
     path = str(path)
     check_local_file(path)
@@ -288,6 +306,7 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
 def _mono_resampled(path: str, blocks: Iterator[np.ndarray], sr_in: int, sr: int) -> Iterator[np.ndarray]:
     stream = soxr.ResampleStream(sr_in, sr, 1, dtype="float32", quality="HQ") if sr_in != sr else None
     total = 0
+    failure: Exception | None = None
     try:
         for data in blocks:
             wave = to_mono(data)
@@ -300,14 +319,19 @@ def _mono_resampled(path: str, blocks: Iterator[np.ndarray], sr_in: int, sr: int
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(f"{path}: decoding failed after {total / sr_in:.2f} s: {type(exc).__name__}: "
-                          f"{str(exc).strip()[:200]}") from exc
+        if total == 0:
+            raise DecodeError(f"{path}: decoding failed at the start: {type(exc).__name__}: "
+                              f"{str(exc).strip()[:200]}") from exc
+        failure = exc
     if total == 0:
         raise DecodeError(f"{path}: decoded to zero samples (empty audio)")
     if stream is not None:
         tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
         if tail.shape[0]:
             yield tail.astype(np.float32, copy=False)
+    if failure is not None:
+        raise TruncatedAudio(path, total / sr_in, f"{type(failure).__name__}: {str(failure).strip()[:200]}") \
+            from failure
 
 
 # ---------------------------------------------------------------------------------------------

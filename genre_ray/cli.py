@@ -179,7 +179,7 @@ def _values(args: argparse.Namespace, *names: str) -> dict:
     vals = {n: getattr(args, n, None) for n in names}
     if getattr(args, "ray_address", None):
         vals["ray.address"] = args.ray_address
-    if getattr(args, "num_cpus", None):
+    if getattr(args, "num_cpus", None) is not None:  # 0 is refused by the config, not read as "all CPUs"
         vals["ray.num_cpus"] = args.num_cpus
     return vals
 

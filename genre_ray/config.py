@@ -521,6 +521,12 @@ class LabelConfig(_Base):
             raise ValueError(f"decode_workers must be tasks or actors (got {v!r})")
         return v
 
+    @model_validator(mode="after")
+    def _dry_run_with_tags(self) -> "LabelConfig":
+        if self.dry_run and not self.write_tags:  # alone it would label the whole library and list nothing
+            raise ValueError("dry_run lists the tag changes of write_tags: pass both (--write-tags --dry-run)")
+        return self
+
 
 class DemoConfig(_Base):
     """``genre-ray demo``: sizes of the synthetic corpus and of the training run (the one place their defaults live)."""

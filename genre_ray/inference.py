@@ -66,7 +66,8 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
                      max_windows: int = 32, block_s: float = 10.0) -> Iterator[WindowBatch | TrackEnd]:
     """Decode ``path`` block by block and yield its window images; the last item is always a :class:`TrackEnd`.
 
-    Never raises for a bad file: unreadable/corrupt/empty → ``error``; silent (peak ≤ :data:`SILENCE_PEAK`)
+    Never raises for a bad file: unreadable/corrupt/empty → ``error``; decoding failed part-way → status ``ok`` from
+    the audio before the failure, with a ``truncated: …`` note in ``error`` (warned); silent (peak ≤ :data:`SILENCE_PEAK`)
     → ``error``; shorter than one window → one zero-padded window (``too_short="pad"``, status ``ok`` with a
     note in ``error``) or ``too-short`` with no windows (``"skip"``); both warn. Memory: O(``block_s`` of
     audio + ``max_windows`` images) whatever the track's length.
@@ -75,11 +76,15 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
     windower = TrackWindower(features, hop_s, pad_short=TOO_SHORT.lookup(too_short), max_windows=max_windows)
     sr = features.sample_rate
     emitted = 0
+    notes: list[str] = []
     try:
-        for chunk in audio.decode_stream(path, sr, block_s=block_s):
-            for images, starts in windower.push(chunk):
-                yield WindowBatch(path, emitted, images, starts)
-                emitted += len(images)
+        try:
+            for chunk in audio.decode_stream(path, sr, block_s=block_s):
+                for images, starts in windower.push(chunk):
+                    yield WindowBatch(path, emitted, images, starts)
+                    emitted += len(images)
+        except audio.TruncatedAudio as exc:  # a cut-off or corrupt tail: labelled from what decoded
+            notes.append(truncated_note(exc))
         for images, starts in windower.finish():
             yield WindowBatch(path, emitted, images, starts)
             emitted += len(images)
@@ -96,11 +101,16 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
         log.warning("%s: %s", path, msg)
         yield TrackEnd(path, duration, 0, STATUS_TOO_SHORT, msg)
         return
-    note = ""
     if windower.padded:
-        note = f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window"
+        notes.append(f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window")
+    for note in notes:
         log.warning("%s: %s", path, note)
-    yield TrackEnd(path, duration, emitted, STATUS_OK, note)
+    yield TrackEnd(path, duration, emitted, STATUS_OK, "; ".join(notes))
+
+
+def truncated_note(exc: "audio.TruncatedAudio") -> str:
+    """The note an ok row carries when its file stopped decoding part-way."""
+    return f"truncated: decoding stopped after {exc.decoded_s:.2f} s ({exc.reason}); labelled from the audio before"
 
 
 @dataclass

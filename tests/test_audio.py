@@ -177,3 +177,27 @@ def test_streamed_mp3_equals_the_whole_file_at_any_block_size(tmp_path, capfd):
                 blocks.append(block)
         np.testing.assert_allclose(np.concatenate(blocks), raw, atol=1e-6, err_msg=p.name)
     assert "part2_3_length" not in capfd.readouterr().err  # libmpg123 re-primed by a seek prints these
+
+
+def test_a_cut_off_flac_yields_what_decodes_then_says_where_it_stopped(tmp_path):
+    """A FLAC cut at 60 % of its bytes: libsndfile reads ~36 s, then "lost sync". Every sample before that is
+    yielded (the read that hit the error included), then TruncatedAudio says how far it got; a file broken from
+    its first frame is a plain DecodeError."""
+    y = tone(440, 60.0, sr=44_100)
+    sf.write(tmp_path / "full.flac", y, 44_100)
+    data = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: int(len(data) * 0.6)])
+    got: list[np.ndarray] = []
+    with pytest.raises(audio.TruncatedAudio, match=r"cut\.flac: decoding stopped after \d+\.\d\d s: ") as info:
+        for block in audio.decode_stream(tmp_path / "cut.flac", SR, block_s=10.0):
+            got.append(block)
+    wave = np.concatenate(got)
+    assert 30 < info.value.decoded_s < 60 and isinstance(info.value, audio.DecodeError)
+    assert abs(wave.shape[0] / SR - info.value.decoded_s) < 0.01  # nothing decoded was dropped
+    whole = np.concatenate(list(audio.decode_stream(tmp_path / "full.flac", SR)))
+    np.testing.assert_allclose(wave[: SR * 20], whole[: SR * 20], atol=1e-4)
+    first_frame = data.index(b"\xff\xf8", 4)  # FLAC's frame sync code: the metadata ends there
+    (tmp_path / "broken.flac").write_bytes(data[:first_frame] + bytes(len(data) // 2))  # header, then zeros
+    with pytest.raises(audio.DecodeError) as info:
+        list(audio.decode_stream(tmp_path / "broken.flac", SR))
+    assert not isinstance(info.value, audio.TruncatedAudio)

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from genre_ray.features import FeatureConfig
-from genre_ray.inference import featurize_track, label_row
+from genre_ray.inference import featurize_stream, featurize_track, label_row
 from genre_ray.pipelines.label import list_inputs
 
 CFG = FeatureConfig(n_mels=32, height=32, width=32)
@@ -61,3 +61,54 @@ def test_list_inputs_folder_glob_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no audio"):
         list_inputs(str(tmp_path / "empty"))
+
+
+def test_list_inputs_are_absolute_whatever_the_spelling(tmp_path, monkeypatch):
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    a, b = write(lib / "a.wav", 1.0), write(lib / "sub" / "b.flac", 1.0)
+    pd.DataFrame({"path": ["a.wav", "./sub/../sub/b.flac", str(lib / "a.wav")]}).to_csv(lib / "m.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    for spec in ("lib", "./lib/", "lib/../lib", str(lib), "lib/m.csv", "./lib/**/*.*"):
+        assert list_inputs(spec) == [a, b], spec  # one input per file, named absolutely, duplicates gone
+
+
+def test_glob_inputs_follow_the_folder_walk_rules(tmp_path):
+    """``glob``'s ``**`` follows symlinked folders: a link to a parent folder listed one file 41 times."""
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    a, b = write(lib / "a.wav", 1.0), write(lib / "sub" / "b.wav", 1.0)
+    write(tmp_path / "elsewhere" / "c.wav", 1.0)
+    write(lib / ".hidden.wav", 1.0)
+    (lib / "sub" / "up").symlink_to("..")  # a loop
+    (lib / "linked").symlink_to(tmp_path / "elsewhere")  # a symlinked folder: not entered by a folder walk
+    (lib / "dangling.wav").symlink_to(lib / "gone.wav")  # kept: decoding reports it as an error row
+    (lib / "album.wav").mkdir()  # a folder named like audio
+    walk = list_inputs(str(lib))
+    assert walk == sorted([a, b, str(lib / "dangling.wav")])
+    assert list_inputs(str(lib / "**" / "*.wav")) == walk
+    assert list_inputs(str(lib / "*" / "*.wav")) == [b]
+
+
+def test_manifest_rows_without_a_path_are_skipped_not_fatal(tmp_path, caplog):
+    a = write(tmp_path / "a.wav", 1.0)
+    (tmp_path / "m.csv").write_text('path,artist\na.wav,x\n"",y\n,z\n')
+    with caplog.at_level("WARNING", logger="genre_ray"):
+        assert list_inputs(str(tmp_path / "m.csv")) == [a]
+    assert "2 row(s) with an empty path skipped" in caplog.text
+
+
+def test_a_cut_off_file_is_labelled_from_what_decodes_with_a_note(tmp_path):
+    """Both featurizers (host images and device segments) give a cut-off FLAC status ok, its windows from the audio
+    before the cut, and a `truncated:` note in `error`, as a truncated WAV or MP3 decodes what is there."""
+    from genre_ray.pipelines.label_device import segment_stream
+
+    full = write(tmp_path / "full.flac", 30.0)
+    data = open(full, "rb").read()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    end = list(featurize_stream(str(tmp_path / "cut.flac"), CFG, hop_s=3.0))[-1]
+    seg_end = list(segment_stream(str(tmp_path / "cut.flac"), CFG, 3.0, "pad"))[-1]
+    assert end.status == seg_end["status"] == "ok" and 3 <= end.n_windows == seg_end["n_windows"] < 10
+    assert end.error.startswith("truncated: decoding stopped after") and seg_end["error"] == end.error
+    assert 10 < end.duration_s < 20

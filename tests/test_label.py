@@ -112,13 +112,18 @@ def test_summary_exports_and_mlflow_run(setup):
     assert {"summary.json", "errors.csv", "genres.png", "config.yaml"} <= arts
 
 
-def test_rerun_skips_what_is_labelled_and_refuses_another_model_setting(setup):
+def test_rerun_skips_what_is_labelled_and_refuses_another_model_setting(setup, monkeypatch):
     from genre_ray.pipelines.label import read_labels, run_label
 
     work, expected, _, cfg, _ = setup
     before = read_labels(work / "out")
     again = run_label(cfg)
     assert again["labelled_now"] == 0 and again["skipped_already_labelled"] == len(expected)
+    pd.testing.assert_frame_equal(read_labels(work / "out"), before)
+    monkeypatch.chdir(work)  # the same library and output named from elsewhere: still one row per file
+    for spelling in ("library", "./library/", "library/../library"):
+        again = run_label(cfg.model_copy(update={"input": spelling, "out": "out"}))
+        assert again["labelled_now"] == 0 and again["rows"] == len(expected) and again["missing"] == 0
     pd.testing.assert_frame_equal(read_labels(work / "out"), before)
     with pytest.raises(ValueError, match="overwrite=true"):
         run_label(cfg.model_copy(update={"hop_s": 0.5}))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
 import time
 import uuid
 import warnings
@@ -85,14 +86,22 @@ def _is_uri(s: str) -> bool:
 
 def list_inputs(spec: str) -> list[str]:
     """A folder (recursive, symlink loops never followed), a glob, or a CSV/Parquet manifest with a ``path``
-    column; local or an object-store URI (``s3://``, ``gs://`` … through fsspec). Duplicates are dropped."""
+    column; local or an object-store URI (``s3://``, ``gs://`` … through fsspec). Local paths come back absolute
+    (:func:`local_key`), so ``lib/x.wav``, ``./lib/x.wav`` and ``/music/lib/x.wav`` are one input and a rerun
+    finds what an earlier one labelled from any folder. Duplicates are dropped."""
     if _is_uri(spec):
         files = _list_uri(spec)
     else:
         files = _list_local(spec)
     if not files:
         raise ValueError(f"no audio files found in {spec}")
-    return list(dict.fromkeys(files))
+    return list(dict.fromkeys(local_key(f) for f in files))
+
+
+def local_key(path: str) -> str:
+    """How a labels row names its file: a local path made absolute (``os.path.abspath``: ``.``/``..`` folded, symlinks
+    kept as named, so the row names the file the user listed); a URI as it is."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 def _list_local(spec: str) -> list[str]:
@@ -103,10 +112,31 @@ def _list_local(spec: str) -> list[str]:
         return _manifest(pd.read_parquet(p) if p.suffix.lower() != ".csv" else pd.read_csv(p), str(p), p.parent)
     if p.is_file():
         return [str(p)]
-    files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file() and is_audio_file(f))
-    if not files and not any(ch in spec for ch in "*?["):
+    if not glob.has_magic(spec):
         raise FileNotFoundError(f"label input not found: {spec}")
-    return files
+    return _glob_audio(str(p))
+
+
+def _glob_audio(spec: str) -> list[str]:
+    """Audio files matching the glob ``spec`` under the folder walk's rules (:func:`list_audio_files`): symlinked
+    folders are never entered (``glob.glob``'s ``**`` follows them — a link to a parent folder listed one file 41
+    times), links named like audio are kept even when dangling or looping (decoding reports them), folders named
+    like audio and hidden names are skipped. Sorted."""
+    parts = Path(spec).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    found, links = set(), 0
+    for f in root.glob(str(Path(*parts[fixed:]))):  # pathlib's ** does not recurse into symlinked folders
+        inner = f.parts[len(root.parts):]  # what the pattern matched (Path(".").parts is empty)
+        if any(x.startswith(".") for x in inner) or not is_audio_file(f.name) or os.path.isdir(f):
+            continue
+        if any(os.path.islink(Path(*f.parts[:i])) for i in range(len(root.parts) + 1, len(f.parts))):
+            links += 1  # through a symlinked folder (matched by a * of its own)
+            continue
+        found.add(str(f))
+    if links:
+        log.info("%s: %d match(es) through symlinked folders left out (as a folder walk does)", spec, links)
+    return sorted(found)
 
 
 def _list_uri(spec: str) -> list[str]:
@@ -123,11 +153,19 @@ def _list_uri(spec: str) -> list[str]:
 
 
 def _manifest(df: pd.DataFrame, name: str, base: Path | None) -> list[str]:
+    """The manifest's ``path`` column, relative paths taken from ``base`` (its folder); empty cells are skipped
+    with a warning (a blank row is not an input)."""
     if "path" not in df.columns:
         raise ValueError(f"{name}: manifest needs a 'path' column (has {list(df.columns)})")
-    out = []
-    for x in df["path"].astype(str):
+    out, blank = [], 0
+    for x in df["path"].tolist():
+        x = "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x).strip()
+        if not x:
+            blank += 1
+            continue
         out.append(x if base is None or Path(x).is_absolute() or "://" in x else str(base / x))
+    if blank:
+        log.warning("%s: %d row(s) with an empty path skipped", name, blank)
     return out
 
 
@@ -190,7 +228,8 @@ class ShardWriter:
 
 
 def prepare_output(out: Path, key: str, overwrite: bool) -> set[str]:
-    """Make ``out`` ready to (re)label and return the paths already labelled with ``key`` (to skip).
+    """Make ``out`` ready to (re)label and return the paths already labelled with ``key`` (to skip), as
+    :func:`local_key` names them.
 
     Leftovers of a killed run (temp files, timeline shards without their labels shard) are removed. Shards
     with another ``label_key`` (another model, features or window setting) stop the job unless ``overwrite``,
@@ -218,7 +257,7 @@ def prepare_output(out: Path, key: str, overwrite: bool) -> set[str]:
             raise ValueError(f"{labels_dir} holds labels made with another model, feature or window setting "
                              f"(label_key {sorted(keys - {key})}, now {key}); label into a new --out or pass "
                              "--set overwrite=true to relabel everything")
-        done.update(t.column("path").to_pylist())
+        done.update(local_key(x) for x in t.column("path").to_pylist())  # older runs kept paths as given
     return done
 
 
@@ -561,9 +600,26 @@ def uncertainty_rule(cfg: LabelConfig, bundle: Bundle) -> UncertaintyRule:
                            vote_entropy_threshold=cfg.vote_entropy_threshold)
 
 
+def _absolute(cfg: LabelConfig) -> LabelConfig:
+    """``cfg`` with its local paths absolute — input, out, a local model bundle, the review list — as they go into
+    the config printed and saved, MLflow's params and every labels row (``model_uri``): a shared tracking store or a
+    table read from another folder can tell them apart."""
+    update = {"out": local_key(cfg.out)}
+    if not _is_uri(cfg.input):
+        update["input"] = local_key(cfg.input)
+    if Path(cfg.model).expanduser().exists():
+        update["model"] = local_key(cfg.model)
+    if cfg.review_list and not _is_uri(cfg.review_list):
+        update["review_list"] = local_key(cfg.review_list)
+    return cfg.model_copy(update=update)
+
+
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
+    cfg = _absolute(cfg)
     announce("label", cfg)
     t0 = time.time()
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"out={cfg.out}: exists and is not a folder")
     try:
         files = list_inputs(cfg.input)
     except (FileNotFoundError, ValueError) as exc:  # no input at all is a setting error, not a bad file
@@ -596,7 +652,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     label_s = time.time() - progress.t0 if todo else 0.0
 
     table = read_labels(out)
-    table = table[table["path"].isin(set(files))].reset_index(drop=True)
+    table = table[table["path"].map(local_key).isin(set(files))].reset_index(drop=True)
     summary = _summarise(cfg, files, table, progress, skipped, label_s, time.time() - t0, key, model_id, out)
     summary.update({"uncertain": int(table["uncertain"].sum()), "temperature": bundle.temperature,
                     "uncertain_threshold": rule.threshold, "vote_entropy_threshold": rule.vote_entropy_threshold,
@@ -627,7 +683,7 @@ def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress
     plot_genres(genres, out / "genres.png", f"genres of {len(ok)} files")
     return {
         "files": len(files), "rows": len(table), "labelled_now": progress.done, "skipped_already_labelled": skipped,
-        "missing": len(set(files) - set(table["path"])), "status": counts,
+        "missing": len(set(files) - set(table["path"].map(local_key))), "status": counts,
         "hours_of_audio": round(float(table["duration_s"].sum()) / 3600, 4),
         "audio_s_per_s": round(progress.audio_s / label_s, 2) if label_s > 0 and progress.done else 0.0,
         "files_per_s": round(progress.done / label_s, 3) if label_s > 0 and progress.done else 0.0,

@@ -35,6 +35,7 @@ from genre_ray.inference import (
     STATUS_OK,
     STATUS_TOO_SHORT,
     TOO_SHORT,
+    truncated_note,
 )
 from genre_ray.pipelines.label_workers import (
     END,
@@ -60,11 +61,15 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
         return {"kind": SEGMENT, "first": s.first, "samples": s.samples, "offsets": s.frame_offsets,
                 "starts": s.starts_s}
 
+    notes: list[str] = []
     try:
-        for chunk in audio.decode_stream(path, sr, block_s=block_s):
-            for s in w.push(chunk):
-                emitted += len(s.frame_offsets)
-                yield seg_row(s)
+        try:
+            for chunk in audio.decode_stream(path, sr, block_s=block_s):
+                for s in w.push(chunk):
+                    emitted += len(s.frame_offsets)
+                    yield seg_row(s)
+        except audio.TruncatedAudio as exc:  # labelled from what decoded, as featurize_stream does
+            notes.append(truncated_note(exc))
         for s in w.finish():
             emitted += len(s.frame_offsets)
             yield seg_row(s)
@@ -79,8 +84,9 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
         yield _end(duration, 0, STATUS_TOO_SHORT,
                    f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)")
     else:
-        note = f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window" if w.padded else ""
-        yield _end(duration, emitted, STATUS_OK, note)
+        if w.padded:
+            notes.append(f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window")
+        yield _end(duration, emitted, STATUS_OK, "; ".join(notes))
 
 
 def _end(duration_s: float, n_windows: int, status: str, error: str) -> dict:
