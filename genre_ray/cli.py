@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", default=None, help="also write a per-window table (OUT/timeline)")
     p.add_argument("--export", action="append", choices=["csv", "jsonl"], help="also write OUT/labels.csv / .jsonl")
     p.add_argument("--overwrite", action="store_true", default=None, help="relabel everything instead of resuming")
+    p.add_argument("--retry-errors", dest="retry_errors", action="store_true", default=None,
+                   help="resuming, label again the files an earlier run could not read (their error rows are replaced)")
     p.add_argument("--write-tags", dest="write_tags", action="store_true", default=None,
                    help="write the top genre into each file's tags (mutagen; audio data untouched)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
@@ -230,8 +232,8 @@ def _tune(args: argparse.Namespace) -> int:
 @command("label")
 def _label(args: argparse.Namespace) -> int:
     cfg = load_config(LabelConfig, args.config, args.overrides,
-                      **_values(args, "input", "model", "out", "timeline", "export", "overwrite", "write_tags",
-                                "dry_run", "fail_on_error", "review_list"))
+                      **_values(args, "input", "model", "out", "timeline", "export", "overwrite", "retry_errors",
+                                "write_tags", "dry_run", "fail_on_error", "review_list"))
     from genre_ray.outcome import exit_status
     from genre_ray.pipelines.label import run_label
 

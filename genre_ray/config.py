@@ -458,6 +458,8 @@ class LabelConfig(_Base):
     shard_rows: int = Field(256, ge=1, description="label rows per Parquet shard (a shard is the unit of resume)")
     overwrite: bool = Field(False, description="relabel everything (default: resume, skipping files already "
                             "labelled by the same model, features and windows)")
+    retry_errors: bool = Field(False, description="on a rerun, label again the files whose row says error (fixed "
+                               "files, a network mount that was down); their old rows are replaced")
     timeline: bool = Field(False, description="also write OUT/timeline/*.parquet: one row per window with its probabilities")
     export: list[str] = Field(default_factory=list, description="extra copies of the labels: csv, jsonl")
     write_tags: bool = Field(False, description="write the top genre into each file's tags (mutagen); audio untouched")

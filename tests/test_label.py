@@ -125,6 +125,11 @@ def test_rerun_skips_what_is_labelled_and_refuses_another_model_setting(setup, m
         again = run_label(cfg.model_copy(update={"input": spelling, "out": "out"}))
         assert again["labelled_now"] == 0 and again["rows"] == len(expected) and again["missing"] == 0
     pd.testing.assert_frame_equal(read_labels(work / "out"), before)
+    retried = run_label(cfg.model_copy(update={"retry_errors": True}))  # the 4 unreadable files, once more
+    assert retried["labelled_now"] == (before["status"] == "error").sum() == 4
+    after = read_labels(work / "out")
+    assert retried["rows"] == len(after) == len(expected) and not after["path"].duplicated().any()
+    pd.testing.assert_frame_equal(after.drop(columns="error"), before.drop(columns="error"))
     with pytest.raises(ValueError, match="overwrite=true"):
         run_label(cfg.model_copy(update={"hop_s": 0.5}))
     assert len(read_labels(work / "out")) == len(expected)

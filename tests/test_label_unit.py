@@ -186,3 +186,28 @@ def test_object_store_uris_through_fsspec(library):
     for uri, rel in zip(uris, ("blues/b1.wav", "classical/old/deep/c2.mp3")):
         np.testing.assert_array_equal(np.concatenate(list(audio.decode_stream(uri))), audio.decode(root / rel))
     assert featurize_track("memory:///lib/missing.wav", FEATURES).status == "error"
+
+
+def test_retry_errors_takes_the_error_rows_out_of_their_shards(tmp_path):
+    """Resume counts every status as labelled; ``retry_errors`` drops the error rows (shards rewritten atomically, an
+    all-error shard removed) so those files are labelled again, never leaving two rows for one file."""
+    import pyarrow.parquet as pq
+
+    from genre_ray.inference import STATUS_ERROR, label_row
+    from genre_ray.pipelines.label import ShardWriter, prepare_output
+
+    probs = np.full((1, len(CLASSES)), 1 / len(CLASSES))
+    extra = {"label_key": "k"}
+    ok = [label_row(str(tmp_path / f"ok{i}.wav"), 3.0, STATUS_OK, "", probs, CLASSES, "mean", 2, extra) for i in range(2)]
+    bad = [label_row(str(tmp_path / f"bad{i}.wav"), 0.0, STATUS_ERROR, "boom", None, CLASSES, "mean", 2, extra)
+           for i in range(3)]
+    writer = ShardWriter(tmp_path / "out", CLASSES, timeline=False)
+    writer.write(ok + bad[:1], [])
+    writer.write(bad[1:], [])
+    done, errored = prepare_output(tmp_path / "out", "k", overwrite=False)
+    assert len(done) == 5 and errored == {r["path"] for r in bad}
+    done, errored = prepare_output(tmp_path / "out", "k", overwrite=False, retry_errors=True)
+    assert done == {r["path"] for r in ok} and errored == set()
+    shards = sorted((tmp_path / "out" / "labels").glob("*.parquet"))
+    assert len(shards) == 1 and pq.read_table(shards[0]).column("path").to_pylist() == [r["path"] for r in ok]
+    assert prepare_output(tmp_path / "out", "k", overwrite=False) == (done, set())

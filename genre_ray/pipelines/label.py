@@ -227,13 +227,15 @@ class ShardWriter:
         self.n += 1
 
 
-def prepare_output(out: Path, key: str, overwrite: bool) -> set[str]:
-    """Make ``out`` ready to (re)label and return the paths already labelled with ``key`` (to skip), as
-    :func:`local_key` names them.
+def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = False) -> tuple[set[str], set[str]]:
+    """Make ``out`` ready to (re)label; return ``(done, errored)``: the paths already labelled with ``key`` (to skip)
+    and, of those, the ones whose row says ``error`` — both as :func:`local_key` names them.
 
     Leftovers of a killed run (temp files, timeline shards without their labels shard) are removed. Shards
     with another ``label_key`` (another model, features or window setting) stop the job unless ``overwrite``,
-    which removes every shard.
+    which removes every shard. ``retry_errors``: the error rows are taken out of their shards (each rewritten
+    atomically, without them; an error row has no timeline rows), so those files are labelled again — a run killed
+    after this relabels them too, and never leaves two rows for one file.
     """
     labels_dir, timeline_dir = out / LABELS, out / TIMELINE
     for d in (labels_dir, timeline_dir):
@@ -244,21 +246,34 @@ def prepare_output(out: Path, key: str, overwrite: bool) -> set[str]:
         for d in (labels_dir, timeline_dir):
             for f in d.glob("*.parquet") if d.is_dir() else ():
                 f.unlink()
-        return set()
+        return set(), set()
     committed = {s.name for s in shards}
     for f in timeline_dir.glob("*.parquet") if timeline_dir.is_dir() else ():
         if f.name not in committed:
             f.unlink()
     done: set[str] = set()
+    errored: set[str] = set()
     for s in shards:
-        t = pq.read_table(s, columns=["path", "label_key"])
+        t = pq.read_table(s, columns=["path", "label_key", "status"])
         keys = set(t.column("label_key").to_pylist())
         if keys - {key}:
             raise ValueError(f"{labels_dir} holds labels made with another model, feature or window setting "
                              f"(label_key {sorted(keys - {key})}, now {key}); label into a new --out or pass "
                              "--set overwrite=true to relabel everything")
-        done.update(local_key(x) for x in t.column("path").to_pylist())  # older runs kept paths as given
-    return done
+        paths = [local_key(x) for x in t.column("path").to_pylist()]  # older runs kept paths as given
+        bad = [st == STATUS_ERROR for st in t.column("status").to_pylist()]
+        if retry_errors and any(bad):
+            whole = pq.read_table(s)
+            kept = whole.filter(pa.array([not b for b in bad]))
+            if kept.num_rows:
+                _write_atomic(kept, s)
+            else:
+                s.unlink()
+            paths = [x for x, b in zip(paths, bad) if not b]
+            bad = [False] * len(paths)
+        done.update(paths)
+        errored.update(x for x, b in zip(paths, bad) if b)
+    return done, errored
 
 
 def read_labels(out: str | Path) -> pd.DataFrame:
@@ -641,10 +656,14 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
              "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
 
-    done_before = prepare_output(out, key, cfg.overwrite)
+    done_before, errored = prepare_output(out, key, cfg.overwrite, cfg.retry_errors)
     todo = [f for f in files if f not in done_before]
     skipped = len(files) - len(todo)
     print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do", flush=True)
+    errored = errored & set(files)
+    if errored:
+        print(f"[label] {len(errored)} of them failed in an earlier run (OUT/errors.csv): --retry-errors labels "
+              "them again", flush=True)
     progress = Progress(len(todo), cfg.progress_s, skipped)
     if todo:
         _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline, dim), progress)
