@@ -122,7 +122,7 @@ def decode(path: str | Path, sr: int = DEFAULT_SR, backends: tuple[str, ...] | N
         try:
             data, sr_in = DECODERS[name](path)
         except Exception as exc:  # each backend raises its own types; we report them all
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+            errors.append(_backend_error(name, exc))
             continue
         if sr_in <= 0:
             errors.append(f"{name}: invalid sample rate {sr_in}")
@@ -237,6 +237,19 @@ def _stream_pyav(src: object, block_frames: int) -> tuple[int, Iterator[np.ndarr
     return sr, blocks()
 
 
+LIBSNDFILE_NOT_FOUND = "File does not exist or is not a regular file (possibly a pipe?)"
+"""What libsndfile says of a file it does not recognise (random bytes named .wav) — read as "file missing"."""
+
+
+def _backend_error(name: str, exc: Exception) -> str:
+    """One backend's failure for a file :func:`check_local_file` has passed (it exists, is regular and readable), in
+    the words a user needs."""
+    text = str(exc).strip()
+    if LIBSNDFILE_NOT_FOUND in text:
+        text = "format not recognised"
+    return f"{name}: {type(exc).__name__}: {text[:200]}"
+
+
 def check_local_file(path: str) -> None:
     """Fail early, with the reason in words, for a local path that cannot be audio: missing, a dangling or looping
     symlink, a directory/FIFO/device (reading a FIFO would block forever), empty, or unreadable. URIs pass."""
@@ -291,7 +304,7 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
             src = _open_source(path)
             sr_in, blocks = STREAM_DECODERS[name](src, max(1, int(block_s * 48_000)))
         except Exception as exc:  # each backend raises its own types; we report them all
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+            errors.append(_backend_error(name, exc))
             if src is not None and not isinstance(src, str):
                 src.close()
             continue

@@ -125,7 +125,7 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
         raise NotADirectoryError(f"not a folder: {root_path}")
 
     found: list[Path] = []
-    skipped_links = 0
+    skipped_links = hidden = 0
 
     def _raise(err: OSError) -> None:  # surface permission problems instead of silently skipping
         raise err
@@ -134,6 +134,7 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
         kept = []
         for d in dirnames:
             if d.startswith("."):
+                hidden += 1
                 continue
             if os.path.islink(os.path.join(dirpath, d)):
                 skipped_links += 1
@@ -141,13 +142,19 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
             kept.append(d)
         dirnames[:] = sorted(kept) if recursive else []
         for name in filenames:
-            if name.startswith(".") or not is_audio_file(name):
+            if not is_audio_file(name):
+                continue
+            if name.startswith("."):
+                hidden += 1
                 continue
             full = os.path.join(dirpath, name)
             if not os.path.isdir(full):  # files, file symlinks, and broken/looping links: decode reports those
                 found.append(Path(full))
     if skipped_links:
         logger.info("list_audio_files(%s): did not enter %d symlinked folder(s)", root_path, skipped_links)
+    if hidden:
+        logger.info("list_audio_files(%s): skipped %d hidden entries (names starting with '.': folders, and files "
+                    "named like audio)", root_path, hidden)
     return sorted(found)
 
 

@@ -384,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeakageError as exc:  # a track/artist in two splits (genre_ray/leakage.py): refused before Ray starts
         print(f"genre-ray {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what was committed stays (label resumes)
+        print(f"genre-ray {args.command}: interrupted (what was completely written is kept; the same `label` "
+              "command resumes where it stopped)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def vote_entropy(window_probs: np.ndarray) -> float:
         return 0.0
     q = np.bincount(window_probs.argmax(axis=1), minlength=c) / n
     q = q[q > 0]
-    return float(-(q * np.log(q)).sum() / np.log(min(n, c)))
+    return float((q * np.log(1 / q)).sum() / np.log(min(n, c)))  # log(1/q) ≥ 0: all agreeing is 0.0, not -0.0
 
 
 @dataclass(frozen=True)

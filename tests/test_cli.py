@@ -55,3 +55,15 @@ def test_train_refuses_to_starve_ray_data(tmp_path, ray_session, mlflow_home):
     with pytest.raises(ValueError, match="at least one CPU"):
         run_train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), num_workers=2))
     assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import genre_ray.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "synth", interrupted)
+    assert main(["synth", "nowhere"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

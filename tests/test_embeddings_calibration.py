@@ -140,7 +140,7 @@ def test_bundle_round_trips_calibration_and_old_bundles_load_uncalibrated(tmp_pa
 
 def test_vote_entropy_and_rule():
     one_hot = np.eye(4)
-    assert vote_entropy(one_hot[[0, 0, 0]]) == 0.0
+    assert vote_entropy(one_hot[[0, 0, 0]]) == 0.0 and str(vote_entropy(one_hot[[0, 0, 0]])) == "0.0"  # not -0.0
     assert vote_entropy(one_hot[[0]]) == 0.0
     assert vote_entropy(one_hot[[0, 1]]) == pytest.approx(1.0)  # 2 windows, 2 genres: as split as can be
     assert vote_entropy(one_hot[[0, 1, 2, 3, 0, 1, 2, 3]]) == pytest.approx(1.0)
