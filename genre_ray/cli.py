@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the top genre into each file's tags (mutagen; audio data untouched)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
                    help="with --write-tags: only list the changes in OUT/tags.csv")
+    p.add_argument("--tag-uncertain", dest="tag_uncertain", action="store_true", default=None,
+                   help="with --write-tags: tag the tracks flagged uncertain too (default: left untagged)")
     p.add_argument("--fail-on-error", dest="fail_on_error", action="store_true", default=None,
                    help="exit 1 if any file is not labelled (default: only if none is)")
     p.add_argument("--review-list", dest="review_list", metavar="REVIEW.csv",
@@ -233,7 +235,7 @@ def _tune(args: argparse.Namespace) -> int:
 def _label(args: argparse.Namespace) -> int:
     cfg = load_config(LabelConfig, args.config, args.overrides,
                       **_values(args, "input", "model", "out", "timeline", "export", "overwrite", "retry_errors",
-                                "write_tags", "dry_run", "fail_on_error", "review_list"))
+                                "write_tags", "dry_run", "tag_uncertain", "fail_on_error", "review_list"))
     from genre_ray.outcome import exit_status
     from genre_ray.pipelines.label import run_label
 

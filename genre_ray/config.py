@@ -464,6 +464,8 @@ class LabelConfig(_Base):
     export: list[str] = Field(default_factory=list, description="extra copies of the labels: csv, jsonl")
     write_tags: bool = Field(False, description="write the top genre into each file's tags (mutagen); audio untouched")
     dry_run: bool = Field(False, description="with write_tags: only list the tag changes (OUT/tags.csv)")
+    tag_uncertain: bool = Field(False, description="with write_tags: also tag the tracks flagged uncertain (default: "
+                                "they are left untagged, listed in OUT/tags.csv as skipped)")
     progress_s: float = Field(10.0, gt=0, description="seconds between progress lines")
     featurize: str = Field("auto", description="where spectrograms are made: actor (each classifier actor decodes, "
                            "featurizes and classifies whole tracks: no featurize tasks, no images between "

@@ -211,3 +211,23 @@ def test_retry_errors_takes_the_error_rows_out_of_their_shards(tmp_path):
     shards = sorted((tmp_path / "out" / "labels").glob("*.parquet"))
     assert len(shards) == 1 and pq.read_table(shards[0]).column("path").to_pylist() == [r["path"] for r in ok]
     assert prepare_output(tmp_path / "out", "k", overwrite=False) == (done, set())
+
+
+def test_write_tags_leaves_uncertain_tracks_alone_unless_asked(library, tmp_path):
+    import pandas as pd
+    from mutagen import File as MutagenFile
+
+    from genre_ray.pipelines.label import write_tags
+
+    root, _ = library
+    sure, unsure = tmp_path / "sure.flac", tmp_path / "unsure.flac"
+    shutil.copy(root / "blues/live/b2.flac", sure)
+    shutil.copy(root / "blues/live/b2.flac", unsure)
+    table = pd.DataFrame({"path": [str(sure), str(unsure)], "genre": ["reggae", "rock"], "status": ["ok", "ok"],
+                          "uncertain": [False, True], "uncertain_reason": ["", "low-confidence"]})
+    plan = write_tags(table, tmp_path, dry_run=False).set_index("path")
+    assert plan.loc[str(sure), "action"] == "written" and plan.loc[str(unsure), "action"] == "skipped"
+    assert "uncertain (low-confidence)" in plan.loc[str(unsure), "reason"]
+    assert "genre" not in (MutagenFile(unsure, easy=True).tags or {})
+    again = write_tags(table, tmp_path, dry_run=False, tag_uncertain=True).set_index("path")
+    assert again.loc[str(unsure), "action"] == "written" and MutagenFile(unsure, easy=True)["genre"] == ["rock"]

@@ -435,14 +435,22 @@ def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
     return path
 
 
-def write_tags(table: pd.DataFrame, out: Path, dry_run: bool) -> pd.DataFrame:
-    """Write each ok file's top genre into its tags (or list the changes); the plan/result is ``OUT/tags.csv``."""
+def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: bool = False) -> pd.DataFrame:
+    """Write each ok file's top genre into its tags (or list the changes); the plan/result is ``OUT/tags.csv``.
+    A track flagged ``uncertain`` is left untagged (``skipped``, with the reason) unless ``tag_uncertain``: a guess
+    the model itself doubts should not land in the user's files."""
     from genre_ray.tags import TagResult, write_genre_tag
 
     results = []
-    for path, genre in table.loc[table["status"] == STATUS_OK, ["path", "genre"]].itertuples(index=False):
+    ok = table.loc[table["status"] == STATUS_OK]
+    doubt = ok["uncertain"].fillna(False).astype(bool) if "uncertain" in ok else pd.Series(False, index=ok.index)
+    why = ok["uncertain_reason"].fillna("") if "uncertain_reason" in ok else pd.Series("", index=ok.index)
+    for path, genre, unsure, reason in zip(ok["path"], ok["genre"], doubt, why):
         if _is_uri(path):
             results.append(TagResult(path, genre, "", "skipped", "object-store files are not tagged"))
+        elif unsure and not tag_uncertain:
+            results.append(TagResult(path, genre, "", "skipped", f"uncertain ({reason or 'flagged'}): "
+                                     "tag_uncertain=true tags it anyway"))
         else:
             results.append(write_genre_tag(path, genre, dry_run))
     df = pd.DataFrame([r.__dict__ for r in results], columns=["path", "genre", "previous", "action", "reason"])
@@ -683,7 +691,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     for fmt in cfg.export:
         EXPORTERS.lookup(fmt)(table, out)
     if cfg.write_tags:
-        tags = write_tags(table, out, cfg.dry_run)
+        tags = write_tags(table, out, cfg.dry_run, cfg.tag_uncertain)
         summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
     atomic.write_json(out / "summary.json", summary)
     _log_mlflow(cfg, summary, out)
