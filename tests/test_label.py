@@ -108,6 +108,8 @@ def test_summary_exports_and_mlflow_run(setup):
     run = runs[runs["params.out"] == str(out)].iloc[0]
     assert run["metrics.files"] == len(expected) and run["metrics.ok"] == 8 and run["metrics.errors"] == 4
     assert run["params.model_id"] == summary["model_id"] and run["metrics.startup_s"] == saved["startup_s"]
+    assert run["status"] == "FINISHED" and run["tags.genre_ray.resumed"] == "false"
+    assert run["tags.mlflow.runName"] == "label library" and run["tags.version.ray"]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
     assert {"summary.json", "errors.csv", "genres.png", "config.yaml"} <= arts
 

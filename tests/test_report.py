@@ -162,7 +162,8 @@ def test_label_job_writes_and_logs_the_report(tmp_path, mlflow_home):
     summary = {"model_id": "m", "label_key": "k", "status": status, "files": 50, "labelled_now": 50,
                "skipped_already_labelled": 0, "hours_of_audio": 0.1, "audio_s_per_s": 1.0, "files_per_s": 1.0,
                "seconds": 1.0, "steady_audio_s_per_s": 2.0, "startup_s": 0.5}
-    _log_mlflow(cfg, summary, out)
+    with mlflow.start_run():  # run_label opens the run before labelling
+        _log_mlflow(summary, out)
     run = mlflow.last_active_run()
     assert (out / REPORT_FILE).is_file() and '"n":50' in (out / REPORT_FILE).read_text()
     assert REPORT_FILE in {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}

@@ -46,6 +46,7 @@ from genre_ray.config import ConfigError, LabelConfig
 from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint
 from genre_ray.embedding import embedding_dim
 from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.provenance import git_commit, versions
 from genre_ray.pipelines.label_workers import (CALL_WINDOWS, END, MAX_WINDOWS, WINDOW, Classifier,  # noqa: F401
                                                FeaturizeWorker, call_windows, featurize_batch)
 from genre_ray.registry import Registry
@@ -672,6 +673,22 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     if errored:
         print(f"[label] {len(errored)} of them failed in an earlier run (OUT/errors.csv): --retry-errors labels "
               "them again", flush=True)
+    # the MLflow run opens before the work: a run killed or failed part-way is there (RUNNING / FAILED) with its
+    # params, and the rerun that resumes it says so (genre_ray.resumed, metric skipped)
+    with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}"):
+        mlflow.set_tags({"genre_ray.job": "label", "genre_ray.resumed": str(skipped > 0).lower(),
+                         "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
+        tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key})
+        summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id, out, t0)
+        _log_mlflow(summary, out)
+    _print_summary(summary)
+    return summary
+
+
+def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], skipped: int, bundle: Bundle,
+                         hop: float, extra: dict[str, Any], dim: int | None, rule: UncertaintyRule, key: str,
+                         model_id: str, out: Path, t0: float) -> dict[str, Any]:
+    """Label ``todo`` into ``out``, then the summary of every listed file and the files that go with it."""
     progress = Progress(len(todo), cfg.progress_s, skipped)
     if todo:
         _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline, dim), progress)
@@ -694,8 +711,6 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         tags = write_tags(table, out, cfg.dry_run, cfg.tag_uncertain)
         summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
     atomic.write_json(out / "summary.json", summary)
-    _log_mlflow(cfg, summary, out)
-    _print_summary(summary)
     return summary
 
 
@@ -722,27 +737,25 @@ def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress
     }
 
 
-def _log_mlflow(cfg: LabelConfig, summary: dict[str, Any], out: Path) -> None:
-    with mlflow.start_run(run_name="label"):
-        mlflow.set_tags({"genre_ray.job": "label"})
-        tracking.log_params({**cfg.flat(), "model_id": summary["model_id"], "label_key": summary["label_key"]})
-        status = summary["status"]
-        mlflow.log_metrics({"files": summary["files"], "ok": status.get(STATUS_OK, 0),
-                            "errors": status.get(STATUS_ERROR, 0), "too_short": status.get("too-short", 0),
-                            "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
-                            "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
-                            "files_per_s": summary["files_per_s"], "seconds": summary["seconds"],
-                            "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"]})
-        mlflow.log_metric("uncertain", summary.get("uncertain", 0))
-        try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
-            write_report(out)
-        except Exception as exc:  # the labels are written already; a report bug must not lose the run's record
-            log.warning("label: %s not written: %s: %s", REPORT_FILE, type(exc).__name__, exc)
-        for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv", REPORT_FILE):
-            if (out / name).is_file():
-                mlflow.log_artifact(str(out / name))
-        if summary.get("review_list"):
-            mlflow.log_artifact(summary["review_list"])
+def _log_mlflow(summary: dict[str, Any], out: Path) -> None:
+    """The run's results into the active MLflow run: counts and throughput as metrics, OUT's files as artifacts."""
+    status = summary["status"]
+    mlflow.log_metrics({"files": summary["files"], "ok": status.get(STATUS_OK, 0),
+                        "errors": status.get(STATUS_ERROR, 0), "too_short": status.get("too-short", 0),
+                        "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
+                        "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
+                        "files_per_s": summary["files_per_s"], "seconds": summary["seconds"],
+                        "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"]})
+    mlflow.log_metric("uncertain", summary.get("uncertain", 0))
+    try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
+        write_report(out)
+    except Exception as exc:  # the labels are written already; a report bug must not lose the run's record
+        log.warning("label: %s not written: %s: %s", REPORT_FILE, type(exc).__name__, exc)
+    for name in ("summary.json", "config.yaml", "errors.csv", "genres.png", "tags.csv", REPORT_FILE):
+        if (out / name).is_file():
+            mlflow.log_artifact(str(out / name))
+    if summary.get("review_list"):
+        mlflow.log_artifact(summary["review_list"])
 
 
 def _print_summary(s: dict[str, Any]) -> None:
