@@ -24,10 +24,10 @@ COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
 command = COMMANDS.register
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def _config_args(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--config", help="YAML config file (keys as in the job's config class)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable), e.g. --set epochs=5 --set features.hop_s=3.0")
+                   help=f"override a config key (repeatable; dotted keys reach nested sections), e.g. {example}")
     p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs for a local Ray instance")
 
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "MLflow run as not comparable (only to reproduce leaky published settings)")
     p.add_argument("--fail-on-error", dest="fail_on_error", action="store_true", default=None,
                    help="exit 1 if any track fails to decode (default: only if none succeeds)")
-    _config_args(p)
+    _config_args(p, "--set features.hop_s=1.5 --set noise_copies=2")
 
     p = sub.add_parser("train", help="train a model on prepared windows (Ray Train DDP), log it to MLflow",
                        description="Ray Train TorchTrainer over prepared windows; rank 0 logs per-epoch metrics to "
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-leakage", dest="allow_leakage", action="store_true", default=None,
                    help="refuse nothing when a track, file, recording or artist is in two splits: warn, and tag the "
                         "MLflow run as not comparable (only to reproduce leaky published settings)")
-    _config_args(p)
+    _config_args(p, "--set epochs=30 --set augment.mixup_alpha=0.2")
 
     p = sub.add_parser("tune", help="Ray Tune sweep of the training config (ASHA), every trial in MLflow",
                        description="Sweep a search space over TrainConfig keys declared in the config (random or "
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared folder")
     p.add_argument("--out", help="sweep folder (config, Tune state, summary, best config, retrained model)")
     p.add_argument("--num-samples", dest="num_samples", type=int, help="trials (random) or grid repetitions")
-    _config_args(p)
+    _config_args(p, "--set num_samples=16 --set train.epochs=20")
 
     p = sub.add_parser("label", help="label a music library with a trained model (Ray Data batch inference)",
                        description="Slide windows over every file (streaming: any length, bounded memory), classify "
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 if any file is not labelled (default: only if none is)")
     p.add_argument("--review-list", dest="review_list", metavar="REVIEW.csv",
                    help="write the uncertain tracks, most uncertain first (path, genre, confidence, vote_entropy, reason)")
-    _config_args(p)
+    _config_args(p, "--set top_k=5 --set ray.num_cpus=8")
 
     p = sub.add_parser("predict", help="genres of a few files, in-process (no Ray), with per-window timelines",
                        description="Decode each file, classify every window, print a table of genre probabilities "

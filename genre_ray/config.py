@@ -561,6 +561,13 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML parser error in one line: what is wrong, and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (), **values: Any) -> C:
     """Build ``cls`` from a YAML file, then ``values`` (CLI flags; None ignored), then ``key=value`` overrides."""
     data: dict[str, Any] = {}
@@ -568,7 +575,10 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping of keys to values")
         data.update(loaded)
@@ -579,7 +589,12 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         k, v = item.split("=", 1)
-        _set_dotted(data, k.strip(), yaml.safe_load(v))
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item}: the value is not valid YAML: {_yaml_problem(exc)} (quote the whole "
+                              "--set argument in the shell; YAML lists and mappings need their closing ] or })") from None
+        _set_dotted(data, k.strip(), value)
     if isinstance(data.get("features"), dict):  # merge partial feature overrides onto the defaults
         data["features"] = {**FeatureConfig().to_dict(), **data["features"]}
     try:

@@ -41,10 +41,9 @@ def test_synth_cli_writes_gtzan_layout(tmp_path, capsys):
 
 def test_train_refuses_to_starve_ray_data(tmp_path, ray_session, mlflow_home):
     """Workers that reserve every CPU would leave Ray Data nothing to stream with: a clear error, no run."""
-    from genre_ray.config import TrainConfig
-    from genre_ray.pipelines.train import run_train
-
+    from genre_ray.config import ConfigError, TrainConfig
     from genre_ray.features import FeatureConfig
+    from genre_ray.pipelines.train import run_train
 
     small = FeatureConfig(n_mels=32, height=32, width=32)
     (tmp_path / "meta.json").write_text(json.dumps({"classes": ["a", "b"], "features": small.to_dict(), "feature_hash": "x",
@@ -52,8 +51,8 @@ def test_train_refuses_to_starve_ray_data(tmp_path, ray_session, mlflow_home):
     import pandas as pd
 
     pd.DataFrame({"track_id": ["t1"], "label": ["a"], "split": ["train"]}).to_parquet(tmp_path / "tracks.parquet")
-    with pytest.raises(ValueError, match="at least one CPU"):
-        run_train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), num_workers=2))
+    with pytest.raises(ConfigError, match="at least one CPU"):  # the config's own 1 CPU each: kept, so refused
+        run_train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "o"), num_workers=2, cpus_per_worker=1.0))
     assert not (tmp_path / "o").exists()
 
 

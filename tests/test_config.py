@@ -75,3 +75,47 @@ def test_train_config_cross_field_errors():
         load_config(TrainConfig, overrides=["data=d", "out=o", "select_metric=val_f1"])
     cfg = load_config(TrainConfig, overrides=["data=d", "out=o", "augment.time_masks=2"])
     assert cfg.augment.time_masks == 2 and cfg.augment.freq_masks == 0
+
+
+def test_train_workers_leave_ray_data_a_cpu_and_gpu_asks_are_checked(tmp_path, caplog):
+    """The README's `genre-ray train … --num-workers 2` on a 2-core machine: the default 1 CPU per worker would
+    reserve every CPU (Ray Data could not feed the workers): lowered and said. A value the config sets is kept or
+    refused, never changed; use_gpu on a local Ray without GPUs is refused (Ray Train would wait for ever)."""
+    from genre_ray.config import ConfigError, TrainConfig
+    from genre_ray.pipelines.train import check_gpus, fit_cpus_per_worker
+
+    cfg = TrainConfig(data="d", out="o", num_workers=2)
+    assert fit_cpus_per_worker(cfg, 2).cpus_per_worker == 0.5
+    assert fit_cpus_per_worker(cfg, 16) is cfg
+    assert fit_cpus_per_worker(TrainConfig(data="d", out="o", num_workers=3), 2).cpus_per_worker == 0.25
+    with pytest.raises(ConfigError, match=r"2 workers × 1 CPUs = 2 of the cluster's 2 CPUs"):
+        fit_cpus_per_worker(TrainConfig(data="d", out="o", num_workers=2, cpus_per_worker=1.0), 2)
+    with pytest.raises(ConfigError, match="at least one CPU left"):
+        fit_cpus_per_worker(cfg, 1)
+    gpu = TrainConfig(data="d", out="o", num_workers=2, use_gpu=True)
+    with pytest.raises(ConfigError, match=r"asks for 2 GPU worker\(s\); this Ray has 1 GPU"):
+        check_gpus(gpu, 1, joined_cluster=False)
+    with caplog.at_level("WARNING", logger="genre_ray"):
+        check_gpus(gpu, 0, joined_cluster=True)  # a cluster's autoscaler may add GPU nodes: said, not refused
+    assert "waits until the cluster has them" in caplog.text
+    check_gpus(gpu, 2, joined_cluster=False)
+    check_gpus(cfg, 0, joined_cluster=False)
+
+
+def test_train_paths_are_made_absolute_for_the_workers(tmp_path, monkeypatch):
+    """A relative `--pretrained` passed the driver's check, then failed in every Ray Train worker (their working
+    folder is not the user's)."""
+    import torch
+
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.train import _absolute
+
+    monkeypatch.chdir(tmp_path)
+    torch.save({}, tmp_path / "w.pth")
+    cfg = TrainConfig(data="prepared", out="runs/x", model="resnet18", pretrained="w.pth", storage_path="store")
+    fixed = _absolute(cfg)
+    assert fixed.pretrained == str(tmp_path / "w.pth") and fixed.data == str(tmp_path / "prepared")
+    assert fixed.out == str(tmp_path / "runs" / "x") and fixed.storage_path == str(tmp_path / "store")
+    assert "cpus_per_worker" not in fixed.model_fields_set  # what the user chose is still known after the copy
+    monkeypatch.chdir("/")
+    TrainConfig.model_validate(fixed.model_dump(mode="json"))  # as a worker validates it, elsewhere

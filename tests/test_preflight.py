@@ -66,7 +66,12 @@ def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str
     not_bundle = tmp / "not-a-bundle"
     not_bundle.mkdir(exist_ok=True)
     out = str(tmp / "out")
+    (tmp / "broken.yaml").write_text("epochs: [2\n")
     return [
+        (["train", "--config", str(tmp / "broken.yaml"), "--data", str(prepared), "--out", out],
+         "broken.yaml: not valid YAML"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs={channels: [8"],
+         "the value is not valid YAML"),
         (["train", "--data", str(prepared), "--out", out, "--set", "epoch=3"], "epoch"),
         (["train", "--data", str(prepared), "--out", out, "--set", "batch_size=many"], "batch_size"),
         (["prepare", "--source", str(prepared), "--out", out, "--set", "features.n_mel=64"], "n_mel"),

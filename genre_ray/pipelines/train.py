@@ -6,6 +6,9 @@ Effective batch size = ``batch_size × num_workers``; the learning rate is not r
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from genre_ray import accel, tracking
 from genre_ray import atomic, preflight
 from genre_ray.bundle import save_bundle
 from genre_ray.augment import BatchAugment
-from genre_ray.config import SELECT_METRICS, TrainConfig
+from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig
 from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion, plot_curves
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
@@ -37,6 +40,8 @@ from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.training import (DeviceCache, Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
                                 seed_everything, train_epoch, unwrap)
+
+log = logging.getLogger("genre_ray")
 
 CKPT_FILE = "state.pt"
 CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_track_accuracy")
@@ -316,15 +321,48 @@ def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: 
             "track": classification_metrics(track_probs, track_labels, classes)}
 
 
-def _check_cpus_left_for_data(cfg: TrainConfig) -> None:
-    """Ray Data streams the shards with CPU tasks: if the workers reserve every CPU the job would hang."""
-    total = ray.cluster_resources().get("CPU", 0)
-    reserved = cfg.num_workers * cfg.cpus_per_worker
-    if total - reserved < 1:
-        raise ValueError(
-            f"{cfg.num_workers} workers × {cfg.cpus_per_worker} CPUs = {reserved:g} of the cluster's {total:g} CPUs; "
-            "Ray Data needs at least one CPU left to feed them. Lower num_workers or cpus_per_worker "
-            "(e.g. --set cpus_per_worker=0.5) or add CPUs.")
+def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float) -> TrainConfig:
+    """``cfg`` with workers that leave Ray Data a CPU to stream their shards with (all reserved: the job would hang).
+    ``cpus_per_worker`` left at its default is lowered to fit — ``(total − 1) / num_workers``, in quarters: 0.5 for
+    two workers on a 2-core machine — and said; one the config sets is kept, or refused (ConfigError) if it does not
+    fit."""
+    if total_cpus - cfg.num_workers * cfg.cpus_per_worker >= 1:
+        return cfg
+    fitted = math.floor(4 * (total_cpus - 1) / cfg.num_workers) / 4
+    if "cpus_per_worker" in cfg.model_fields_set or fitted <= 0:
+        raise ConfigError(
+            f"{cfg.num_workers} workers × {cfg.cpus_per_worker:g} CPUs = {cfg.num_workers * cfg.cpus_per_worker:g} of "
+            f"the cluster's {total_cpus:g} CPUs; Ray Data needs at least one CPU left to feed them. Lower num_workers "
+            f"or cpus_per_worker (e.g. --set cpus_per_worker={max(0.25, fitted):g}) or add CPUs.")
+    print(f"[train] cpus_per_worker {cfg.cpus_per_worker:g} → {fitted:g}: {cfg.num_workers} workers on {total_cpus:g} "
+          "CPUs, one left for Ray Data (set cpus_per_worker to choose)", flush=True)
+    return cfg.model_copy(update={"cpus_per_worker": fitted})
+
+
+def check_gpus(cfg: TrainConfig, gpus: float, joined_cluster: bool) -> None:
+    """``use_gpu`` on a Ray with too few GPUs: refused on a Ray this job started (none will appear: Ray Train would
+    wait for ever); on a cluster, said (an autoscaler may add GPU nodes)."""
+    if not cfg.use_gpu or gpus >= cfg.num_workers:
+        return
+    msg = f"use_gpu=true asks for {cfg.num_workers} GPU worker(s); this Ray has {gpus:g} GPU(s)"
+    if not joined_cluster:
+        raise ConfigError(msg + " (drop --use-gpu to train on the CPUs, or lower num_workers)")
+    log.warning("%s: Ray Train waits until the cluster has them (an autoscaler adding GPU nodes)", msg)
+
+
+def _absolute(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its local paths absolute (data, out, pretrained, storage_path): every Ray Train worker validates
+    the config again in its own working folder, where a relative path names nothing."""
+    update: dict[str, Any] = {"data": str(Path(cfg.data).expanduser().resolve()),
+                              "out": str(Path(cfg.out).expanduser().resolve())}
+    if cfg.pretrained and cfg.pretrained != "auto":
+        update["pretrained"] = str(Path(cfg.pretrained).expanduser().resolve())
+    if cfg.storage_path and "://" not in cfg.storage_path:
+        update["storage_path"] = str(Path(cfg.storage_path).expanduser().resolve())
+    fields = set(cfg.model_fields_set)
+    fitted = cfg.model_copy(update=update)
+    fitted.__pydantic_fields_set__ = fields | set(update)  # which settings the user chose survives the copy
+    return fitted
 
 
 def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, alias: str, score: float,
@@ -353,7 +391,11 @@ def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, al
 
 
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
+    cfg = _absolute(cfg)
     announce("train", cfg)
+    joined = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+    if not joined and not ray.is_initialized():  # a local Ray this job starts: its CPUs are known now
+        cfg = fit_cpus_per_worker(cfg, cfg.ray.num_cpus or os.cpu_count() or 1)
     meta = preflight.prepared_data(cfg.data)  # bad data or a model that cannot fit it: ConfigError, before Ray
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
     preflight.model_fits(cfg.model, _model_kwargs(cfg, features), classes, features)
@@ -362,7 +404,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     leak = enforce(find_leakage(tracks), cfg.allow_leakage, f"train {cfg.data}")  # before MLflow and Ray
     uri, _ = tracking.setup(cfg.experiment)  # fails before Ray starts if MLflow is unusable
     init_ray(cfg.ray)
-    _check_cpus_left_for_data(cfg)
+    cfg = fit_cpus_per_worker(cfg, ray.cluster_resources().get("CPU", 0))
+    check_gpus(cfg, ray.cluster_resources().get("GPU", 0), joined)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
