@@ -44,6 +44,12 @@ def test_resnet18_loads_local_weights_and_sums_conv1(tmp_path):
     torch.testing.assert_close(m.backbone.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         create_model("resnet18", 10, pretrained=str(tmp_path / "nope.pth"))
+    (tmp_path / "notes.pth").write_text("not a model")
+    with pytest.raises(ValueError, match="notes.pth is not a PyTorch weights file"):
+        create_model("resnet18", 10, pretrained=str(tmp_path / "notes.pth"))
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")  # a whole module: classes in the pickle
+    with pytest.raises(ValueError, match="module.pth holds Python objects besides tensors"):
+        create_model("resnet18", 10, pretrained=str(tmp_path / "module.pth"))
 
 
 def test_resnet18_fixed_features_trains_only_the_head():

@@ -177,6 +177,9 @@ def test_asha_sweep_stops_trials_early_and_logs_a_child_run_per_trial(prepared, 
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert steps == list(range(t["epochs"])), "one val_loss per epoch run"
         assert child.data.tags["genre_ray.stop_reason"] == t["stop_reason"]
+    assert run_tune(cfg)["parent_run_id"] == report["parent_run_id"]  # finished: its result, nothing run again
+    with pytest.raises(ConfigError, match="holds a finished sweep with other settings"):
+        run_tune(cfg.model_copy(update={"num_samples": 2}))
 
 
 @pytest.mark.integration

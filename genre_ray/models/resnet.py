@@ -54,9 +54,19 @@ def load_pretrained_state(path: str | Path) -> dict[str, torch.Tensor]:
             f"pretrained weights not found at {path}; give a local torchvision resnet18 state_dict "
             "(nothing is downloaded at run time) or omit --pretrained to train from scratch"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not what it should be
+        if "Unsupported global" in str(exc):  # a real pickle naming classes or functions
+            raise ValueError(f"{path} holds Python objects besides tensors (classes, code); refused: weights are "
+                             "loaded with weights_only=True, so nothing in a file is ever executed — save the "
+                             "model's state_dict() alone") from None
+        raise ValueError(f"{path} is not a PyTorch weights file (torch.load failed: {type(exc).__name__}); give a "
+                         "torchvision resnet18 state_dict saved with torch.save") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is a PyTorch file but not a state_dict of tensors ({type(state).__name__})")
     return state
 
 
@@ -75,7 +85,7 @@ class ResNet18Audio(nn.Module):
                 raise ValueError(f"{pretrained}: not a resnet18 state_dict (missing={missing[:5]}, unexpected={unexpected[:5]})")
             log.info("resnet18: loaded ImageNet weights from %s", pretrained)
         else:
-            log.info("resnet18: no pretrained weights given; training from scratch")
+            log.debug("resnet18: no pretrained weights; random initialisation (or weights loaded later)")
         conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
         with torch.no_grad():
             conv1.weight.copy_(_adapt_conv1(net.conv1.weight.data, in_chans))

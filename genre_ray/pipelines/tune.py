@@ -416,7 +416,7 @@ def _check_resources(cfg: TuneConfig, base: TrainConfig) -> None:
     total = ray.cluster_resources()
     need_cpu = cfg.trial_cpus + (base.num_workers * base.cpus_per_worker if base.num_workers > 1 else 0)
     if need_cpu > total.get("CPU", 0):
-        raise ValueError(f"one trial needs {need_cpu:g} CPUs; the cluster has {total.get('CPU', 0):g}. Lower trial_cpus "
+        raise ConfigError(f"one trial needs {need_cpu:g} CPUs; the cluster has {total.get('CPU', 0):g}. Lower trial_cpus "
                          "or train.cpus_per_worker.")
     if base.use_gpu and total.get("GPU", 0) <= 0:
         raise ValueError("train.use_gpu is set but the cluster has no GPU")
@@ -446,19 +446,22 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     out = Path(cfg.out).resolve()
     saved = out / "config.yaml"
     state_file = out / "sweep.json"
-    if state_file.is_file() and json.loads(state_file.read_text()).get("status") == "finished":
-        result = json.loads((out / "tune_results.json").read_text())
-        print(f"tune: the sweep in {out} has finished already (best trial {result['best']['trial_id']}, "
-              f"{result['metric']} {result['best']['value']:.4f}); choose another --out for a new sweep", flush=True)
-        return result
-    if saved.is_file() and cfg.resume:
+    finished = state_file.is_file() and json.loads(state_file.read_text()).get("status") == "finished"
+    if saved.is_file() and (cfg.resume or finished):  # another config into a used --out: refused, finished or not
         import yaml
 
         old = yaml.safe_load(saved.read_text())
         diff = sorted(k for k, v in _identity(cfg).items() if old.get(k) != v)
         if diff:
-            raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(diff)}); resume it with its own "
-                              f"config ({saved}) or choose another --out")
+            raise ConfigError(f"{out} holds a {'finished ' if finished else ''}sweep with other settings "
+                              f"({', '.join(diff)}); " + ("choose another --out for a new sweep" if finished else
+                                                          f"resume it with its own config ({saved}) or choose "
+                                                          "another --out"))
+    if finished:
+        result = json.loads((out / "tune_results.json").read_text())
+        print(f"tune: the sweep in {out} has finished already (best trial {result['best']['trial_id']}, "
+              f"{result['metric']} {result['best']['value']:.4f}); choose another --out for a new sweep", flush=True)
+        return result
     storage = cfg.storage_path or str(out / "ray_results")
     exp_path = f"{storage.rstrip('/')}/{cfg.name}"
     resuming = ray.tune.Tuner.can_restore(exp_path)  # reads the storage only; Ray need not run
