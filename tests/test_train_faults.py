@@ -1,10 +1,14 @@
-"""Ray Train failure handling on the local cluster: a training worker killed mid-run is replaced, training
-resumes from the last checkpoint, and the MLflow history has every epoch exactly once."""
+"""Ray Train failure handling on the local cluster: a training worker killed mid-run is replaced, a killed driver's
+rerun continues its run; training resumes from the last checkpoint, and the MLflow history has every epoch exactly
+once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -28,15 +32,22 @@ def _train_workers():
                        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
 
 
-def test_killed_worker_resumes_from_last_checkpoint(tmp_path, ray_session, mlflow_home):
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, ray_session, mlflow_home):
     from genre_ray.pipelines.prepare import run_prepare
-    from genre_ray.pipelines.train import run_train
 
-    write_corpus(tmp_path / "corpus", genres=3, per_genre=8, seconds=6.0, seed=3)
-    run_prepare(PrepareConfig(source=str(tmp_path / "corpus"), out=str(tmp_path / "prepared"),
+    work = tmp_path_factory.mktemp("train-faults")
+    write_corpus(work / "corpus", genres=3, per_genre=8, seconds=6.0, seed=3)
+    run_prepare(PrepareConfig(source=str(work / "corpus"), out=str(work / "prepared"),
                               split_fractions=(0.5, 0.25, 0.25), features=FeatureConfig(n_mels=32, height=32, width=32),
                               ray=RayConfig()))
-    cfg = TrainConfig(data=str(tmp_path / "prepared"), out=str(tmp_path / "train"), epochs=EPOCHS, batch_size=8,
+    return work / "prepared"
+
+
+def test_killed_worker_resumes_from_last_checkpoint(tmp_path, prepared, ray_session, mlflow_home):
+    from genre_ray.pipelines.train import run_train
+
+    cfg = TrainConfig(data=str(prepared), out=str(tmp_path / "train"), epochs=EPOCHS, batch_size=8,
                       num_workers=2, cpus_per_worker=0.5, max_failures=2, experiment="faults",
                       model_kwargs={"channels": [4, 8, 8, 8], "dense": [16]})
     box: dict = {}
@@ -71,3 +82,51 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path, ray_session, mlflo
     resumed = client.get_metric_history(report["run_id"], "resumed_at_epoch")
     assert len(resumed) == 1 and 2 <= resumed[0].value < EPOCHS
     assert report["epochs_run"] == EPOCHS and report["test"]["track"]["n"] > 0
+
+
+def test_killed_driver_reruns_into_the_same_run_from_its_last_checkpoint(tmp_path, prepared, ray_session, mlflow_home):
+    """`genre-ray train` SIGKILLed after two checkpointed epochs; the same command again continues that MLflow run
+    from the last checkpoint (Ray Train finds it under the same run name): every epoch once, one run, FINISHED."""
+    from genre_ray import tracking
+    from genre_ray.config import load_config
+    from genre_ray.pipelines.train import RUN_FILE, run_train
+
+    out = tmp_path / "train"
+    sets = {"epochs": EPOCHS, "batch_size": 8, "num_workers": 1, "cpus_per_worker": 0.5, "experiment": "driver-kill",
+            "model_kwargs": {"channels": [4, 8, 8, 8], "dense": [16]}}
+    argv = ["train", "--data", str(prepared), "--out", str(out)]
+    for k, v in sets.items():
+        argv += ["--set", f"{k}={json.dumps(v)}"]
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "genre_ray.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    client = mlflow.tracking.MlflowClient(tracking.tracking_uri())
+    run_id = None
+    try:
+        deadline = time.time() + 400
+        while proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+            if (out / RUN_FILE).is_file():
+                run_id = json.loads((out / RUN_FILE).read_text())["run_id"]
+                if len(client.get_metric_history(run_id, "val_accuracy")) >= 2:
+                    break
+        os.killpg(proc.pid, signal.SIGKILL)
+        log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and run_id, log[-3000:]
+    done_before = len(client.get_metric_history(run_id, "val_accuracy"))
+    assert 2 <= done_before < EPOCHS and client.get_run(run_id).info.status == "RUNNING"
+
+    again = [f"{k}={json.dumps(v)}" for k, v in sets.items()]  # the same command, in this process
+    report = run_train(load_config(TrainConfig, None, again, data=str(prepared), out=str(out)))
+    assert report["run_id"] == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["genre_ray.driver_resumes"] == "1"
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "val_accuracy"))
+    assert steps == list(range(EPOCHS)), "gap or repeat in the epoch history"
+    resumed = client.get_metric_history(run_id, "resumed_at_epoch")
+    assert len(resumed) == 1 and resumed[0].value >= done_before
+    assert report["epochs_run"] == EPOCHS and (out / "bundle").is_dir()

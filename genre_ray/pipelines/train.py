@@ -6,6 +6,7 @@ Effective batch size = ``batch_size × num_workers``; the learning rate is not r
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -321,6 +322,35 @@ def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: 
             "track": classification_metrics(track_probs, track_labels, classes)}
 
 
+RUN_FILE = "train_run.json"
+"""OUT/train_run.json: the MLflow run, the Ray Train run name and the config of the last run into OUT."""
+
+
+def _identity(cfg: TrainConfig) -> dict[str, Any]:
+    """What makes two train configs the same run: everything but where Ray runs."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k != "ray"}
+
+
+def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowClient") -> dict[str, Any] | None:
+    """The run to resume when the same config was trained into OUT before and its driver died before the end (its
+    MLflow run not FINISHED: RUNNING after a SIGKILL, FAILED or KILLED after an error or Ctrl-C): ``{run_id,
+    ray_run, status}``; Ray Train restores the last checkpoint of a run of the same name and storage. None: start a
+    new run (nothing there, another config, the run finished, or its MLflow run is gone)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        run = client.get_run(saved["run_id"])
+    except Exception:  # noqa: BLE001 - unreadable state or a run deleted from MLflow: a new run
+        return None
+    if saved.get("config") != _identity(cfg):
+        print(f"[train] {path.parent} holds an earlier run with another config: starting a new run", flush=True)
+        return None
+    if run.info.status == "FINISHED":
+        return None
+    return {"run_id": saved["run_id"], "ray_run": saved["ray_run"], "status": run.info.status}
+
+
 def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float) -> TrainConfig:
     """``cfg`` with workers that leave Ray Data a CPU to stream their shards with (all reserved: the job would hang).
     ``cpus_per_worker`` left at its default is lowered to fit — ``(total − 1) / num_workers``, in quarters: 0.5 for
@@ -413,12 +443,21 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     model_kwargs = _model_kwargs(cfg, features)
     client = mlflow.tracking.MlflowClient(uri)
 
-    with mlflow.start_run(run_name=f"train-{cfg.model}") as run:
-        tracking.log_params({**cfg.flat(), **{f"features.{k}": v for k, v in features.to_dict().items()},
-                             "feature_hash": meta["feature_hash"], "classes": ",".join(classes),
-                             "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"],
-                             "effective_batch_size": cfg.batch_size * cfg.num_workers,
-                             "pretrained_file": model_kwargs.get("pretrained")})
+    resume = resumable_run(out / RUN_FILE, cfg, client)
+    with mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train-{cfg.model}") as run:
+        ray_run = resume["ray_run"] if resume else f"train-{run.info.run_id[:12]}"
+        atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg)})
+        if resume:  # params are logged already (MLflow refuses to change one); Ray Train finds the checkpoints
+            drives = int(run.data.tags.get("genre_ray.driver_resumes", "0")) + 1
+            mlflow.set_tag("genre_ray.driver_resumes", str(drives))
+            print(f"[train] resuming MLflow run {run.info.run_id} ({resume['status']} before it finished) from its "
+                  f"last checkpoint in {cfg.storage_path or out / 'ray_results'}/{ray_run}", flush=True)
+        else:
+            tracking.log_params({**cfg.flat(), **{f"features.{k}": v for k, v in features.to_dict().items()},
+                                 "feature_hash": meta["feature_hash"], "classes": ",".join(classes),
+                                 "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"],
+                                 "effective_batch_size": cfg.batch_size * cfg.num_workers,
+                                 "pretrained_file": model_kwargs.get("pretrained")})
         mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model, "git_commit": git_commit(),
                          "dataset_fingerprint": fingerprint, **leakage_tags(leak),
                          **{f"version.{k}": v for k, v in versions().items()}})
@@ -441,7 +480,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                   resources_per_worker={"CPU": cfg.cpus_per_worker}),
             run_config=ray.train.RunConfig(
-                name=f"train-{run.info.run_id[:12]}", storage_path=cfg.storage_path or str(out / "ray_results"),
+                name=ray_run, storage_path=cfg.storage_path or str(out / "ray_results"),
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
                     checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
