@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "window and write log-mel images as Parquet, one row per window.")
     p.add_argument("--source", help="dataset folder, FMA tracks.csv, or manifest")
     p.add_argument("--out", help="output folder")
-    p.add_argument("--split", help="random (default) | predefined | gtzan-ff")
+    p.add_argument("--split", help="auto (default: the source's own splits when it gives every track one, else "
+                                   "random) | random | predefined | gtzan-ff")
     p.add_argument("--allow-leakage", dest="allow_leakage", action="store_true", default=None,
                    help="refuse nothing when a track, file, recording or artist is in two splits: warn, and tag the "
                         "MLflow run as not comparable (only to reproduce leaky published settings)")

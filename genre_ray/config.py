@@ -80,8 +80,19 @@ class PrepareConfig(_Base):
     out: str = Field(..., description="folder for the prepared Parquet windows")
     catalog: str = "auto"
     audio_dir: str | None = Field(None, description="FMA audio folder (when source is tracks.csv)")
-    split: str = Field("random", description="random | predefined | gtzan-ff")
+    split: str = Field("auto", description="auto (predefined when the source gives every track a split — a "
+                       "manifest's split column, FMA's set/split — else random) | random (seeded, stratified, "
+                       "grouped by artist) | predefined | gtzan-ff")
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+
+    @field_validator("split")
+    @classmethod
+    def _split_known(cls, v: str) -> str:
+        from genre_ray.splits import SPLIT_STRATEGIES
+
+        if v != "auto":
+            SPLIT_STRATEGIES.lookup(v)
+        return v
     seed: int = 0
     features: FeatureConfig = FeatureConfig()
     noise_copies: int = Field(0, ge=0, description="extra noisy copies of each training window")
@@ -94,6 +105,8 @@ class PrepareConfig(_Base):
                                   "content_hash) so copies of one recording in two splits are caught; 0 = off")
     allow_leakage: bool = Field(False, description="a track, file, recording or artist in two splits only warns "
                                 "(reproduces leaky published settings; see genre_ray/leakage.py)")
+    experiment: str = Field("genre-ray", description="MLflow experiment of the prepare run (config, counts, "
+                            "meta.json, tracks.parquet)")
     ray: RayConfig = RayConfig()
 
     @field_validator("split_fractions")

@@ -297,6 +297,26 @@ def gtzan_ff_split(table: pd.DataFrame, *, fractions: Sequence[float] = DEFAULT_
 # ---------------------------------------------------------------------------------------------
 
 
+def resolve_split(strategy: str, table: pd.DataFrame) -> str:
+    """The split strategy to use: ``auto`` → ``predefined`` when the source gave every track a split (a manifest's
+    ``split`` column, FMA's ``set/split``), else ``random``; any other name as it is. Says when a source's own
+    splits are not used: ``random`` asked for although every track has one, or only some tracks have one."""
+    given = table["split"].notna() if "split" in table.columns else pd.Series(False, index=table.index)
+    if strategy == "auto":
+        if len(table) and given.all():
+            logger.info("split: auto → predefined (the source gives every track its split)")
+            return "predefined"
+        if given.any():
+            logger.warning("split: auto → random: %d of %d tracks have a split in the source, the rest none; fill "
+                           "the split column and pass split=predefined to keep the source's", int(given.sum()),
+                           len(table))
+        return "random"
+    if strategy == "random" and len(table) and given.all():
+        logger.warning("split=random re-splits the tracks: the source's own split column (every track has one) is "
+                       "not used; split=predefined (or auto, the default) keeps it")
+    return strategy
+
+
 def assign_splits(
     table: pd.DataFrame,
     strategy: str = "random",

@@ -69,6 +69,15 @@ def test_prepare_splits_per_track_before_windowing(trained):
     image = next(c for path, c in chunks.items() if path.startswith("image"))
     assert not any("DICTIONARY" in e for e in image.encodings) and not image.is_stats_set
     assert any("DICTIONARY" in e for e in chunks["track_id"].encodings) and chunks["track_id"].is_stats_set
+    # the prepare run is in MLflow: its config, the split used, counts, its files; the same dataset fingerprint as
+    # the train runs on this data
+    runs = mlflow.search_runs(filter_string="tags.`genre_ray.job` = 'prepare'", search_all_experiments=True)
+    run = runs[runs["params.out"] == str(work / "prepared")].iloc[0]
+    assert run["params.split_strategy"] == "random" and run["metrics.tracks_train"] == meta["tracks"]["train"]
+    assert run["metrics.windows_val"] == meta["windows"]["val"] and run["metrics.failed"] == 0
+    assert run["tags.dataset_fingerprint"] == trained[2]["dataset_fingerprint"]
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
+    assert {"meta.json", "config.yaml", "tracks.parquet"} <= arts
 
 
 def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):

@@ -282,3 +282,19 @@ def test_random_split_keeps_copies_of_one_recording_together() -> None:
         copies = out.dropna(subset=["content_hash"]).groupby("content_hash")["split"].nunique()
         assert (copies == 1).all(), seed
         assert set(out["split"]) == {"train", "val", "test"}
+
+
+def test_auto_split_keeps_the_sources_own_splits_and_says_when_they_are_not_used(caplog):
+    """A manifest's split column (or FMA's set/split) given for every track is what `auto` (the default) uses;
+    `random` over such a source, or a source that names some tracks' splits only, is said."""
+    from genre_ray.splits import resolve_split
+
+    given = pd.DataFrame({"track_id": ["a", "b", "c"], "label": ["x", "y", "x"], "split": ["train", "val", "test"]})
+    some = given.assign(split=["train", None, None])
+    none = given.assign(split=[None, None, None])
+    with caplog.at_level("INFO", logger="genre_ray.splits"):
+        assert resolve_split("auto", given) == "predefined"
+        assert resolve_split("auto", none) == "random" and "auto → random" not in caplog.text
+        assert resolve_split("auto", some) == "random" and "1 of 3 tracks have a split" in caplog.text
+        assert resolve_split("random", given) == "random" and "re-splits the tracks" in caplog.text
+        assert resolve_split("gtzan-ff", given) == "gtzan-ff"

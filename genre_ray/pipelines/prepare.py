@@ -23,14 +23,14 @@ import numpy as np
 import ray
 
 from genre_ray import audio
-from genre_ray import atomic, preflight
+from genre_ray import atomic, preflight, tracking
 from genre_ray.catalog import load_catalog
 from genre_ray.config import PrepareConfig
 from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
 from genre_ray.inference import SILENCE_PEAK
 from genre_ray.pipelines.common import announce, init_ray
-from genre_ray.splits import assign_splits, split_summary
+from genre_ray.splits import assign_splits, resolve_split, split_summary
 
 FAILED = "_failed"
 SMALL_COLUMNS = ["track_id", "label_idx", "window_idx", "start_s", "augmented", "error"]
@@ -88,15 +88,40 @@ def _windows(wave: np.ndarray, features: FeatureConfig) -> tuple[np.ndarray, np.
     return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
 
 
+def _log_mlflow(cfg: PrepareConfig, meta: dict[str, Any], out: Path) -> None:
+    """One MLflow run per prepared dataset: the config, the split actually used, counts per split, the failed
+    tracks, and meta.json / config.yaml / tracks.parquet as artifacts; tagged with its dataset fingerprint (what
+    train runs on this data carry too). Imports here: Ray's workers import this module for ``track_windows``."""
+    import mlflow
+    import pandas as pd
+
+    from genre_ray.provenance import dataset_fingerprint, git_commit, versions
+
+    tracks = pd.read_parquet(out / "tracks.parquet")  # as train reads it: the same fingerprint
+    with mlflow.start_run(run_name=f"prepare {Path(cfg.source).name}"):
+        mlflow.set_tags({"genre_ray.job": "prepare", "git_commit": git_commit(),
+                         "dataset_fingerprint": dataset_fingerprint(tracks, meta["feature_hash"]),
+                         **{f"version.{k}": v for k, v in versions().items()}})
+        tracking.log_params({**cfg.flat(), "split_strategy": meta["split_strategy"], "feature_hash": meta["feature_hash"],
+                             "classes": ",".join(meta["classes"])})
+        mlflow.log_metrics({**{f"tracks_{k}": v for k, v in meta["tracks"].items()},
+                            **{f"windows_{k}": v for k, v in meta["windows"].items()},
+                            "failed": len(meta["failed"]), "seconds": meta["seconds"]})
+        for name in ("meta.json", "config.yaml", "tracks.parquet"):
+            mlflow.log_artifact(str(out / name))
+
+
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     announce("prepare", cfg)
     t0 = time.time()
     preflight.existing_path(cfg.source, "source")
     tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
-    if cfg.content_hash_s > 0 and cfg.split == "random":  # hash first: the random split keeps copies together
+    strategy = resolve_split(cfg.split, tracks)  # auto: the source's own splits when it gives them all
+    tracking.setup(cfg.experiment)  # an unusable MLflow store fails here, before Ray and before anything is written
+    if cfg.content_hash_s > 0 and strategy == "random":  # hash first: the random split keeps copies together
         init_ray(cfg.ray)
         tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
-    tracks = assign_splits(tracks, strategy=cfg.split, fractions=cfg.split_fractions, seed=cfg.seed)
+    tracks = assign_splits(tracks, strategy=strategy, fractions=cfg.split_fractions, seed=cfg.seed)
     leak = enforce(find_leakage(tracks, METADATA_KEYS), cfg.allow_leakage, "prepare")  # before Ray starts
     classes = sorted(tracks["label"].unique())
     tracks["label_idx"] = tracks["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
@@ -142,8 +167,10 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
         "leakage": {"checked_by": list(leak.checked_by), "offenders": leak.count, "allowed": bool(leak.leaks),
                     "content_hash_s": cfg.content_hash_s},
         "seconds": round(time.time() - t0, 2),
+        "split_strategy": strategy,
     }
     atomic.write_json(out / "meta.json", meta)
+    _log_mlflow(cfg, meta, out)
     print(f"prepared {sum(counts.values())} windows from {len(tracks) - len(failed)} tracks "
           f"({len(failed)} failed) in {meta['seconds']} s → {out}", flush=True)
     return meta
