@@ -117,8 +117,8 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     preflight.existing_path(cfg.source, "source")
     tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
     strategy = resolve_split(cfg.split, tracks)  # auto: the source's own splits when it gives them all
-    tracking.setup(cfg.experiment)  # an unusable MLflow store fails here, before Ray and before anything is written
     if cfg.content_hash_s > 0 and strategy == "random":  # hash first: the random split keeps copies together
+        tracking.setup(cfg.experiment)  # an unusable MLflow store fails before Ray starts
         init_ray(cfg.ray)
         tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
     tracks = assign_splits(tracks, strategy=strategy, fractions=cfg.split_fractions, seed=cfg.seed)
@@ -127,6 +127,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     tracks["label_idx"] = tracks["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
     print(split_summary(tracks).to_string(), flush=True)
 
+    tracking.setup(cfg.experiment)  # after the split checks, before Ray and before anything is written
     init_ray(cfg.ray)
     if cfg.content_hash_s > 0:  # copies of one recording under two names: before any window is written
         if CONTENT_HASH not in tracks.columns:
