@@ -24,10 +24,12 @@ COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
 command = COMMANDS.register
 
 
-def _config_args(p: argparse.ArgumentParser, example: str) -> None:
+def _config_args(p: argparse.ArgumentParser, example: str, ray: bool = True) -> None:
     p.add_argument("--config", help="YAML config file (keys as in the job's config class)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a config key (repeatable; dotted keys reach nested sections), e.g. {example}")
+    if not ray:
+        return
     p.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     p.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs for a local Ray instance")
 
@@ -118,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--review-list", dest="review_list", metavar="REVIEW.csv",
                    help="write the uncertain tracks, most uncertain first (path, genre, confidence, vote_entropy, reason)")
     _config_args(p, "--set top_k=5 --set ray.num_cpus=8")
+
+    p = sub.add_parser("evaluate", help="score a trained model on a prepared split: accuracy, F1, confusion (MLflow)",
+                       description="Per-window and per-track accuracy, macro-F1, ECE, per-class precision/recall and "
+                                   "the confusion matrix of a model bundle or MLflow model on a split of prepared data "
+                                   "(the label job's calibrated probabilities); printed, saved to OUT and logged to "
+                                   "MLflow. No Ray.")
+    p.add_argument("--model", help="bundle folder or MLflow model URI (runs:/…/model, models:/name@alias)")
+    p.add_argument("--data", help="prepared folder (genre-ray prepare)")
+    p.add_argument("--split", help="test (default) | val | train")
+    p.add_argument("--out", help="folder for results.json and the confusion matrix (default: MLflow only)")
+    _config_args(p, "--set aggregate=vote --set batch_size=256", ray=False)
 
     p = sub.add_parser("predict", help="genres of a few files, in-process (no Ray), with per-window timelines",
                        description="Decode each file, classify every window, print a table of genre probabilities "
@@ -229,6 +242,16 @@ def _tune(args: argparse.Namespace) -> int:
     from genre_ray.pipelines.tune import run_tune
 
     run_tune(cfg)
+    return 0
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from genre_ray.config import EvaluateConfig
+    from genre_ray.pipelines.evaluate import run_evaluate
+
+    cfg = load_config(EvaluateConfig, args.config, args.overrides, **_values(args, "model", "data", "split", "out"))
+    run_evaluate(cfg)
     return 0
 
 

@@ -545,6 +545,37 @@ class LabelConfig(_Base):
         return self
 
 
+class EvaluateConfig(_Base):
+    """``genre-ray evaluate``: a trained model scored on a prepared split (no Ray: one process reads the windows)."""
+
+    model: str = Field(..., description="model bundle folder, or an MLflow URI (runs:/…/model, models:/name@alias)")
+    data: str = Field(..., description="prepared folder written by `genre-ray prepare` (its images must be the "
+                      "model's: same feature hash)")
+    split: str = Field("test", description="train | val | test")
+    out: str | None = Field(None, description="folder for results.json and the confusion matrices (default: "
+                            "MLflow artifacts only)")
+    aggregate: str | None = Field(None, description="window → track aggregation; None → the bundle's (as trained), "
+                                  "else mean")
+    batch_size: int = Field(128, ge=1)
+    experiment: str = "genre-ray"
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: str) -> str:
+        if v not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test (got {v!r})")
+        return v
+
+    @field_validator("aggregate")
+    @classmethod
+    def _agg(cls, v: str | None) -> str | None:
+        from genre_ray.evaluate import AGGREGATORS
+
+        if v is not None:
+            AGGREGATORS.lookup(v)
+        return v
+
+
 class DemoConfig(_Base):
     """``genre-ray demo``: sizes of the synthetic corpus and of the training run (the one place their defaults live)."""
 

@@ -7,12 +7,15 @@ trainer's per-track evaluation and the label job both call it. No Ray here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
 from genre_ray import atomic
 from genre_ray.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 Aggregator = Callable[[np.ndarray], np.ndarray]
 """``(n_windows, C)`` probabilities of one track → ``(C,)`` probabilities summing to 1."""
@@ -155,3 +158,30 @@ def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Pat
     atomic.savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
+
+
+def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  classes: Sequence[str], how: str = "mean", temperature: float = 1.0,
+                  device: "torch.device | None" = None) -> dict:
+    """A model scored on labelled windows: ``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))``
+    → ``{"window": …, "track": …}`` :func:`classification_metrics`, probabilities ``softmax(logits / temperature)``
+    (the label job's calibrated ones), tracks aggregated with ``how``."""
+    import torch
+
+    from genre_ray.training import predict_logits
+
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
+    probs, labels, ids = [], [], []
+    for images, y, t in batches:
+        logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(images)), device)
+        probs.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+        labels.append(np.asarray(y))
+        ids.append(np.asarray(t))
+    if not probs:
+        raise ValueError("no windows to score")
+    p, y, t = np.concatenate(probs), np.concatenate(labels).astype(int), np.concatenate(ids)
+    track_ids, track_probs = aggregate(p, t, how)
+    first = dict(zip(t, y))
+    track_y = np.array([first[i] for i in track_ids])
+    return {"window": classification_metrics(p, y, classes), "track": classification_metrics(track_probs, track_y, classes)}

@@ -124,6 +124,25 @@ def test_label_one_row_per_file_and_bad_files_reported(trained, tmp_path):
     assert (good["n_windows"] == 3).all() and set(good["top_k_genres"].map(len)) == {3}
 
 
+def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path, capsys):
+    """`genre-ray evaluate` on the registered model: the same window accuracy training measured on test (argmax does
+    not depend on the temperature), per-track metrics, a confusion PNG, an MLflow run on the same split."""
+    work, _, report = trained
+    argv = ["evaluate", "--model", "models:/genre-ray-e2e/1", "--data", str(work / "prepared"), "--out",
+            str(tmp_path / "eval")]
+    assert main(argv) == 0
+    assert "== genre-ray evaluate: test ==" in capsys.readouterr().out
+    res = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert res["window"]["accuracy"] == pytest.approx(report["test"]["window"]["accuracy"], abs=1e-9)
+    assert res["track"]["n"] == report["test"]["track"]["n"] and abs(
+        res["track"]["accuracy"] - report["test"]["track"]["accuracy"]) <= 1 / res["track"]["n"] + 1e-9
+    assert (tmp_path / "eval" / "confusion_test_track.png").stat().st_size > 5000
+    run = mlflow.get_run(res["run_id"])
+    assert run.data.tags["genre_ray.job"] == "evaluate" and run.data.tags["same_split_as_training"] == "true"
+    assert run.data.metrics["test_track_accuracy"] == res["track"]["accuracy"]
+    assert main([*argv[:-2], "--split", "holdout"]) == 2
+
+
 def test_predict_cli_json(trained, capsys):
     work, _, report = trained
     clip = sorted((work / "corpus").rglob("*.wav"))[0]
