@@ -48,3 +48,39 @@ def savefig(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, **kwargs)
     return Path(path)
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock :func:`exclusive` asked for."""
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike[str], what: str, error: type[Exception] = Busy) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created; it names the holder's pid) for the ``with`` block, so two
+    runs never write one output folder at once; raises ``error`` (:class:`Busy`) naming ``what`` and the holder when it
+    is taken.
+    Released when the block ends or the process dies (a SIGKILLed run leaves nothing to clean). Where the filesystem
+    has no locks (some network mounts), it warns and goes on."""
+    import fcntl
+    import logging
+
+    path = Path(path)
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise error(f"{what} is in use by another run (pid {holder}; lock {path}): wait for it to end, or use "
+                       "another output folder") from None
+        except OSError as exc:
+            logging.getLogger("genre_ray").warning("%s: no lock on %s (%s); do not start two runs into it", what,
+                                                   path, exc)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()

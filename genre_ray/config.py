@@ -644,6 +644,23 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}{_did_you_mean(cls, e)}"
+                 for e in exc.errors()]
         raise ConfigError(f"invalid {cls.__name__}:\n" + "\n".join(lines)) from None
+
+
+def _did_you_mean(cls: type[BaseModel], error: dict[str, Any]) -> str:
+    """For an unknown key, the closest known one of its section (``epoch`` → ``epochs``)."""
+    import difflib
+
+    if error.get("type") != "extra_forbidden" or not error.get("loc"):
+        return ""
+    model: Any = cls
+    for part in error["loc"][:-1]:  # walk down to the section that holds the key
+        field = getattr(model, "model_fields", {}).get(part)
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    close = difflib.get_close_matches(str(error["loc"][-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 

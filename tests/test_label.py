@@ -127,6 +127,14 @@ def test_rerun_skips_what_is_labelled_and_refuses_another_model_setting(setup, m
         again = run_label(cfg.model_copy(update={"input": spelling, "out": "out"}))
         assert again["labelled_now"] == 0 and again["rows"] == len(expected) and again["missing"] == 0
     pd.testing.assert_frame_equal(read_labels(work / "out"), before)
+    from genre_ray import atomic
+    from genre_ray.config import ConfigError
+    from genre_ray.pipelines.label import LOCK_FILE
+
+    with atomic.exclusive(work / "out" / LOCK_FILE, "a run"):  # another run writing OUT: refused, nothing touched
+        with pytest.raises(ConfigError, match="is in use by another run"):
+            run_label(cfg.model_copy(update={"overwrite": True}))
+    pd.testing.assert_frame_equal(read_labels(work / "out"), before)
     retried = run_label(cfg.model_copy(update={"retry_errors": True}))  # the 4 unreadable files, once more
     assert retried["labelled_now"] == (before["status"] == "error").sum() == 4
     after = read_labels(work / "out")

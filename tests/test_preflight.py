@@ -72,7 +72,10 @@ def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str
          "broken.yaml: not valid YAML"),
         (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs={channels: [8"],
          "the value is not valid YAML"),
-        (["train", "--data", str(prepared), "--out", out, "--set", "epoch=3"], "epoch"),
+        (["train", "--data", str(prepared), "--out", out, "--set", "epoch=3"], "epoch: Extra inputs are not "
+         "permitted (did you mean 'epochs'?)"),
+        (["label", "--input", str(lib), "--model", str(bundle), "--out", out, "--set", "ray.num_cpu=2"],
+         "(did you mean 'num_cpus'?)"),
         (["train", "--data", str(prepared), "--out", out, "--set", "batch_size=many"], "batch_size"),
         (["prepare", "--source", str(prepared), "--out", out, "--set", "features.n_mel=64"], "n_mel"),
         (["label", "--input", str(lib), "--model", str(bundle), "--out", out, "--set", "top_k=0"], "top_k"),
@@ -168,6 +171,17 @@ def test_secrets_never_reach_logged_params():
     for key in ("db_password", "api_key", "aws.secret", "hf_token", "access-key", "credentials"):
         assert redact(key, "hunter2") == "***", key
     assert redact("lr", 0.001) == "0.001" and redact("author", "x") == "x" and redact("x", None) == "None"
+
+
+def test_an_output_folder_is_written_by_one_run_at_a_time(tmp_path):
+    """flock, not a pid file: a second holder is refused naming the first; the lock goes with its holder."""
+    lock = tmp_path / ".lock"
+    with atomic.exclusive(lock, "out=x"):
+        with pytest.raises(atomic.Busy, match=f"out=x is in use by another run \\(pid {os.getpid()};"):
+            with atomic.exclusive(lock, "out=x"):
+                pass
+    with atomic.exclusive(lock, "out=x"):  # released: free again
+        pass
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):

@@ -56,6 +56,7 @@ from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule, write_revi
 log = logging.getLogger("genre_ray")
 
 LABELS, TIMELINE = "labels", "timeline"
+LOCK_FILE = ".genre-ray-label.lock"  # held while a run writes OUT (atomic.exclusive)
 FLUSH_S = 30.0  # write a shard at least this often while rows are pending
 BLOCK_BYTES = 16 * 2**20
 """Ray Data block size for this job (default 128 MiB): a long track's windows leave its featurize task in blocks
@@ -554,6 +555,8 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
     mode = featurize_mode(cfg, use_gpu)
     num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
+    if mode == "actor":  # each actor takes whole files: no more actors than files (Ray Data warns of idle ones)
+        num_actors = max(1, min(num_actors, len(todo)))
     gpu_share = actor_gpus(num_actors, gpus, use_gpu)
     where = ("each decoding, featurizing and classifying whole tracks" if mode == "actor"
              else f"featurize {cfg.decode_workers} ({mode}) on the other CPUs")
@@ -575,7 +578,8 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
         featurize = {"fn_kwargs": {"features": bundle.features, "hop_s": hop, "too_short": cfg.too_short},
                      "batch_format": "numpy", "num_cpus": 1, "memory": FEATURIZE_MEMORY}
         if cfg.decode_workers == "actors":  # long-lived processes, DECODE_ACTOR_FILES files a call
-            decoders = max(1, int(cluster.get("CPU", 1) - num_actors * actor_cpus))
+            decoders = max(1, min(int(cluster.get("CPU", 1) - num_actors * actor_cpus),
+                                  math.ceil(len(todo) / DECODE_ACTOR_FILES)))  # no idle decoders on a few files
             # a restarted actor's call is retried 3 times (as a task is), not forever (Ray Data's actor default): a
             # file that crashes its decoder's process fails the run (resumable) instead of hanging it. Ray 2.60
             # marks remote args deprecated (removal in 2.64, no named parameter yet); Ray is pinned in pyproject.toml
@@ -661,26 +665,29 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
                     vote_entropy_threshold=round(rule.vote_entropy_threshold, 8), embedding_dim=dim)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
-    extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
-             "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
+    with atomic.exclusive(out / LOCK_FILE, f"out={out}", error=ConfigError):  # one run writes OUT at a time
+        cfg.save(out / "config.yaml")
+        extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
+                 "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
 
-    done_before, errored = prepare_output(out, key, cfg.overwrite, cfg.retry_errors)
-    todo = [f for f in files if f not in done_before]
-    skipped = len(files) - len(todo)
-    print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do", flush=True)
-    errored = errored & set(files)
-    if errored:
-        print(f"[label] {len(errored)} of them failed in an earlier run (OUT/errors.csv): --retry-errors labels "
-              "them again", flush=True)
-    # the MLflow run opens before the work: a run killed or failed part-way is there (RUNNING / FAILED) with its
-    # params, and the rerun that resumes it says so (genre_ray.resumed, metric skipped)
-    with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}"):
-        mlflow.set_tags({"genre_ray.job": "label", "genre_ray.resumed": str(skipped > 0).lower(),
-                         "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
-        tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key})
-        summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id, out, t0)
-        _log_mlflow(summary, out)
+        done_before, errored = prepare_output(out, key, cfg.overwrite, cfg.retry_errors)
+        todo = [f for f in files if f not in done_before]
+        skipped = len(files) - len(todo)
+        print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do",
+              flush=True)
+        errored = errored & set(files)
+        if errored:
+            print(f"[label] {len(errored)} of them failed in an earlier run (OUT/errors.csv): --retry-errors labels "
+                  "them again", flush=True)
+        # the MLflow run opens before the work: a run killed or failed part-way is there (RUNNING / FAILED) with its
+        # params, and the rerun that resumes it says so (genre_ray.resumed, metric skipped)
+        with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}"):
+            mlflow.set_tags({"genre_ray.job": "label", "genre_ray.resumed": str(skipped > 0).lower(),
+                             "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
+            tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key})
+            summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id,
+                                           out, t0)
+            _log_mlflow(summary, out)
     _print_summary(summary)
     return summary
 
