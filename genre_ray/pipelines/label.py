@@ -97,7 +97,11 @@ def list_inputs(spec: str) -> list[str]:
         files = _list_local(spec)
     if not files:
         raise ValueError(f"no audio files found in {spec}")
-    return list(dict.fromkeys(local_key(f) for f in files))
+    unique = list(dict.fromkeys(local_key(f) for f in files))
+    if len(unique) < len(files):
+        log.info("%s: %d duplicate entr%s dropped (one file, one row)", spec, len(files) - len(unique),
+                 "y" if len(files) - len(unique) == 1 else "ies")
+    return unique
 
 
 def local_key(path: str) -> str:
