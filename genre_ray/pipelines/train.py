@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -117,14 +118,21 @@ def device_cache_on(cfg: TrainConfig, device: torch.device, share_bytes: int, sm
     return share_bytes < DEVICE_CACHE_SHARE * free
 
 
+def worker_print(msg: str) -> None:
+    """One line from a Ray Train worker, printed once. Ray Train 2.60 patches ``print`` in its workers to log through
+    the root logger and, where Ray has wrapped ``sys.stdout``, to print too: each epoch line reached the driver twice.
+    A print to the process's own stdout (``sys.__stdout__``) takes the plain path only."""
+    print(msg, file=sys.__stdout__, flush=True)
+
+
 def load_device_cache(shard, cfg: TrainConfig, device: torch.device, who: str) -> DeviceCache:
     """The whole of ``shard`` (a Ray Data shard or dataset of prepared rows) in a :class:`DeviceCache` on
     ``device``, read once; says how much it holds."""
     t0 = time.time()
     cache = DeviceCache.load(_batches(shard, max(cfg.batch_size, 256), False, cfg.prefetch_batches,
                                       device.type == "cuda"), device)
-    print(f"[{who}] {len(cache)} training windows kept on {device} ({cache.nbytes / 2**20:.0f} MiB, read in "
-          f"{time.time() - t0:.1f} s)", flush=True)
+    worker_print(f"[{who}] {len(cache)} training windows kept on {device} ({cache.nbytes / 2**20:.0f} MiB, read in "
+                 f"{time.time() - t0:.1f} s)")
     return cache
 
 
@@ -231,7 +239,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1
             client.set_tag(run_id, "genre_ray.restarts", str(restarts))
             client.log_metric(run_id, "resumed_at_epoch", start_epoch, step=restarts)
-            print(f"resumed from the checkpoint of epoch {state['epoch']} (restart {restarts})", flush=True)
+            worker_print(f"resumed from the checkpoint of epoch {state['epoch']} (restart {restarts})")
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -272,12 +280,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
                             "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-            print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
-                  flush=True)
+            worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"))
         else:
             ray.train.report(metrics)
         if stop and rank == 0:
-            print(f"early stop: {cfg.select_metric} has not improved for {since_best} epochs", flush=True)
+            worker_print(f"early stop: {cfg.select_metric} has not improved for {since_best} epochs")
 
 
 class EpochLogger(ray.train.UserCallback):
