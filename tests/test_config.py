@@ -86,6 +86,9 @@ def test_train_workers_leave_ray_data_a_cpu_and_gpu_asks_are_checked(tmp_path, c
 
     cfg = TrainConfig(data="d", out="o", num_workers=2)
     assert fit_cpus_per_worker(cfg, 2).cpus_per_worker == 0.5
+    three = TrainConfig(data="d", out="o", num_workers=3)  # before Ray: 3 CPUs; then Ray sees 2: lowered again
+    assert fit_cpus_per_worker(three, 3).cpus_per_worker == 0.5
+    assert fit_cpus_per_worker(fit_cpus_per_worker(three, 3), 2).cpus_per_worker == 0.25
     assert fit_cpus_per_worker(cfg, 16) is cfg
     assert fit_cpus_per_worker(TrainConfig(data="d", out="o", num_workers=3), 2).cpus_per_worker == 0.25
     with pytest.raises(ConfigError, match=r"2 workers × 1 CPUs = 2 of the cluster's 2 CPUs"):

@@ -373,7 +373,9 @@ def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float) -> TrainConfig:
             f"or cpus_per_worker (e.g. --set cpus_per_worker={max(0.25, fitted):g}) or add CPUs.")
     print(f"[train] cpus_per_worker {cfg.cpus_per_worker:g} → {fitted:g}: {cfg.num_workers} workers on {total_cpus:g} "
           "CPUs, one left for Ray Data (set cpus_per_worker to choose)", flush=True)
-    return cfg.model_copy(update={"cpus_per_worker": fitted})
+    lowered = cfg.model_copy(update={"cpus_per_worker": fitted})
+    lowered.__pydantic_fields_set__.discard("cpus_per_worker")  # still the job's choice: a later check may lower it
+    return lowered
 
 
 def check_gpus(cfg: TrainConfig, gpus: float, joined_cluster: bool) -> None:
