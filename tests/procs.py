@@ -86,3 +86,25 @@ def is_loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0]
     ip = ipaddress.ip_address(host)
     return ip.is_loopback or (getattr(ip, "ipv4_mapped", None) is not None and ip.ipv4_mapped.is_loopback)
+
+
+def kill_driver_when(cmd: list[str], env: dict[str, str], ready, timeout_s: float = 400,
+                     poll_s: float = 0.5) -> tuple[int, str]:
+    """Run ``cmd`` (a job driver) in its own process group, SIGKILL the group as soon as ``ready()`` is true (or
+    after ``timeout_s``, or when it exits by itself); return its exit status and output."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout_s
+        while proc.poll() is None and time.time() < deadline and not ready():
+            time.sleep(poll_s)
+        os.killpg(proc.pid, signal.SIGKILL)
+        log = proc.communicate(timeout=30)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, log

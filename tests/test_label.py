@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import mlflow
 import numpy as np
@@ -20,6 +18,7 @@ from genre_ray.config import LabelConfig
 from genre_ray.inference import predict_file
 from genre_ray.uncertainty import UncertaintyRule
 from label_lib import CLASSES, make_library, sharp_bundle
+from procs import kill_driver_when
 
 pytestmark = pytest.mark.integration
 
@@ -156,18 +155,9 @@ def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup
     cmd = [sys.executable, "-m", "genre_ray.cli", "label", "--input", cfg.input, "--model", str(bundle),
            "--out", str(out), "--set", "too_short=skip", "--set", "batch_size=4", "--set", "call_windows=4", "--set", "shard_rows=1",
            "--set", "progress_s=1", "--set", "uncertain_threshold=0.9", "--timeline"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while not list((out / "labels").glob("*.parquet")) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        log = proc.communicate(timeout=30)[0].decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, log[-3000:]
+    code, log = kill_driver_when(cmd, env, lambda: bool(list((out / "labels").glob("*.parquet"))), timeout_s=240,
+                                 poll_s=0.05)
+    assert code == -signal.SIGKILL, log[-3000:]
     partial = read_labels(out)
     assert 1 <= len(partial) < len(expected), log[-3000:]
     assert partial["path"].is_unique

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 from genre_ray.config import PrepareConfig, RayConfig, TrainConfig
 from genre_ray.features import FeatureConfig
 from genre_ray.synth import write_corpus
+from procs import kill_driver_when
 
 pytestmark = pytest.mark.integration
 
@@ -98,25 +98,16 @@ def test_killed_driver_reruns_into_the_same_run_from_its_last_checkpoint(tmp_pat
     for k, v in sets.items():
         argv += ["--set", f"{k}={json.dumps(v)}"]
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    proc = subprocess.Popen([sys.executable, "-m", "genre_ray.cli", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
     client = mlflow.tracking.MlflowClient(tracking.tracking_uri())
-    run_id = None
-    try:
-        deadline = time.time() + 400
-        while proc.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
-            if (out / RUN_FILE).is_file():
-                run_id = json.loads((out / RUN_FILE).read_text())["run_id"]
-                if len(client.get_metric_history(run_id, "val_accuracy")) >= 2:
-                    break
-        os.killpg(proc.pid, signal.SIGKILL)
-        log = proc.communicate(timeout=30)[0].decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL and run_id, log[-3000:]
+
+    def two_epochs_logged() -> bool:
+        if not (out / RUN_FILE).is_file():
+            return False
+        return len(client.get_metric_history(json.loads((out / RUN_FILE).read_text())["run_id"], "val_accuracy")) >= 2
+
+    code, log = kill_driver_when([sys.executable, "-m", "genre_ray.cli", *argv], env, two_epochs_logged)
+    run_id = json.loads((out / RUN_FILE).read_text())["run_id"] if (out / RUN_FILE).is_file() else None
+    assert code == -signal.SIGKILL and run_id, log[-3000:]
     done_before = len(client.get_metric_history(run_id, "val_accuracy"))
     assert 2 <= done_before < EPOCHS and client.get_run(run_id).info.status == "RUNNING"
 
