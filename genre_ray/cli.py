@@ -24,6 +24,13 @@ COMMANDS: Registry[Callable[[argparse.Namespace], int]] = Registry("command")
 command = COMMANDS.register
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def _config_args(p: argparse.ArgumentParser, example: str, ray: bool = True) -> None:
     p.add_argument("--config", help="YAML config file (keys as in the job's config class)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -153,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "labels, or a substring of exactly one stored path.")
     p.add_argument("track", metavar="TRACK")
     p.add_argument("--labels", required=True, metavar="OUT", help="the --out folder of `genre-ray label`")
-    p.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("-k", type=_positive_int, default=10, help="how many neighbours (default 10)")
     p.add_argument("--json", action="store_true", help="one JSON object per neighbour")
 
     p = sub.add_parser("report", help="one self-contained HTML page of a labelled library (no network)",
@@ -287,7 +294,7 @@ def _predict(args: argparse.Namespace) -> int:
         for row, probs, starts in results:
             timeline = [{"start_s": float(s), **{c: float(p[i]) for i, c in enumerate(classes)}}
                         for s, p in zip(starts, probs)]
-            print(json.dumps({**row, "timeline": timeline}, default=float))
+            print(json.dumps(_json_safe({**row, "timeline": timeline}), default=float, allow_nan=False))
     else:
         name_w = max(12, *(len(str(p)) for p in args.paths))
         print(f"{'file':<{name_w}}  {'status':<9} {'dur s':>7} {'win':>4}  " + " ".join(f"{c[:8]:>8}" for c in classes))
@@ -314,6 +321,21 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
     ok = sum(r["status"] == "ok" for r, _, _ in results)
     return exit_status(ok, len(results) - ok, args.fail_on_error)
+
+
+def _json_safe(value):
+    """NaN/inf → null: strict JSON (what `label --export jsonl` writes too); NumPy scalars → Python numbers."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @command("similar")

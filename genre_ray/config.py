@@ -542,6 +542,8 @@ class LabelConfig(_Base):
     def _dry_run_with_tags(self) -> "LabelConfig":
         if self.dry_run and not self.write_tags:  # alone it would label the whole library and list nothing
             raise ValueError("dry_run lists the tag changes of write_tags: pass both (--write-tags --dry-run)")
+        if self.tag_uncertain and not self.write_tags:
+            raise ValueError("tag_uncertain applies to write_tags: pass both (--write-tags --tag-uncertain)")
         return self
 
 

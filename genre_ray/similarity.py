@@ -62,10 +62,15 @@ def load_index(labels_out: str | Path) -> EmbeddingIndex:
 
 
 def resolve_track(index: EmbeddingIndex, query: str) -> int:
-    """Row of ``query``: a path exactly as stored, else the one path containing it as a substring."""
-    exact = np.flatnonzero(index.paths == query)
-    if len(exact):
-        return int(exact[0])
+    """Row of ``query``: a path exactly as stored (a local file's path in any spelling: ``./lib/x.flac``, as the
+    label job stores it, absolute), else the one path containing it as a substring."""
+    import os
+
+    spellings = [query] if "://" in query else [query, os.path.abspath(os.path.expanduser(query))]
+    for q in spellings:
+        exact = np.flatnonzero(index.paths == q)
+        if len(exact):
+            return int(exact[0])
     hits = [i for i, p in enumerate(index.paths) if query in p]
     if len(hits) == 1:
         return hits[0]

@@ -310,6 +310,8 @@ def resolve_split(strategy: str, table: pd.DataFrame) -> str:
             logger.warning("split: auto → random: %d of %d tracks have a split in the source, the rest none; fill "
                            "the split column and pass split=predefined to keep the source's", int(given.sum()),
                            len(table))
+        else:
+            logger.info("split: auto → random (the source gives no splits)")
         return "random"
     if strategy == "random" and len(table) and given.all():
         logger.warning("split=random re-splits the tracks: the source's own split column (every track has one) is "

@@ -216,7 +216,7 @@ def _write_labels(out, paths, genres, vectors, status=None):
     pq.write_table(pa.Table.from_pylist(rows[3:], schema=labels_schema(["x"], d)), out / "labels" / "part-1.parquet")
 
 
-def test_similar_index_resolution_and_cli(tmp_path, capsys):
+def test_similar_index_resolution_and_cli(tmp_path, capsys, monkeypatch):
     paths = ["/lib/rock/r1.wav", "/lib/rock/r2.wav", "/lib/jazz/j1.wav", "/lib/jazz/j2.wav", "/lib/bad.wav",
              "/lib/rock/r3.wav"]
     genres = ["rock", "rock", "jazz", "jazz", None, "rock"]
@@ -230,6 +230,8 @@ def test_similar_index_resolution_and_cli(tmp_path, capsys):
         resolve_track(index, "rock/")
     with pytest.raises(SimilarityError, match="no labelled track matches"):
         resolve_track(index, "polka")
+    monkeypatch.chdir("/")  # the label job stores absolute paths: any spelling of a file finds its row
+    assert index.paths[resolve_track(index, "./lib/rock/../jazz/j1.wav")] == "/lib/jazz/j1.wav"
     track, hits = similar(tmp_path, "r1", k=2)
     assert track == "/lib/rock/r1.wav" and [h[0] for h in hits] == ["/lib/rock/r2.wav", "/lib/rock/r3.wav"]
 

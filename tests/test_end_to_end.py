@@ -127,11 +127,17 @@ def test_label_one_row_per_file_and_bad_files_reported(trained, tmp_path):
 def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path, capsys):
     """`genre-ray evaluate` on the registered model: the same window accuracy training measured on test (argmax does
     not depend on the temperature), per-track metrics, a confusion PNG, an MLflow run on the same split."""
+    import os
+    import subprocess
+    import sys
+
     work, _, report = trained
     argv = ["evaluate", "--model", "models:/genre-ray-e2e/1", "--data", str(work / "prepared"), "--out",
             str(tmp_path / "eval")]
-    assert main(argv) == 0
-    assert "== genre-ray evaluate: test ==" in capsys.readouterr().out
+    # a fresh process, as a user runs it: nothing imported before (Ray's Arrow tensor type once went unregistered)
+    proc = subprocess.run([sys.executable, "-m", "genre_ray.cli", *argv], env=dict(os.environ), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "== genre-ray evaluate: test ==" in proc.stdout, proc.stdout + proc.stderr
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert res["window"]["accuracy"] == pytest.approx(report["test"]["window"]["accuracy"], abs=1e-9)
     assert res["track"]["n"] == report["test"]["track"]["n"] and abs(

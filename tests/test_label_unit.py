@@ -137,8 +137,13 @@ def test_predict_several_files_table_json_and_plot(library, bundle_dir, tmp_path
     out = capsys.readouterr().out
     assert all(f in out for f in files) and "p_" not in out and all(c[:8] in out for c in CLASSES)
     assert (tmp_path / "p.png").stat().st_size > 10_000
-    assert main(["predict", *files[:2], "--model", str(bundle_dir), "--json"]) == 0
-    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(["predict", *files, "--model", str(bundle_dir), "--json"]) == 0
+
+    def strict(token):  # what a strict parser (JavaScript's JSON.parse) does with NaN / Infinity
+        raise ValueError(f"not JSON: {token}")
+
+    rows = [json.loads(x, parse_constant=strict) for x in capsys.readouterr().out.splitlines()]
+    assert rows[2]["status"] == "error" and rows[2]["confidence"] is None and rows[2]["p_" + CLASSES[0]] is None
     b = load_bundle(bundle_dir)
     row, probs, starts = predict_file(b.build_model(), files[1], b.features, b.classes)
     assert rows[1]["n_windows"] == row["n_windows"] == len(rows[1]["timeline"]) == len(probs) == 3

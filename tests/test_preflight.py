@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genre_ray import atomic
@@ -67,6 +68,11 @@ def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str
     not_bundle.mkdir(exist_ok=True)
     out = str(tmp / "out")
     (tmp / "broken.yaml").write_text("epochs: [2\n")
+    import soundfile as sf
+
+    for name in ("p1", "p2"):
+        sf.write(tmp / f"{name}.wav", np.zeros(2205, np.float32), 22_050)
+    (tmp / "partial.csv").write_text("path,label,split\np1.wav,a,train\np2.wav,b,\n")
     return [
         (["train", "--config", str(tmp / "broken.yaml"), "--data", str(prepared), "--out", out],
          "broken.yaml: not valid YAML"),
@@ -92,6 +98,13 @@ def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str
         (["label", "--input", str(music), "--model", str(bundle), "--out", out, "--dry-run"],
          "dry_run lists the tag changes of write_tags"),
         (["label", "--input", str(music), "--model", str(bundle), "--out", out, "--num-cpus", "0"], "num_cpus"),
+        (["label", "--input", str(music), "--model", str(bundle), "--out", out, "--tag-uncertain"],
+         "tag_uncertain applies to write_tags"),
+        (["evaluate", "--model", str(bundle), "--data", str(prepared), "--out", str(music / "a.wav")],
+         "exists and is not a folder"),
+        (["evaluate", "--model", str(bundle), "--data", str(prepared), "--split", "holdout"], "split must be"),
+        (["prepare", "--source", str(tmp / "partial.csv"), "--out", out, "--split", "predefined"],
+         "split=predefined: split strategy 'predefined': 1 of 2 track(s) have no split"),
         (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs.num_classes=5"],
          "num_classes=5 but the dataset has 3 classes"),
         (["train", "--data", str(prepared), "--out", out, "--set", "model_kwargs.input_size=[216, 216]"],

@@ -121,3 +121,18 @@ def test_killed_driver_reruns_into_the_same_run_from_its_last_checkpoint(tmp_pat
     resumed = client.get_metric_history(run_id, "resumed_at_epoch")
     assert len(resumed) == 1 and resumed[0].value >= done_before
     assert report["epochs_run"] == EPOCHS and (out / "bundle").is_dir()
+
+    from genre_ray import atomic
+    from genre_ray.config import ConfigError
+    from genre_ray.pipelines.train import LOCK_FILE, resumable_run
+
+    with atomic.exclusive(out / LOCK_FILE, "a run"):  # another driver training into OUT: refused
+        with pytest.raises(ConfigError, match="is in use by another run"):
+            run_train(load_config(TrainConfig, None, again, data=str(prepared), out=str(out)))
+    # a dead driver's RUNNING run, rerun with another config: a new run, the old one marked KILLED
+    exp = client.get_experiment_by_name("driver-kill").experiment_id
+    stale = client.create_run(exp).info.run_id
+    state = json.loads((out / RUN_FILE).read_text())
+    (out / RUN_FILE).write_text(json.dumps({**state, "run_id": stale}))
+    other = load_config(TrainConfig, None, [*again, "epochs=2"], data=str(prepared), out=str(out))
+    assert resumable_run(out / RUN_FILE, other, client) is None and client.get_run(stale).info.status == "KILLED"

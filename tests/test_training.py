@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -177,3 +178,17 @@ def test_cudnn_autotune_only_touches_cuda():
         assert not cudnn_autotune("cuda", on=False) and not torch.backends.cudnn.benchmark
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_each_validation_row_is_scored_by_exactly_one_worker():
+    """Ray's split of the val set (equal=True) dropped rows to even the shards out; now every worker reads it whole
+    and scores the tracks that fall to its rank: each row once, a track's windows on one worker."""
+    from genre_ray.pipelines.train import rank_rows
+
+    ids = np.array([f"{i * 7919:040x}" for i in range(101) for _ in range(3)])  # 101 tracks × 3 windows
+    for world in (1, 2, 3, 4):
+        masks = np.stack([rank_rows(ids, r, world) for r in range(world)])
+        assert (masks.sum(axis=0) == 1).all()
+        for r in range(world):
+            assert not (set(ids[masks[r]]) & set(ids[~masks[r]]))  # a track is on one worker only
+    assert 0 < rank_rows(ids, 0, 2).sum() < len(ids)

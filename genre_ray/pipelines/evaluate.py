@@ -1,6 +1,6 @@
 """``genre-ray evaluate``: a trained model (bundle folder or MLflow URI) scored on a split of prepared data —
 per-window and per-track accuracy, macro-F1, ECE, per-class precision/recall, confusion matrices — printed, saved
-(``OUT/results.json``, ``OUT/confusion_<split>_track.png``) and logged as an MLflow run. No Ray: one process reads
+(``OUT/results.json``, ``OUT/confusion_<split>_track.png``) and logged as an MLflow run. No Ray cluster: one process reads
 the split's Parquet windows in batches (a test split is thousands of windows, not millions), on a GPU if there is one.
 
 The probabilities are the label job's: ``softmax(logits / T)`` with the bundle's calibration temperature, windows
@@ -25,6 +25,7 @@ from genre_ray.pipelines.prepare import split_dir
 def split_batches(prepared: str | Path, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(images (B, 1, H, W) float16, labels (B,), track_ids (B,))`` of one prepared split, read with pyarrow."""
     import pyarrow.dataset as pds
+    import ray.data  # noqa: F401 - registers Ray's Arrow tensor type, the image column's (no Ray is started)
 
     ds = pds.dataset(str(split_dir(prepared, split)), format="parquet")
     for b in ds.to_batches(columns=["image", "label_idx", "track_id"], batch_size=batch_size):
@@ -41,6 +42,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 
     announce("evaluate", cfg)
+    if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"out={cfg.out}: exists and is not a folder")
     meta = preflight.prepared_data(cfg.data)
     if meta["windows"].get(cfg.split, 0) == 0:
         raise ConfigError(f"data={cfg.data} has no {cfg.split} windows ({meta['windows']})")

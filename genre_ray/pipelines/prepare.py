@@ -25,12 +25,12 @@ import ray
 from genre_ray import audio
 from genre_ray import atomic, preflight, tracking
 from genre_ray.catalog import load_catalog
-from genre_ray.config import PrepareConfig
+from genre_ray.config import ConfigError, PrepareConfig
 from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
 from genre_ray.inference import SILENCE_PEAK
 from genre_ray.pipelines.common import announce, init_ray
-from genre_ray.splits import assign_splits, resolve_split, split_summary
+from genre_ray.splits import LeakageError, assign_splits, resolve_split, split_summary
 
 FAILED = "_failed"
 SMALL_COLUMNS = ["track_id", "label_idx", "window_idx", "start_s", "augmented", "error"]
@@ -121,7 +121,12 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
         tracking.setup(cfg.experiment)  # an unusable MLflow store fails before Ray starts
         init_ray(cfg.ray)
         tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
-    tracks = assign_splits(tracks, strategy=strategy, fractions=cfg.split_fractions, seed=cfg.seed)
+    try:
+        tracks = assign_splits(tracks, strategy=strategy, fractions=cfg.split_fractions, seed=cfg.seed)
+    except ValueError as exc:  # e.g. predefined with tracks that have no split: the setting, not a crash
+        if isinstance(exc, LeakageError):
+            raise
+        raise ConfigError(f"split={strategy}: {exc}") from None
     leak = enforce(find_leakage(tracks, METADATA_KEYS), cfg.allow_leakage, "prepare")  # before Ray starts
     classes = sorted(tracks["label"].unique())
     tracks["label_idx"] = tracks["label"].map({c: i for i, c in enumerate(classes)}).astype(int)

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,9 @@ def _data_config(cfg: TrainConfig) -> "ray.train.DataConfig":
     """Ray Train's data ingest options, with ``preserve_order`` when ``cfg.deterministic_data`` (repeatable runs)."""
     options = ray.train.DataConfig.default_ingest_options()
     options.preserve_order = options.preserve_order or cfg.deterministic_data
-    return ray.train.DataConfig(execution_options=options)
+    # val is not split: Ray's split is equal=True, which drops rows to even the shards out (9 val windows on 2
+    # workers scored 0.5); every worker reads it all and scores the tracks that fall to its rank (:func:`validate`)
+    return ray.train.DataConfig(datasets_to_split=["train"], execution_options=options)
 
 
 def _allreduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -160,12 +163,26 @@ def _allgather(obj: Any) -> list[Any]:
     return [obj]
 
 
+def rank_rows(track_ids: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """``(B,)`` mask of the rows whose track falls to ``rank`` of ``world``: a stable function of the track id, so
+    every row of a dataset that each worker reads whole is scored by exactly one worker, whatever order each reads
+    it in, and a track's windows stay together."""
+    if world <= 1:
+        return np.ones(len(track_ids), bool)
+    return np.array([zlib.crc32(str(t).encode()) % world == rank for t in track_ids], bool)
+
+
 def validate(model: nn.Module, shard, batch_size: int, device: torch.device, classes: list[str],
-             how: str) -> dict[str, float]:
-    """Validation over every worker's shard: window loss/accuracy and per-track accuracy (windows aggregated
-    with the label job's :func:`aggregate`), identical on every rank."""
+             how: str, rank: int = 0, world: int = 1) -> dict[str, float]:
+    """Validation over the whole val split: each of the ``world`` workers reads it all and scores its tracks
+    (:func:`rank_rows`); window loss/accuracy and per-track accuracy (windows aggregated with the label job's
+    :func:`aggregate`), identical on every rank."""
     probs, labels, ids = [], [], []
     for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        mine = rank_rows(b["track_id"], rank, world)
+        if not mine.any():
+            continue
+        b = {k: v[mine] for k, v in b.items()}
         logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(b["image"])), device)
         probs.append(torch.softmax(logits, dim=1).cpu().numpy())
         labels.append(b["label_idx"])
@@ -265,7 +282,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
         tr_s = Totals.summary(_allreduce(tr.as_tensor(), device))
-        va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate)
+        va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate, rank, world)
         if _is_better(va[cfg.select_metric], best, cfg.select_metric):
             best, since_best = va[cfg.select_metric], 0
         else:
@@ -329,6 +346,7 @@ def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: 
             "track": classification_metrics(track_probs, track_labels, classes)}
 
 
+LOCK_FILE = ".genre-ray-train.lock"
 RUN_FILE = "train_run.json"
 """OUT/train_run.json: the MLflow run, the Ray Train run name and the config of the last run into OUT."""
 
@@ -352,6 +370,8 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
         return None
     if saved.get("config") != _identity(cfg):
         print(f"[train] {path.parent} holds an earlier run with another config: starting a new run", flush=True)
+        if run.info.status == "RUNNING":  # its driver is gone (the caller holds OUT's lock): say so in MLflow
+            client.set_terminated(saved["run_id"], status="KILLED")
         return None
     if run.info.status == "FINISHED":
         return None
@@ -369,8 +389,9 @@ def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float) -> TrainConfig:
     if "cpus_per_worker" in cfg.model_fields_set or fitted <= 0:
         raise ConfigError(
             f"{cfg.num_workers} workers × {cfg.cpus_per_worker:g} CPUs = {cfg.num_workers * cfg.cpus_per_worker:g} of "
-            f"the cluster's {total_cpus:g} CPUs; Ray Data needs at least one CPU left to feed them. Lower num_workers "
-            f"or cpus_per_worker (e.g. --set cpus_per_worker={max(0.25, fitted):g}) or add CPUs.")
+            f"the cluster's {total_cpus:g} CPUs; Ray Data needs at least one CPU left to feed them. "
+            + (f"Lower num_workers or cpus_per_worker (e.g. --set cpus_per_worker={fitted:g}) or add CPUs."
+               if fitted > 0 else f"Give the job at least 2 CPUs (it has {total_cpus:g})."))
     print(f"[train] cpus_per_worker {cfg.cpus_per_worker:g} → {fitted:g}: {cfg.num_workers} workers on {total_cpus:g} "
           "CPUs, one left for Ray Data (set cpus_per_worker to choose)", flush=True)
     lowered = cfg.model_copy(update={"cpus_per_worker": fitted})
@@ -447,124 +468,127 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     check_gpus(cfg, ray.cluster_resources().get("GPU", 0), joined)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
-    atomic.write_json(out / "classes.json", classes)
-    model_kwargs = _model_kwargs(cfg, features)
-    client = mlflow.tracking.MlflowClient(uri)
+    # one driver trains into OUT at a time: a second is refused; holding the lock, a RUNNING run named in
+    # OUT/train_run.json is a dead driver's (resumed, or marked KILLED when another config starts anew)
+    with atomic.exclusive(out / LOCK_FILE, f"out={out}", error=ConfigError):
+        cfg.save(out / "config.yaml")
+        atomic.write_json(out / "classes.json", classes)
+        model_kwargs = _model_kwargs(cfg, features)
+        client = mlflow.tracking.MlflowClient(uri)
+        resume = resumable_run(out / RUN_FILE, cfg, client)
+        starter = mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train-{cfg.model}")
+        with starter as run:
+            ray_run = resume["ray_run"] if resume else f"train-{run.info.run_id[:12]}"
+            atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg)})
+            if resume:  # params are logged already (MLflow refuses to change one); Ray Train finds the checkpoints
+                drives = int(run.data.tags.get("genre_ray.driver_resumes", "0")) + 1
+                mlflow.set_tag("genre_ray.driver_resumes", str(drives))
+                print(f"[train] resuming MLflow run {run.info.run_id} ({resume['status']} before it finished) from its "
+                      f"last checkpoint in {cfg.storage_path or out / 'ray_results'}/{ray_run}", flush=True)
+            else:
+                tracking.log_params({**cfg.flat(), **{f"features.{k}": v for k, v in features.to_dict().items()},
+                                     "feature_hash": meta["feature_hash"], "classes": ",".join(classes),
+                                     "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"],
+                                     "effective_batch_size": cfg.batch_size * cfg.num_workers,
+                                     "pretrained_file": model_kwargs.get("pretrained")})
+            mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model, "git_commit": git_commit(),
+                             "dataset_fingerprint": fingerprint, **leakage_tags(leak),
+                             **{f"version.{k}": v for k, v in versions().items()}})
+            mlflow.log_artifact(str(out / "config.yaml"))
+            mlflow.log_artifact(str(out / "classes.json"))
+            datasets = {"train": ray.data.read_parquet(str(split_dir(cfg.data, "train")), columns=["image", "label_idx"]),
+                        "val": ray.data.read_parquet(str(split_dir(cfg.data, "val")),
+                                                     columns=["image", "label_idx", "track_id"])}
+            cached = cache_splits(cfg, ray.cluster_resources().get("object_store_memory", 0))
+            if cached:
+                t_cache = time.time()
+                datasets = {k: ds.materialize() for k, ds in datasets.items()}
+                print(f"[train] train/val splits read into the object store once ({time.time() - t_cache:.1f} s)",
+                      flush=True)
+            trainer = ray.train.torch.TorchTrainer(
+                train_loop_per_worker,
+                train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
+                                   "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id,
+                                   "row_bytes": row_bytes(features), "splits_cached": cached},
+                scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
+                run_config=ray.train.RunConfig(
+                    name=ray_run, storage_path=cfg.storage_path or str(out / "ray_results"),
+                    checkpoint_config=ray.train.CheckpointConfig(
+                        num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
+                        checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
+                    failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                    callbacks=[EpochLogger(uri, run.info.run_id)],
+                ),
+                datasets=datasets,
+                dataset_config=_data_config(cfg),
+            )
+            t0 = time.time()
+            result = trainer.fit()
+            fit_s = time.time() - t0
+            sign = -1 if SELECT_METRICS[cfg.select_metric] == "min" else 1
+            best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: sign * cm[1][cfg.select_metric])
+            with best_ckpt.as_directory() as d:
+                state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
+            arch_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights come from the checkpoint
+            model = create_model(cfg.model, num_classes=len(classes), **arch_kwargs)
+            model.load_state_dict(state["model"])
 
-    resume = resumable_run(out / RUN_FILE, cfg, client)
-    with mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train-{cfg.model}") as run:
-        ray_run = resume["ray_run"] if resume else f"train-{run.info.run_id[:12]}"
-        atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg)})
-        if resume:  # params are logged already (MLflow refuses to change one); Ray Train finds the checkpoints
-            drives = int(run.data.tags.get("genre_ray.driver_resumes", "0")) + 1
-            mlflow.set_tag("genre_ray.driver_resumes", str(drives))
-            print(f"[train] resuming MLflow run {run.info.run_id} ({resume['status']} before it finished) from its "
-                  f"last checkpoint in {cfg.storage_path or out / 'ray_results'}/{ray_run}", flush=True)
-        else:
-            tracking.log_params({**cfg.flat(), **{f"features.{k}": v for k, v in features.to_dict().items()},
-                                 "feature_hash": meta["feature_hash"], "classes": ",".join(classes),
-                                 "n_train_windows": meta["windows"]["train"], "n_val_windows": meta["windows"]["val"],
-                                 "effective_batch_size": cfg.batch_size * cfg.num_workers,
-                                 "pretrained_file": model_kwargs.get("pretrained")})
-        mlflow.set_tags({"genre_ray.job": "train", "genre_ray.model": cfg.model, "git_commit": git_commit(),
-                         "dataset_fingerprint": fingerprint, **leakage_tags(leak),
-                         **{f"version.{k}": v for k, v in versions().items()}})
-        mlflow.log_artifact(str(out / "config.yaml"))
-        mlflow.log_artifact(str(out / "classes.json"))
-        datasets = {"train": ray.data.read_parquet(str(split_dir(cfg.data, "train")), columns=["image", "label_idx"]),
-                    "val": ray.data.read_parquet(str(split_dir(cfg.data, "val")),
-                                                 columns=["image", "label_idx", "track_id"])}
-        cached = cache_splits(cfg, ray.cluster_resources().get("object_store_memory", 0))
-        if cached:
-            t_cache = time.time()
-            datasets = {k: ds.materialize() for k, ds in datasets.items()}
-            print(f"[train] train/val splits read into the object store once ({time.time() - t_cache:.1f} s)",
-                  flush=True)
-        trainer = ray.train.torch.TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
-                               "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id,
-                               "row_bytes": row_bytes(features), "splits_cached": cached},
-            scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                                  resources_per_worker={"CPU": cfg.cpus_per_worker}),
-            run_config=ray.train.RunConfig(
-                name=ray_run, storage_path=cfg.storage_path or str(out / "ray_results"),
-                checkpoint_config=ray.train.CheckpointConfig(
-                    num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
-                    checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
-                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-                callbacks=[EpochLogger(uri, run.info.run_id)],
-            ),
-            datasets=datasets,
-            dataset_config=_data_config(cfg),
-        )
-        t0 = time.time()
-        result = trainer.fit()
-        fit_s = time.time() - t0
-        sign = -1 if SELECT_METRICS[cfg.select_metric] == "min" else 1
-        best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: sign * cm[1][cfg.select_metric])
-        with best_ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
-        arch_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights come from the checkpoint
-        model = create_model(cfg.model, num_classes=len(classes), **arch_kwargs)
-        model.load_state_dict(state["model"])
+            history = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in CURVES}
+            epochs_run = len(history["val_accuracy"])
+            sps = [m.value for m in client.get_metric_history(run.info.run_id, "samples_per_second")]
+            report: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": int(best_metrics["epoch"]),
+                                      "epochs_run": epochs_run, "fit_seconds": round(fit_s, 1),
+                                      "samples_per_second": round(float(np.median(sps)), 1) if sps else None,
+                                      "dataset_fingerprint": fingerprint}
+            mlflow.log_metrics({"fit_seconds": fit_s, "best_epoch": report["best_epoch"], "epochs_run": epochs_run})
+            curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves")
+            mlflow.log_artifact(str(curves), artifact_path="plots")
+            for split in ("val", "test"):
+                if meta["windows"].get(split, 0) == 0:
+                    continue
+                res = evaluate_split(model, cfg.data, split, classes, cfg.aggregate)
+                report[split] = res
+                for level in ("window", "track"):
+                    m = res[level]
+                    mlflow.log_metrics({f"{split}_{level}_accuracy": m["accuracy"], f"{split}_{level}_macro_f1": m["macro_f1"],
+                                        f"{split}_{level}_ece": m["ece"]})
+                for c, pc in res["track"]["per_class"].items():
+                    mlflow.log_metrics({f"{split}_track_precision.{c}": pc["precision"],
+                                        f"{split}_track_recall.{c}": pc["recall"]})
+                png = plot_confusion(res["track"]["confusion"], classes, out / f"confusion_{split}_track.png",
+                                     f"{split} per-track confusion ({cfg.model})")
+                mlflow.log_artifact(str(png), artifact_path="plots")
 
-        history = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in CURVES}
-        epochs_run = len(history["val_accuracy"])
-        sps = [m.value for m in client.get_metric_history(run.info.run_id, "samples_per_second")]
-        report: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": int(best_metrics["epoch"]),
-                                  "epochs_run": epochs_run, "fit_seconds": round(fit_s, 1),
-                                  "samples_per_second": round(float(np.median(sps)), 1) if sps else None,
-                                  "dataset_fingerprint": fingerprint}
-        mlflow.log_metrics({"fit_seconds": fit_s, "best_epoch": report["best_epoch"], "epochs_run": epochs_run})
-        curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves")
-        mlflow.log_artifact(str(curves), artifact_path="plots")
-        for split in ("val", "test"):
-            if meta["windows"].get(split, 0) == 0:
-                continue
-            res = evaluate_split(model, cfg.data, split, classes, cfg.aggregate)
-            report[split] = res
-            for level in ("window", "track"):
-                m = res[level]
-                mlflow.log_metrics({f"{split}_{level}_accuracy": m["accuracy"], f"{split}_{level}_macro_f1": m["macro_f1"],
-                                    f"{split}_{level}_ece": m["ece"]})
-            for c, pc in res["track"]["per_class"].items():
-                mlflow.log_metrics({f"{split}_track_precision.{c}": pc["precision"],
-                                    f"{split}_track_recall.{c}": pc["recall"]})
-            png = plot_confusion(res["track"]["confusion"], classes, out / f"confusion_{split}_track.png",
-                                 f"{split} per-track confusion ({cfg.model})")
-            mlflow.log_artifact(str(png), artifact_path="plots")
-
-        report["calibration"] = calibrate_and_log(model, cfg.data, cfg.aggregate, out,
-                                                  test=meta["windows"].get("test", 0) > 0)
-        bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs, classes, features,
-                                 meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
-                                       "dataset_fingerprint": fingerprint, "aggregate": cfg.aggregate,
-                                       "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}},
-                                 calibration=report["calibration"])
-        atomic.write_json(out / "results.json", report)
-        mlflow.log_artifact(str(out / "results.json"))
-        model = model.cpu()  # evaluate_split ran it on the GPU, if any: the logged model and its example are CPU
-        example = np.zeros((1, *features.image_shape), np.float32)
-        with torch.no_grad():
-            signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
-        info = mlflow.pytorch.log_model(
-            model, name="model", extra_files=[str(bundle_dir / "bundle.json"), str(bundle_dir / "weights.pt")],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "genre-ray"],
-            serialization_format="pickle",  # the bundle inside (weights_only) is what label/predict load
-            signature=signature, input_example=example,
-            registered_model_name=cfg.register_as,
-        )
-        report["model_uri"] = info.model_uri
-        report["bundle"] = str(bundle_dir)
-        if cfg.register_as and info.registered_model_version is not None:
-            version = str(info.registered_model_version)
-            report["registered"] = f"models:/{cfg.register_as}/{version}"
-            report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,
-                                       report.get("val", {}).get("track", {}).get("accuracy", float("nan")), fingerprint)
-            print(f"registered {report['registered']}; {report['alias']}", flush=True)
-        atomic.write_json(out / "results.json", report)
+            report["calibration"] = calibrate_and_log(model, cfg.data, cfg.aggregate, out,
+                                                      test=meta["windows"].get("test", 0) > 0)
+            bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs, classes, features,
+                                     meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
+                                           "dataset_fingerprint": fingerprint, "aggregate": cfg.aggregate,
+                                           "metrics": {k: report[k]["track"]["accuracy"] for k in ("val", "test") if k in report}},
+                                     calibration=report["calibration"])
+            atomic.write_json(out / "results.json", report)
+            mlflow.log_artifact(str(out / "results.json"))
+            model = model.cpu()  # evaluate_split ran it on the GPU, if any: the logged model and its example are CPU
+            example = np.zeros((1, *features.image_shape), np.float32)
+            with torch.no_grad():
+                signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
+            info = mlflow.pytorch.log_model(
+                model, name="model", extra_files=[str(bundle_dir / "bundle.json"), str(bundle_dir / "weights.pt")],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "genre-ray"],
+                serialization_format="pickle",  # the bundle inside (weights_only) is what label/predict load
+                signature=signature, input_example=example,
+                registered_model_name=cfg.register_as,
+            )
+            report["model_uri"] = info.model_uri
+            report["bundle"] = str(bundle_dir)
+            if cfg.register_as and info.registered_model_version is not None:
+                version = str(info.registered_model_version)
+                report["registered"] = f"models:/{cfg.register_as}/{version}"
+                report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,
+                                           report.get("val", {}).get("track", {}).get("accuracy", float("nan")), fingerprint)
+                print(f"registered {report['registered']}; {report['alias']}", flush=True)
+            atomic.write_json(out / "results.json", report)
     test_acc = report.get("test", {}).get("track", {}).get("accuracy")
     print(f"trained {cfg.model}: best epoch {report['best_epoch']} of {epochs_run}, held-out test per-track accuracy "
           f"{test_acc if test_acc is None else round(test_acc, 4)}, {report['samples_per_second']} training samples/s "
