@@ -41,6 +41,12 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 
+    update = {"data": str(Path(cfg.data).expanduser().absolute())}  # as logged and saved: absolute
+    if cfg.out:
+        update["out"] = str(Path(cfg.out).expanduser().absolute())
+    if Path(cfg.model).expanduser().exists():
+        update["model"] = str(Path(cfg.model).expanduser().absolute())
+    cfg = cfg.model_copy(update=update)
     announce("evaluate", cfg)
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ConfigError(f"out={cfg.out}: exists and is not a folder")

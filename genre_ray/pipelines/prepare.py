@@ -112,6 +112,8 @@ def _log_mlflow(cfg: PrepareConfig, meta: dict[str, Any], out: Path) -> None:
 
 
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    cfg = cfg.model_copy(update={k: str(Path(getattr(cfg, k)).expanduser().absolute()) for k in ("source", "out")
+                                 if "://" not in getattr(cfg, k)})  # as logged and saved: absolute
     announce("prepare", cfg)
     t0 = time.time()
     preflight.existing_path(cfg.source, "source")

@@ -454,8 +454,9 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     cfg = _absolute(cfg)
     announce("train", cfg)
     joined = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
-    if not joined and not ray.is_initialized():  # a local Ray this job starts: its CPUs are known now
+    if not joined and not ray.is_initialized():  # a local Ray this job starts: its CPUs and GPUs are known now
         cfg = fit_cpus_per_worker(cfg, cfg.ray.num_cpus or os.cpu_count() or 1)
+        check_gpus(cfg, torch.cuda.device_count(), joined_cluster=False)
     meta = preflight.prepared_data(cfg.data)  # bad data or a model that cannot fit it: ConfigError, before Ray
     classes, features = meta["classes"], FeatureConfig.from_dict(meta["features"])
     preflight.model_fits(cfg.model, _model_kwargs(cfg, features), classes, features)
