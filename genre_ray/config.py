@@ -54,6 +54,22 @@ class _Base(BaseModel):
         return out
 
 
+def local_path(path: str) -> str:
+    """A local path made absolute (``~`` expanded, ``.``/``..`` folded, symlinks kept: ``os.path.abspath``); a URI
+    (``s3://…``, ``models:/…``) as given."""
+    return path if "://" in path or path.startswith("models:") else os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(cfg: C, *names: str, if_exists: Sequence[str] = ()) -> C:
+    """``cfg`` with the local paths in ``names`` (when set) and in ``if_exists`` (when such a file or folder exists:
+    a model may be a bundle folder or a registry URI) made absolute by :func:`local_path` — as every job prints,
+    saves and logs its config, and as Ray workers, which run in other working folders, read it."""
+    update = {name: local_path(getattr(cfg, name)) for name in names if getattr(cfg, name)}
+    update.update({name: local_path(getattr(cfg, name)) for name in if_exists
+                   if getattr(cfg, name) and Path(getattr(cfg, name)).expanduser().exists()})
+    return cfg.model_copy(update=update)  # pydantic adds the updated names to model_fields_set
+
+
 def default_home() -> Path:
     """Project-local folder for MLflow's store, prepared data and outputs (``$GENRE_RAY_HOME`` or ./genre-ray-runs)."""
     return Path(os.environ.get("GENRE_RAY_HOME", "genre-ray-runs")).expanduser().resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,21 @@ def test_train_paths_are_made_absolute_for_the_workers(tmp_path, monkeypatch):
     assert "cpus_per_worker" not in fixed.model_fields_set  # what the user chose is still known after the copy
     monkeypatch.chdir("/")
     TrainConfig.model_validate(fixed.model_dump(mode="json"))  # as a worker validates it, elsewhere
+
+
+def test_absolute_paths_folds_relative_paths_and_keeps_uris(tmp_path, monkeypatch):
+    from genre_ray.config import EvaluateConfig, TrainConfig, absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bundle").mkdir()
+    cfg = TrainConfig(data="a/../data", out="~/runs", storage_path="s3://bucket/ckpt")
+    fixed = absolute_paths(cfg, "data", "out", "storage_path", "pretrained")
+    assert fixed.data == str(tmp_path / "data")  # `..` folded, as label keys are
+    assert fixed.out == os.path.expanduser("~/runs")
+    assert fixed.storage_path == "s3://bucket/ckpt" and fixed.pretrained is None
+    assert {"data", "out"} <= fixed.model_fields_set  # what the user chose survives the copy
+    ev = EvaluateConfig(model="bundle", data="d")
+    assert absolute_paths(ev, if_exists=("model",)).model == str(tmp_path / "bundle")
+    assert absolute_paths(ev.model_copy(update={"model": "models:/genre@champion"}), if_exists=("model",)).model \
+        == "models:/genre@champion"
+    assert absolute_paths(ev.model_copy(update={"model": "gone"}), if_exists=("model",)).model == "gone"

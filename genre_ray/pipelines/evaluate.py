@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from genre_ray import atomic, preflight, tracking
-from genre_ray.config import ConfigError, EvaluateConfig
+from genre_ray.config import ConfigError, EvaluateConfig, absolute_paths
 from genre_ray.evaluate import plot_confusion, score_windows
 from genre_ray.pipelines.common import announce
 from genre_ray.pipelines.prepare import split_dir
@@ -41,12 +41,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 
-    update = {"data": str(Path(cfg.data).expanduser().absolute())}  # as logged and saved: absolute
-    if cfg.out:
-        update["out"] = str(Path(cfg.out).expanduser().absolute())
-    if Path(cfg.model).expanduser().exists():
-        update["model"] = str(Path(cfg.model).expanduser().absolute())
-    cfg = cfg.model_copy(update=update)
+    cfg = absolute_paths(cfg, "data", "out", if_exists=("model",))  # as logged and saved
     announce("evaluate", cfg)
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ConfigError(f"out={cfg.out}: exists and is not a folder")

@@ -42,7 +42,7 @@ import ray
 from genre_ray import atomic, preflight, tracking
 from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
-from genre_ray.config import ConfigError, LabelConfig
+from genre_ray.config import ConfigError, LabelConfig, absolute_paths, local_path
 from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint
 from genre_ray.embedding import embedding_dim
 from genre_ray.pipelines.common import announce, init_ray
@@ -107,7 +107,7 @@ def list_inputs(spec: str) -> list[str]:
 def local_key(path: str) -> str:
     """How a labels row names its file: a local path made absolute (``os.path.abspath``: ``.``/``..`` folded, symlinks
     kept as named, so the row names the file the user listed); a URI as it is."""
-    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+    return local_path(path)
 
 
 def _list_local(spec: str) -> list[str]:
@@ -636,14 +636,7 @@ def _absolute(cfg: LabelConfig) -> LabelConfig:
     """``cfg`` with its local paths absolute — input, out, a local model bundle, the review list — as they go into
     the config printed and saved, MLflow's params and every labels row (``model_uri``): a shared tracking store or a
     table read from another folder can tell them apart."""
-    update = {"out": local_key(cfg.out)}
-    if not _is_uri(cfg.input):
-        update["input"] = local_key(cfg.input)
-    if Path(cfg.model).expanduser().exists():
-        update["model"] = local_key(cfg.model)
-    if cfg.review_list and not _is_uri(cfg.review_list):
-        update["review_list"] = local_key(cfg.review_list)
-    return cfg.model_copy(update=update)
+    return absolute_paths(cfg, "out", "input", "review_list", if_exists=("model",))
 
 
 def run_label(cfg: LabelConfig) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import ray
 from genre_ray import audio
 from genre_ray import atomic, preflight, tracking
 from genre_ray.catalog import load_catalog
-from genre_ray.config import ConfigError, PrepareConfig
+from genre_ray.config import ConfigError, PrepareConfig, absolute_paths
 from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
 from genre_ray.inference import SILENCE_PEAK
@@ -112,8 +112,7 @@ def _log_mlflow(cfg: PrepareConfig, meta: dict[str, Any], out: Path) -> None:
 
 
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
-    cfg = cfg.model_copy(update={k: str(Path(getattr(cfg, k)).expanduser().absolute()) for k in ("source", "out")
-                                 if "://" not in getattr(cfg, k)})  # as logged and saved: absolute
+    cfg = absolute_paths(cfg, "source", "out", "audio_dir")  # as logged and saved
     announce("prepare", cfg)
     t0 = time.time()
     preflight.existing_path(cfg.source, "source")

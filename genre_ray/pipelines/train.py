@@ -32,7 +32,7 @@ from genre_ray import accel, tracking
 from genre_ray import atomic, preflight
 from genre_ray.bundle import save_bundle
 from genre_ray.augment import BatchAugment
-from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig
+from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig, absolute_paths
 from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion, plot_curves
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
@@ -413,16 +413,7 @@ def check_gpus(cfg: TrainConfig, gpus: float, joined_cluster: bool) -> None:
 def _absolute(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its local paths absolute (data, out, pretrained, storage_path): every Ray Train worker validates
     the config again in its own working folder, where a relative path names nothing."""
-    update: dict[str, Any] = {"data": str(Path(cfg.data).expanduser().resolve()),
-                              "out": str(Path(cfg.out).expanduser().resolve())}
-    if cfg.pretrained and cfg.pretrained != "auto":
-        update["pretrained"] = str(Path(cfg.pretrained).expanduser().resolve())
-    if cfg.storage_path and "://" not in cfg.storage_path:
-        update["storage_path"] = str(Path(cfg.storage_path).expanduser().resolve())
-    fields = set(cfg.model_fields_set)
-    fitted = cfg.model_copy(update=update)
-    fitted.__pydantic_fields_set__ = fields | set(update)  # which settings the user chose survives the copy
-    return fitted
+    return absolute_paths(cfg, "data", "out", "storage_path", *(("pretrained",) if cfg.pretrained != "auto" else ()))
 
 
 def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, alias: str, score: float,
