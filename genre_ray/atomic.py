@@ -43,11 +43,18 @@ def write_json(path: str | os.PathLike[str], obj: Any, **kwargs: Any) -> Path:
 
 
 def savefig(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-    """``fig.savefig(path)`` atomically; the format comes from ``path``'s suffix."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, **kwargs)
-    return Path(path)
+    """``fig.savefig(path)`` atomically (its folder made; the format from ``path``'s suffix), then the figure closed:
+    every plot function ends with it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+    finally:
+        plt.close(fig)
+    return path
 
 
 class Busy(RuntimeError):

@@ -173,8 +173,4 @@ def plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.savefig(fig, path, dpi=90)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=90)

@@ -125,10 +125,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    atomic.savefig(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=100)
 
 
 def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Path, title: str) -> Path:
@@ -154,10 +151,7 @@ def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Pat
             ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    atomic.savefig(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=100)
 
 
 def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],

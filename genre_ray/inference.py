@@ -249,8 +249,4 @@ def plot_prediction(rows: Sequence[dict[str, Any]], timelines: Sequence[tuple[np
             line.legend(fontsize=7, ncol=2, loc="upper right")
         line.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.savefig(fig, path, dpi=90)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=90)

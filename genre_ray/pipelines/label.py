@@ -436,9 +436,7 @@ def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    atomic.savefig(fig, path, dpi=90)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=90)
 
 
 def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: bool = False) -> pd.DataFrame:

@@ -400,9 +400,7 @@ def plot_hyperparameters(df: pd.DataFrame, cfg: TuneConfig, path: Path) -> Path:
     fig.suptitle(f"{len(ok)} trials (orange: stopped early){f'; {failed} failed, not shown' if failed else ''}",
                  fontsize=9)
     fig.tight_layout()
-    atomic.savefig(fig, path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic.savefig(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------- driver
