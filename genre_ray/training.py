@@ -32,6 +32,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one worker's epoch (batch order, augmentation): distinct for every (seed, epoch, rank) —
+    ``seed * 1000 + epoch * 10 + rank`` gave rank 10 of epoch 0 the stream of rank 0 of epoch 1."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on a CUDA card that supports it, nothing on CPU (fp32): :func:`genre_ray.accel.autocast_for`."""
     return accel.autocast_for(device, "auto")

@@ -136,3 +136,50 @@ def test_killed_driver_reruns_into_the_same_run_from_its_last_checkpoint(tmp_pat
     (out / RUN_FILE).write_text(json.dumps({**state, "run_id": stale}))
     other = load_config(TrainConfig, None, [*again, "epochs=2"], data=str(prepared), out=str(out))
     assert resumable_run(out / RUN_FILE, other, client) is None and client.get_run(stale).info.status == "KILLED"
+
+
+def _one_val_track_for_rank(prepared, dst, rank: int, world: int):
+    """A copy of ``prepared`` whose val split is one track, the one :func:`rank_rows` gives to ``rank``."""
+    import shutil
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import ray.data  # noqa: F401  (the image column's Arrow tensor type)
+
+    from genre_ray.pipelines.train import rank_rows
+
+    shutil.copytree(prepared, dst)
+    val = dst / "windows" / "split=val"
+    files = sorted(val.glob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    ids = np.unique(table["track_id"].to_numpy(zero_copy_only=False))
+    track = ids[rank_rows(ids, rank, world)][0]
+    keep = table.filter(pc.equal(table["track_id"], track))
+    for f in files:
+        f.unlink()
+    pq.write_table(keep, val / "only.parquet")
+    meta = json.loads((dst / "meta.json").read_text())
+    meta["windows"]["val"] = keep.num_rows
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_two_workers_finish_when_one_worker_has_no_validation_track(tmp_path, prepared, ray_session, mlflow_home,
+                                                                    rank):
+    """Each worker scores the validation tracks :func:`rank_rows` gives it; with few tracks one gets none. Its
+    validation once skipped every forward pass while the other worker's DDP forward waited in a buffer broadcast:
+    the epoch never ended."""
+    from genre_ray.pipelines.train import run_train
+
+    data = _one_val_track_for_rank(prepared, tmp_path / "data", rank, 2)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "train"), epochs=1, batch_size=8, num_workers=2,
+                      cpus_per_worker=0.5, experiment="faults", model_kwargs={"channels": [4, 8, 8, 8], "dense": [16]})
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("report", run_train(cfg)), daemon=True)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "training hung: a worker without validation tracks deadlocked the epoch"
+    assert box["report"]["val"]["track"]["n"] == 1

@@ -41,7 +41,7 @@ from genre_ray.pipelines.calibrate import calibrate_and_log
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
-from genre_ray.training import (DeviceCache, Totals, lr_schedule, make_optimizer, predict_logits, predict_probs,
+from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits, predict_probs,
                                 seed_everything, train_epoch, unwrap)
 
 log = logging.getLogger("genre_ray")
@@ -155,6 +155,16 @@ def _allreduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.cpu()
 
 
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. Each rank recalibrates BatchNorm on its own
+    batches (:func:`recalibrate_bn`, no collectives); this makes every rank validate the model rank 0 checkpoints.
+    Explicit, so no rank depends on DDP's hidden per-forward broadcast — a rank with no validation track would
+    never make that call while the others wait in it."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for b in unwrap(model).buffers():
+            dist.broadcast(b.data, src=0)
+
+
 def _allgather(obj: Any) -> list[Any]:
     if dist.is_available() and dist.is_initialized():
         out: list[Any] = [None] * dist.get_world_size()
@@ -176,7 +186,9 @@ def validate(model: nn.Module, shard, batch_size: int, device: torch.device, cla
              how: str, rank: int = 0, world: int = 1) -> dict[str, float]:
     """Validation over the whole val split: each of the ``world`` workers reads it all and scores its tracks
     (:func:`rank_rows`); window loss/accuracy and per-track accuracy (windows aggregated with the label job's
-    :func:`aggregate`), identical on every rank."""
+    :func:`aggregate`), identical on every rank. The model runs unwrapped: a DDP forward is a collective, and a
+    rank may hold no validation track."""
+    model = unwrap(model)
     probs, labels, ids = [], [], []
     for b in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
         mine = rank_rows(b["track_id"], rank, world)
@@ -273,15 +285,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
             break
-        seed_everything(cfg.seed * 1000 + epoch * 10 + rank)
+        seed = epoch_seed(cfg.seed, epoch, rank)
+        seed_everything(seed)
         t0 = time.time()
-        seed = cfg.seed * 1000 + epoch * 10 + rank
         batches = (cache.batches(cfg.batch_size, seed) if cache is not None else
                    _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda", seed=seed))
         tr = train_epoch(model, batches, optimizer, loss_fn, device,
                          scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
         tr_s = Totals.summary(_allreduce(tr.as_tensor(), device))
+        _broadcast_buffers(model)
         va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate, rank, world)
         if _is_better(va[cfg.select_metric], best, cfg.select_metric):
             best, since_best = va[cfg.select_metric], 0

@@ -56,7 +56,7 @@ from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_k
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
-from genre_ray.training import lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
+from genre_ray.training import lr_schedule, epoch_seed, make_optimizer, seed_everything, train_epoch, unwrap
 
 #: keys of OUT/config.yaml that define a sweep: a rerun with other values cannot resume it
 SWEEP_IDENTITY = ("data", "train", "search_space", "searcher", "num_samples", "seed", "scheduler", "grace_period",
@@ -149,9 +149,9 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
     if start_epoch < cfg.epochs and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
         cache = load_device_cache(train_ds, cfg, device, "tune trial")
     for epoch in range(start_epoch, cfg.epochs):
-        seed_everything(cfg.seed * 1000 + epoch * 10)
+        seed = epoch_seed(cfg.seed, epoch)
+        seed_everything(seed)
         t0 = time.time()
-        seed = cfg.seed * 1000 + epoch * 10
         batches = cache.batches(cfg.batch_size, seed) if cache is not None else _batches(train_ds, cfg.batch_size,
                                                                                           True, seed=seed)
         tr = train_epoch(model, batches, optimizer, loss_fn, device, scheduler,
