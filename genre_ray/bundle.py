@@ -39,6 +39,11 @@ class Bundle:
         return float(self.calibration.get("temperature", 1.0))
 
     @property
+    def aggregate(self) -> str:
+        """How the model's windows make a track verdict, as trained and calibrated (``mean`` for older bundles)."""
+        return str(self.meta.get("aggregate") or self.calibration.get("aggregate") or "mean")
+
+    @property
     def uncertain_threshold(self) -> float | None:
         """Default calibrated top-1 probability below which a track is "uncertain" (None: not calibrated)."""
         t = self.calibration.get("uncertain_threshold")

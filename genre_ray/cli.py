@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle folder or MLflow model URI")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--hop", type=float, help="window hop in seconds (default: the model's)")
-    p.add_argument("--aggregate", default="mean", help="mean | logmean | vote")
+    p.add_argument("--aggregate", default=None, help="mean | logmean | vote (default: the model's, as trained)")
     p.add_argument("--timeline", action="store_true", help="also print each window's top genre")
     p.add_argument("--plot", metavar="OUT.png", help="save a bar chart and a timeline per file")
     p.add_argument("--json", action="store_true", help="print one JSON object per file (with its timeline)")
@@ -283,8 +283,10 @@ def _predict(args: argparse.Namespace) -> int:
     from genre_ray.preflight import label_model
     from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule
 
-    AGGREGATORS.lookup(args.aggregate)
+    if args.aggregate is not None:
+        AGGREGATORS.lookup(args.aggregate)
     bundle = label_model(args.model)  # a missing, broken or code-carrying bundle: one message, exit 2
+    args.aggregate = args.aggregate or bundle.aggregate
     model, classes = bundle.build_model(), bundle.classes
     rule = UncertaintyRule(threshold=DEFAULT_THRESHOLD if bundle.uncertain_threshold is None else bundle.uncertain_threshold)
     results = [predict_file(model, path, bundle.features, classes, hop_s=args.hop, how=args.aggregate, k=args.top_k,

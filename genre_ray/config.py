@@ -456,7 +456,8 @@ class LabelConfig(_Base):
     model: str = Field(..., description="model bundle folder, or an MLflow URI (runs:/…, models:/name/version)")
     out: str = Field(..., description="output folder for the labels Parquet")
     hop_s: float | None = Field(None, gt=0, description="window hop; None → the model's training hop")
-    aggregate: str = Field("mean", description="mean | logmean | vote: window probabilities → track verdict")
+    aggregate: str | None = Field(None, description="mean | logmean | vote: window probabilities → track verdict; "
+                                  "None → the model's (as trained and calibrated; mean for older bundles)")
     top_k: int = Field(3, ge=1)
     fail_on_error: bool = Field(False, description="exit status 1 when any file is not labelled (error/too-short; "
                                 "default: only when none is); every file always gets its row")
@@ -519,10 +520,11 @@ class LabelConfig(_Base):
 
     @field_validator("aggregate")
     @classmethod
-    def _agg(cls, v: str) -> str:
+    def _agg(cls, v: str | None) -> str | None:
         from genre_ray.evaluate import AGGREGATORS
 
-        AGGREGATORS.lookup(v)
+        if v is not None:
+            AGGREGATORS.lookup(v)
         return v
 
     @field_validator("too_short")

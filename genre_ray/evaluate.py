@@ -88,21 +88,40 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict:
-    """Accuracy, macro-F1, ECE, per-class precision/recall and the confusion matrix (rows = truth)."""
+    """Accuracy, macro-F1, ECE, per-class precision/recall and the confusion matrix (rows = truth).
+
+    Macro-F1 averages over the genres the split holds: a genre with no track in it (a small, predefined or
+    artist-grouped split) would count as F1 0 and sink the score of a perfect model. Such a genre's ``recall`` is
+    None (nothing to recall), its precision 0 when the model predicted it anyway (every such verdict is wrong)."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     pred = probs.argmax(axis=1)
     k = list(range(len(classes)))
+    present = sorted(set(np.asarray(labels, int).tolist()))
     prec, rec, _, support = precision_recall_fscore_support(labels, pred, labels=k, zero_division=0)
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
-        "macro_f1": float(f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)) if present
+        else float("nan"),
         "ece": expected_calibration_error(probs, labels),
         "n": int(len(labels)),
-        "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "support": int(support[i])}
+        "classes_present": len(present),
+        "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]) if support[i] else None,
+                          "support": int(support[i])}
                       for i, c in enumerate(classes)},
         "confusion": confusion_matrix(labels, pred, labels=k).tolist(),
     }
+
+
+def per_class_metrics(prefix: str, per_class: dict) -> dict[str, float]:
+    """:func:`classification_metrics`' ``per_class`` as MLflow metrics ``{prefix}_precision.<genre>`` and
+    ``{prefix}_recall.<genre>`` (no recall for a genre the split does not hold)."""
+    out = {}
+    for c, pc in per_class.items():
+        out[f"{prefix}_precision.{c}"] = pc["precision"]
+        if pc["recall"] is not None:
+            out[f"{prefix}_recall.{c}"] = pc["recall"]
+    return out
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str) -> Path:
@@ -158,24 +177,32 @@ def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, 
                   classes: Sequence[str], how: str = "mean", temperature: float = 1.0,
                   device: "torch.device | None" = None) -> dict:
     """A model scored on labelled windows: ``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))``
-    → ``{"window": …, "track": …}`` :func:`classification_metrics`, probabilities ``softmax(logits / temperature)``
-    (the label job's calibrated ones), tracks aggregated with ``how``."""
+    → :func:`score_logits` of its window logits."""
     import torch
 
     from genre_ray.training import predict_logits
 
     device = device or torch.device("cpu")
     model = model.to(device).eval()
-    probs, labels, ids = [], [], []
+    logits, labels, ids = [], [], []
     for images, y, t in batches:
-        logits = predict_logits(model, torch.from_numpy(np.ascontiguousarray(images)), device)
-        probs.append(torch.softmax(logits / temperature, dim=1).cpu().numpy())
+        logits.append(predict_logits(model, torch.from_numpy(np.ascontiguousarray(images)), device).cpu().numpy())
         labels.append(np.asarray(y))
         ids.append(np.asarray(t))
-    if not probs:
+    if not logits:
         raise ValueError("no windows to score")
-    p, y, t = np.concatenate(probs), np.concatenate(labels).astype(int), np.concatenate(ids)
-    track_ids, track_probs = aggregate(p, t, how)
-    first = dict(zip(t, y))
-    track_y = np.array([first[i] for i in track_ids])
+    return score_logits(np.concatenate(logits), np.concatenate(labels), np.concatenate(ids), classes, how, temperature)
+
+
+def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, classes: Sequence[str],
+                 how: str = "mean", temperature: float = 1.0) -> dict:
+    """Window logits ``(N, C)``, labels ``(N,)``, track ids ``(N,)`` → ``{"window": …, "track": …}``
+    :func:`classification_metrics` of the label job's probabilities: ``softmax(logits / temperature)`` per window
+    (the bundle's calibration), tracks aggregated with ``how`` — so the scores are those of the labels it writes."""
+    from genre_ray.calibration import softmax_t
+
+    p, y = softmax_t(logits, temperature).astype(np.float32), np.asarray(labels).astype(int)
+    track_ids_, track_probs = aggregate(p, track_ids, how)
+    first = dict(zip(track_ids, y))
+    track_y = np.array([first[i] for i in track_ids_])
     return {"window": classification_metrics(p, y, classes), "track": classification_metrics(track_probs, track_y, classes)}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genre_ray.bundle import load_bundle, save_bundle
-from genre_ray.calibration import (T_MAX, T_MIN, calibrate, fit_temperature, reliability_bins, softmax_t,
+from genre_ray.calibration import (MIN_TRACKS, T_MAX, T_MIN, calibrate, fit_temperature, reliability_bins, softmax_t,
                                    uncertainty_threshold)
 from genre_ray.cli import main
 from genre_ray.embedding import track_embedding, window_outputs
@@ -270,3 +270,31 @@ def test_predict_embeddings_are_unit_norm_and_temperature_only_softens(tmp_path)
         np.testing.assert_array_equal(p1.argmax(1), p2.argmax(1))
         assert (p2.max(1) <= p1.max(1) + 1e-6).all()  # T > 1 only softens
         assert row2["vote_entropy"] == row["vote_entropy"]
+
+
+def test_calibration_is_not_fitted_on_too_few_tracks_or_no_error():
+    """Four validation tracks once gave T = 0.63 and doubled the test ECE; a split with no error only pushes T to its
+    lower bound. Both keep T = 1 and the default threshold, and say why."""
+    logits, ids, labels = _miscalibrated(3.0, tracks=400)
+    few = np.isin(ids, np.unique(ids)[:MIN_TRACKS - 1])
+    cal, before, after, _ = calibrate(logits[few], ids[few], labels[few])
+    assert cal.temperature == 1.0 and cal.uncertain_threshold == 0.5 and "fewer than" in cal.note
+    np.testing.assert_array_equal(before, after)
+    sep = np.eye(3)[np.arange(60) % 3] * 2.0  # 60 tracks, every one right
+    cal, *_ = calibrate(sep, np.arange(60), np.arange(60) % 3)
+    assert cal.temperature == 1.0 and "no validation track wrong" in cal.note
+    cal, *_ = calibrate(logits, ids, labels)
+    assert cal.note == "fitted" and cal.temperature == pytest.approx(3.0, rel=0.15)
+
+
+def test_macro_f1_counts_only_the_genres_a_split_holds():
+    from genre_ray.evaluate import classification_metrics, per_class_metrics
+
+    labels = np.array([0, 0, 1, 2])  # no track of genre 3
+    m = classification_metrics(np.eye(4)[labels], labels, ["a", "b", "c", "d"])
+    assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["classes_present"] == 3
+    assert m["per_class"]["d"] == {"precision": 0.0, "recall": None, "support": 0}
+    logged = per_class_metrics("test_track", m["per_class"])
+    assert "test_track_recall.d" not in logged and logged["test_track_recall.a"] == 1.0
+    wrong = classification_metrics(np.eye(4)[[0, 0, 1, 3]], labels, ["a", "b", "c", "d"])
+    assert wrong["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)  # c missed; d predicted but absent: not averaged in

@@ -125,8 +125,8 @@ def test_label_one_row_per_file_and_bad_files_reported(trained, tmp_path):
 
 
 def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path, capsys):
-    """`genre-ray evaluate` on the registered model: the same window accuracy training measured on test (argmax does
-    not depend on the temperature), per-track metrics, a confusion PNG, an MLflow run on the same split."""
+    """`genre-ray evaluate` on the registered model: the same window and track accuracy (and ECE) training reported
+    on test, per-track metrics, a confusion PNG, an MLflow run on the same split."""
     import os
     import subprocess
     import sys
@@ -140,8 +140,10 @@ def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path,
     assert proc.returncode == 0 and "== genre-ray evaluate: test ==" in proc.stdout, proc.stdout + proc.stderr
     res = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert res["window"]["accuracy"] == pytest.approx(report["test"]["window"]["accuracy"], abs=1e-9)
-    assert res["track"]["n"] == report["test"]["track"]["n"] and abs(
-        res["track"]["accuracy"] - report["test"]["track"]["accuracy"]) <= 1 / res["track"]["n"] + 1e-9
+    # training scores test with the fitted temperature, as evaluate and the labels do: the same verdicts, the same ECE
+    assert res["track"]["n"] == report["test"]["track"]["n"]
+    assert res["track"]["accuracy"] == pytest.approx(report["test"]["track"]["accuracy"], abs=1e-9)
+    assert res["track"]["ece"] == pytest.approx(report["test"]["track"]["ece"], abs=1e-4)
     assert (tmp_path / "eval" / "confusion_test_track.png").stat().st_size > 5000
     run = mlflow.get_run(res["run_id"])
     assert run.data.tags["genre_ray.job"] == "evaluate" and run.data.tags["same_split_as_training"] == "true"

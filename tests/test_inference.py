@@ -112,3 +112,33 @@ def test_a_cut_off_file_is_labelled_from_what_decodes_with_a_note(tmp_path):
     assert end.status == seg_end["status"] == "ok" and 3 <= end.n_windows == seg_end["n_windows"] < 10
     assert end.error.startswith("truncated: decoding stopped after") and seg_end["error"] == end.error
     assert 10 < end.duration_s < 20
+
+
+def test_predict_aggregates_with_the_models_own_rule(tmp_path, capsys):
+    """A bundle's temperature and threshold were fitted with its training aggregation: predict (and label) use it
+    unless told otherwise — they used `mean` whatever the model was trained with."""
+    import json
+
+    import torch
+    from label_lib import CLASSES, FEATURES, KWARGS
+
+    from genre_ray.bundle import save_bundle
+    from genre_ray.cli import main
+    from genre_ray.models import create_model
+    from genre_ray.synth import synth_clip
+
+    torch.manual_seed(0)
+    model = create_model("homebrew", num_classes=len(CLASSES), **KWARGS)
+    with torch.no_grad():
+        model.classifier.weight.mul_(40.0)
+    bundle = save_bundle(tmp_path / "b", model.eval(), "homebrew", KWARGS, CLASSES, FEATURES, meta={"aggregate": "vote"})
+    wav = tmp_path / "x.wav"
+    sf.write(wav, synth_clip("metal", 8.0, 22_050, rng=1), 22_050)
+
+    def probs(*extra):
+        assert main(["predict", str(wav), "--model", str(bundle), "--json", *extra]) == 0
+        row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return [row[f"p_{c}"] for c in CLASSES]
+
+    default, vote, mean = probs(), probs("--aggregate", "vote"), probs("--aggregate", "mean")
+    assert default == vote and default != mean

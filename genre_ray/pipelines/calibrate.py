@@ -35,12 +35,16 @@ def split_logits(model: nn.Module, prepared: str | Path, split: str,
     return np.concatenate(logits), np.concatenate(labels), np.concatenate(ids)
 
 
-def calibrate_and_log(model: nn.Module, prepared: str | Path, how: str, out: Path,
-                      test: bool = True) -> dict[str, Any]:
-    """Fit on ``val``; log ``temperature``, ``uncertain_threshold``, ``val_track_ece_{uncalibrated,calibrated}``,
-    ``val_track_nll_{…}``, ``val_errors_flagged``, ``val_tracks_flagged`` (and ``test_track_ece_{…}`` with
-    ``test``) and ``plots/reliability_val.png`` to the active MLflow run → the bundle's ``calibration`` dict."""
-    logits, labels, ids = split_logits(model, prepared, "val")
+Logits = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A split's :func:`split_logits`: ``(logits (N, C), labels (N,), track_ids (N,))``."""
+
+
+def calibrate_and_log(val: Logits, how: str, out: Path, test: Logits | None = None) -> dict[str, Any]:
+    """Fit on ``val``'s window logits; log ``temperature``, ``uncertain_threshold``,
+    ``val_track_ece_{uncalibrated,calibrated}``, ``val_track_nll_{…}``, ``val_errors_flagged``, ``val_tracks_flagged``
+    (and ``test_track_ece_{…}`` with ``test``) and ``plots/reliability_val.png`` to the active MLflow run → the
+    bundle's ``calibration`` dict."""
+    logits, labels, ids = val
     cal, before, after, track_labels = calibrate(logits, ids, labels, how)
     doc = cal.to_dict()
     metrics = {"temperature": cal.temperature, "uncertain_threshold": cal.uncertain_threshold,
@@ -49,20 +53,22 @@ def calibrate_and_log(model: nn.Module, prepared: str | Path, how: str, out: Pat
                "val_tracks_flagged": cal.tracks_flagged}
     if not np.isnan(cal.errors_flagged):
         metrics["val_errors_flagged"] = cal.errors_flagged
-    if test:
-        t_logits, t_labels, t_ids = split_logits(model, prepared, "test")
-        if len(t_labels):
-            tid, t_before = track_probs(t_logits, t_ids, 1.0, how)
-            _, t_after = track_probs(t_logits, t_ids, cal.temperature, how)
-            first = dict(zip(t_ids.tolist(), t_labels.tolist()))
-            y = np.array([first[t] for t in tid.tolist()], int)
-            doc["test_ece_before"] = expected_calibration_error(t_before, y)
-            doc["test_ece_after"] = expected_calibration_error(t_after, y)
-            metrics.update({"test_track_ece_uncalibrated": doc["test_ece_before"],
-                            "test_track_ece_calibrated": doc["test_ece_after"]})
+    if test is not None and len(test[1]):
+        t_logits, t_labels, t_ids = test
+        tid, t_before = track_probs(t_logits, t_ids, 1.0, how)
+        _, t_after = track_probs(t_logits, t_ids, cal.temperature, how)
+        first = dict(zip(t_ids.tolist(), t_labels.tolist()))
+        y = np.array([first[t] for t in tid.tolist()], int)
+        doc["test_ece_before"] = expected_calibration_error(t_before, y)
+        doc["test_ece_after"] = expected_calibration_error(t_after, y)
+        metrics.update({"test_track_ece_uncalibrated": doc["test_ece_before"],
+                        "test_track_ece_calibrated": doc["test_ece_after"]})
     mlflow.log_metrics(metrics)
     png = plot_reliability(before, after, track_labels, cal.temperature, out / "reliability_val.png")
     mlflow.log_artifact(str(png), artifact_path="plots")
+    if cal.note != "fitted":
+        mlflow.set_tag("genre_ray.calibration", cal.note)
+        print(f"calibration {cal.note}: T = 1 and the uncertain threshold {cal.uncertain_threshold:.3g} kept", flush=True)
     print(f"calibration: temperature {cal.temperature:.4g} on {cal.n_tracks} validation tracks; per-track ECE "
           f"{cal.ece_before:.4f} → {cal.ece_after:.4f}, NLL {cal.nll_before:.4f} → {cal.nll_after:.4f}"
           + (f"; test ECE {doc['test_ece_before']:.4f} → {doc['test_ece_after']:.4f}" if "test_ece_after" in doc else "")

@@ -17,7 +17,7 @@ import numpy as np
 
 from genre_ray import atomic, preflight, tracking
 from genre_ray.config import ConfigError, EvaluateConfig, absolute_paths
-from genre_ray.evaluate import plot_confusion, score_windows
+from genre_ray.evaluate import per_class_metrics, plot_confusion, score_windows
 from genre_ray.pipelines.common import announce
 from genre_ray.pipelines.prepare import split_dir
 
@@ -59,7 +59,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if list(bundle.classes) != list(meta["classes"]):
         raise ConfigError(f"model={cfg.model} knows the classes {bundle.classes}, data={cfg.data} has "
                           f"{meta['classes']}")
-    how = cfg.aggregate or bundle.meta.get("aggregate") or "mean"
+    how = cfg.aggregate or bundle.aggregate
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     result = score_windows(bundle.build_model(), split_batches(cfg.data, cfg.split, cfg.batch_size), bundle.classes,
                            how, bundle.temperature, device)
@@ -85,9 +85,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                 mlflow.log_metrics({f"{cfg.split}_{level}_accuracy": m["accuracy"],
                                     f"{cfg.split}_{level}_macro_f1": m["macro_f1"], f"{cfg.split}_{level}_ece": m["ece"],
                                     f"{cfg.split}_{level}_n": m["n"]})
-            for c, pc in result["track"]["per_class"].items():
-                mlflow.log_metrics({f"{cfg.split}_track_precision.{c}": pc["precision"],
-                                    f"{cfg.split}_track_recall.{c}": pc["recall"]})
+            mlflow.log_metrics(per_class_metrics(f"{cfg.split}_track", result["track"]["per_class"]))
             for f in (out / "config.yaml", out / "results.json"):
                 mlflow.log_artifact(str(f))
             mlflow.log_artifact(str(png), artifact_path="plots")
@@ -102,7 +100,8 @@ def _print(r: dict[str, Any]) -> None:
     same = "" if r["trained_on"] in (None, r["dataset_fingerprint"]) else (
         "note: the model was trained on other data or another split of it (dataset fingerprints differ): make sure "
         "none of these tracks was among its training tracks\n")
-    per_class = ", ".join(f"{c} {pc['recall']:.2f}" for c, pc in t["per_class"].items())
+    per_class = ", ".join(f"{c} {'n/a (no track)' if pc['recall'] is None else format(pc['recall'], '.2f')}"
+                          for c, pc in t["per_class"].items())
     print(f"== genre-ray evaluate: {r['split']} ==\n"
           f"tracks:   {t['n']}  accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  ECE {t['ece']:.4f} "
           f"(windows aggregated: {r['aggregate']}, T = {r['temperature']:.3g})\n"

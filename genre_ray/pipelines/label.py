@@ -651,6 +651,9 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     bundle = preflight.label_model(cfg.model) if local else None  # a local bundle: checked before MLflow is touched
     tracking.setup(cfg.experiment)  # an unreachable tracking server fails here: nothing written, no model fetched
     bundle = bundle or preflight.label_model(cfg.model)  # an MLflow URI: fetched once the store is known good
+    if cfg.aggregate is None:  # the model's own: its temperature and threshold were fitted with it
+        cfg = cfg.model_copy(update={"aggregate": bundle.aggregate})
+        print(f"[label] windows aggregated per track with the model's rule: {cfg.aggregate}", flush=True)
     hop = cfg.hop_s or bundle.features.hop_s
     model_id = model_fingerprint(bundle.state_dict or {})
     rule = uncertainty_rule(cfg, bundle)

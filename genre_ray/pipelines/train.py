@@ -33,15 +33,15 @@ from genre_ray import atomic, preflight
 from genre_ray.bundle import save_bundle
 from genre_ray.augment import BatchAugment
 from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig, absolute_paths
-from genre_ray.evaluate import aggregate, classification_metrics, plot_confusion, plot_curves
+from genre_ray.evaluate import aggregate, per_class_metrics, plot_confusion, plot_curves, score_logits
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
-from genre_ray.pipelines.calibrate import calibrate_and_log
+from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
 from genre_ray.pipelines.common import announce, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
-from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits, predict_probs,
+from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
                                 seed_everything, train_epoch, unwrap)
 
 log = logging.getLogger("genre_ray")
@@ -338,27 +338,6 @@ class EpochLogger(ray.train.UserCallback):
             self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k != "epoch"])
 
 
-def evaluate_split(model: nn.Module, prepared: str | Path, split: str, classes: list[str], how: str,
-                   batch_size: int = 128) -> dict[str, Any]:
-    """Per-window and per-track metrics of ``model`` on a prepared split (driver side, CPU or GPU)."""
-    ds = ray.data.read_parquet(str(split_dir(prepared, split)), columns=["track_id", "label_idx", "image"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
-    probs, labels, ids = [], [], []
-    for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        probs.append(predict_probs(model, b["image"], device, batch_size))
-        labels.append(b["label_idx"])
-        ids.append(b["track_id"])
-    if not probs:
-        return {}
-    p, y, t = np.concatenate(probs), np.concatenate(labels), np.concatenate(ids)
-    track_ids, track_probs = aggregate(p, t, how)
-    first_label = {tid: lab for tid, lab in zip(t, y)}
-    track_labels = np.array([first_label[tid] for tid in track_ids])
-    return {"window": classification_metrics(p, y, classes),
-            "track": classification_metrics(track_probs, track_labels, classes)}
-
-
 LOCK_FILE = ".genre-ray-train.lock"
 RUN_FILE = "train_run.json"
 """OUT/train_run.json: the MLflow run, the Ray Train run name and the config of the last run into OUT."""
@@ -549,24 +528,21 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             mlflow.log_metrics({"fit_seconds": fit_s, "best_epoch": report["best_epoch"], "epochs_run": epochs_run})
             curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves")
             mlflow.log_artifact(str(curves), artifact_path="plots")
-            for split in ("val", "test"):
-                if meta["windows"].get(split, 0) == 0:
-                    continue
-                res = evaluate_split(model, cfg.data, split, classes, cfg.aggregate)
+            # each split's window logits once: calibration is fitted on val's, then val and test are scored with
+            # the fitted temperature — the numbers are those of the labels label/predict/evaluate give
+            logits = {s: split_logits(model, cfg.data, s) for s in ("val", "test") if meta["windows"].get(s, 0) > 0}
+            report["calibration"] = calibrate_and_log(logits["val"], cfg.aggregate, out, test=logits.get("test"))
+            for split, (lg, y, ids) in logits.items():
+                res = score_logits(lg, y, ids, classes, cfg.aggregate, report["calibration"]["temperature"])
                 report[split] = res
                 for level in ("window", "track"):
                     m = res[level]
                     mlflow.log_metrics({f"{split}_{level}_accuracy": m["accuracy"], f"{split}_{level}_macro_f1": m["macro_f1"],
                                         f"{split}_{level}_ece": m["ece"]})
-                for c, pc in res["track"]["per_class"].items():
-                    mlflow.log_metrics({f"{split}_track_precision.{c}": pc["precision"],
-                                        f"{split}_track_recall.{c}": pc["recall"]})
+                mlflow.log_metrics(per_class_metrics(f"{split}_track", res["track"]["per_class"]))
                 png = plot_confusion(res["track"]["confusion"], classes, out / f"confusion_{split}_track.png",
                                      f"{split} per-track confusion ({cfg.model})")
                 mlflow.log_artifact(str(png), artifact_path="plots")
-
-            report["calibration"] = calibrate_and_log(model, cfg.data, cfg.aggregate, out,
-                                                      test=meta["windows"].get("test", 0) > 0)
             bundle_dir = save_bundle(out / "bundle", model, cfg.model, arch_kwargs, classes, features,
                                      meta={"run_id": run.info.run_id, "best_epoch": report["best_epoch"],
                                            "dataset_fingerprint": fingerprint, "aggregate": cfg.aggregate,
@@ -574,7 +550,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                      calibration=report["calibration"])
             atomic.write_json(out / "results.json", report)
             mlflow.log_artifact(str(out / "results.json"))
-            model = model.cpu()  # evaluate_split ran it on the GPU, if any: the logged model and its example are CPU
+            model = model.cpu()  # split_logits ran it on the GPU, if any: the logged model and its example are CPU
             example = np.zeros((1, *features.image_shape), np.float32)
             with torch.no_grad():
                 signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
