@@ -26,7 +26,7 @@ from genre_ray.embedding import track_embedding, window_outputs
 from genre_ray.evaluate import aggregate_track, top_k
 from genre_ray.features import FeatureConfig, TrackWindower
 from genre_ray.registry import Registry
-from genre_ray.uncertainty import UncertaintyRule, vote_entropy
+from genre_ray.uncertainty import PADDED, UncertaintyRule, vote_entropy
 
 log = logging.getLogger("genre_ray")
 
@@ -102,10 +102,16 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
         yield TrackEnd(path, duration, 0, STATUS_TOO_SHORT, msg)
         return
     if windower.padded:
-        notes.append(f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window")
+        notes.append(padded_note(duration, features))
     for note in notes:
         log.warning("%s: %s", path, note)
     yield TrackEnd(path, duration, emitted, STATUS_OK, "; ".join(notes))
+
+
+def padded_note(duration: float, features: FeatureConfig) -> str:
+    """The note an ok row carries when its file was shorter than one window and labelled from one zero-padded
+    window; :func:`label_row` flags such a row uncertain (``padded``): the model never saw zero-padded audio."""
+    return f"{PADDED}: {duration:.2f} s is shorter than one {features.window_s:g} s window"
 
 
 def truncated_note(exc: "audio.TruncatedAudio") -> str:
@@ -157,7 +163,7 @@ def label_row(path: str, duration_s: float, status: str, error: str, window_prob
         probs = aggregate_track(window_probs, how)
         best = top_k(probs[None], classes, min(k, len(classes)))[0]
         entropy = vote_entropy(window_probs)
-        reason = rule.reason(best[0][1], entropy)
+        reason = rule.reason(best[0][1], entropy, padded=any(n.startswith(f"{PADDED}:") for n in error.split("; ")))
         row.update({"n_windows": int(len(window_probs)), "genre": best[0][0], "confidence": best[0][1],
                     "top_k_genres": [g for g, _ in best], "top_k_probs": [p for _, p in best],
                     **{f"p_{c}": float(probs[i]) for i, c in enumerate(classes)},

@@ -75,6 +75,7 @@ def test_predict_reports_every_file_and_exits_by_the_rule(corpus, capsys):
     _check(expected, {r["path"]: r["status"] for r in rows}, {r["path"]: r["error"] for r in rows})
     short = next(r for r in rows if r["path"].endswith("short-0.3s.wav"))
     assert short["status"] == "ok" and "padded" in short["error"]  # predict pads by default (label: too_short)
+    assert short["uncertain"] and "padded" in short["uncertain_reason"]  # …and says how little that verdict means
     assert cli.main(["predict", "--model", str(bundle), "--fail-on-error", "--", *paths]) == 1
     capsys.readouterr()
     bad = [p for p, want in expected.items() if want == "error"]

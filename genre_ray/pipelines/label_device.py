@@ -35,6 +35,7 @@ from genre_ray.inference import (
     STATUS_OK,
     STATUS_TOO_SHORT,
     TOO_SHORT,
+    padded_note,
     truncated_note,
 )
 from genre_ray.pipelines.label_workers import (
@@ -85,7 +86,7 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
                    f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)")
     else:
         if w.padded:
-            notes.append(f"padded: {duration:.2f} s is shorter than one {features.window_s:g} s window")
+            notes.append(padded_note(duration, features))
         yield _end(duration, emitted, STATUS_OK, "; ".join(notes))
 
 
