@@ -192,3 +192,14 @@ def test_each_validation_row_is_scored_by_exactly_one_worker():
         for r in range(world):
             assert not (set(ids[masks[r]]) & set(ids[~masks[r]]))  # a track is on one worker only
     assert 0 < rank_rows(ids, 0, 2).sum() < len(ids)
+
+
+def test_checkpoint_selection_breaks_ties_toward_the_earliest_epoch():
+    """Early stopping counts from the first epoch that reached the best value; the checkpoint the driver picks (and
+    Ray Train keeps) is that epoch's, not a later tie's."""
+    from genre_ray.pipelines.train import selection_score
+
+    acc = [selection_score(v, e, "val_track_accuracy") for e, v in enumerate([0.9, 1.0, 1.0, 0.95])]
+    assert max(range(4), key=acc.__getitem__) == 1
+    loss = [selection_score(v, e, "val_loss") for e, v in enumerate([0.5, 0.2, 0.2, 0.3])]
+    assert max(range(4), key=loss.__getitem__) == 1

@@ -226,6 +226,15 @@ def restore_checkpoint(ckpt: "ray.train.Checkpoint", model: nn.Module, optimizer
     return state
 
 
+SELECTION = "selection_score"
+"""The checkpoint score Ray Train keeps and the driver picks by: ``select_metric`` signed so higher is better, minus a
+hair per epoch, so a tie goes to the earliest epoch — the one early stopping counts from."""
+
+
+def selection_score(value: float, epoch: int, metric: str) -> float:
+    return (-value if SELECT_METRICS[metric] == "min" else value) - 1e-9 * epoch
+
+
 def _is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
@@ -302,7 +311,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             since_best += 1
         metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"], **va,
                    f"best_{cfg.select_metric}": best, "lr": scheduler.get_last_lr()[0],
-                   "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9)}
+                   "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9),
+                   SELECTION: selection_score(va[cfg.select_metric], epoch, cfg.select_metric)}
         stop = cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
@@ -310,7 +320,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
                             "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-            worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"))
+            worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
         else:
             ray.train.report(metrics)
         if stop and rank == 0:
@@ -335,7 +345,7 @@ class EpochLogger(ray.train.UserCallback):
         m = metrics[0]  # rank 0's report (every rank reports the same all-reduced numbers)
         now, step = int(time.time() * 1000), int(m["epoch"])
         mlflow.tracking.MlflowClient(self.tracking_uri).log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k != "epoch"])
+            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k not in ("epoch", SELECTION)])
 
 
 LOCK_FILE = ".genre-ray-train.lock"
@@ -499,8 +509,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                 run_config=ray.train.RunConfig(
                     name=ray_run, storage_path=cfg.storage_path or str(out / "ray_results"),
                     checkpoint_config=ray.train.CheckpointConfig(
-                        num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=cfg.select_metric,
-                        checkpoint_score_order=SELECT_METRICS[cfg.select_metric]),
+                        num_to_keep=cfg.checkpoints_to_keep, checkpoint_score_attribute=SELECTION,
+                        checkpoint_score_order="max"),
                     failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
                     callbacks=[EpochLogger(uri, run.info.run_id)],
                 ),
@@ -510,8 +520,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             t0 = time.time()
             result = trainer.fit()
             fit_s = time.time() - t0
-            sign = -1 if SELECT_METRICS[cfg.select_metric] == "min" else 1
-            best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: sign * cm[1][cfg.select_metric])
+            best_ckpt, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1][SELECTION])
             with best_ckpt.as_directory() as d:
                 state = torch.load(Path(d) / CKPT_FILE, map_location="cpu", weights_only=True)
             arch_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained"}  # weights come from the checkpoint
