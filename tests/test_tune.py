@@ -349,3 +349,38 @@ def test_trial_whose_worker_is_killed_restarts_from_its_checkpoint(prepared, tmp
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == list(range(epochs)), "every epoch exactly once"
+
+
+@pytest.mark.integration
+def test_a_stopped_sweep_leaves_no_run_running(prepared, tmp_path, mlflow_home):
+    """`ray job stop` sends the driver SIGTERM (Ray turns it into SystemExit): the sweep's run and its open trial runs
+    end KILLED, not RUNNING for ever — the train and label jobs' runs end through their `with` blocks."""
+    cfg = {"train": {**TINY, "epochs": 30, "batch_size": 2}, "search_space": {"lr": {"grid": [0.01, 0.005]}},
+           "scheduler": "fifo", "num_samples": 1, "max_concurrent_trials": 1, "trial_cpus": 1, "retrain": False,
+           "experiment": "tune-stopped"}
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "genre_ray.cli", "tune", "--config", str(tmp_path / "tune.yaml"), "--data",
+           str(prepared), "--out", str(tmp_path / "sweep"), "--num-cpus", "2"]
+    env = {**os.environ, "GENRE_RAY_HOME": str(mlflow_home)}
+    env.pop("RAY_ADDRESS", None)
+    client = _client()
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline, parent_id = time.time() + 600, None
+            while time.time() < deadline and driver.poll() is None:
+                time.sleep(0.2)
+                state = tmp_path / "sweep" / "sweep.json"
+                if state.is_file():
+                    parent_id = json.loads(state.read_text())["parent_run_id"]
+                    if any(client.get_metric_history(c.info.run_id, "val_loss") for c in _children(parent_id)):
+                        break  # a trial is running and has logged an epoch
+            assert driver.poll() is None and parent_id, (tmp_path / "driver.log").read_text()[-3000:]
+            driver.send_signal(signal.SIGTERM)  # the driver only, as `ray job stop` does first
+            driver.wait(timeout=120)
+        finally:
+            _kill_group(driver)
+    assert client.get_run(parent_id).info.status == "KILLED", (tmp_path / "driver.log").read_text()[-3000:]
+    children = _children(parent_id)
+    assert children and all(c.info.status in ("KILLED", "FINISHED") for c in children), \
+        [(c.info.run_id, c.info.status) for c in children]

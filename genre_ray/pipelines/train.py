@@ -348,6 +348,11 @@ class EpochLogger(ray.train.UserCallback):
             self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k not in ("epoch", SELECTION)])
 
 
+FINAL_KEY = {"val": "val_final", "test": "test"}
+"""MLflow key prefix of the selected checkpoint's scores per split (``val_final_track_accuracy``,
+``test_track_accuracy``, …): ``val_track_accuracy`` is already the per-epoch validation curve, and one key with a
+final value at step 0 drew the curve back to its start in the MLflow UI."""
+
 LOCK_FILE = ".genre-ray-train.lock"
 RUN_FILE = "train_run.json"
 """OUT/train_run.json: the MLflow run, the Ray Train run name and the config of the last run into OUT."""
@@ -544,11 +549,12 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             for split, (lg, y, ids) in logits.items():
                 res = score_logits(lg, y, ids, classes, cfg.aggregate, report["calibration"]["temperature"])
                 report[split] = res
+                key = FINAL_KEY[split]  # val_track_accuracy is the per-epoch curve: the final score has its own key
                 for level in ("window", "track"):
                     m = res[level]
-                    mlflow.log_metrics({f"{split}_{level}_accuracy": m["accuracy"], f"{split}_{level}_macro_f1": m["macro_f1"],
-                                        f"{split}_{level}_ece": m["ece"]})
-                mlflow.log_metrics(per_class_metrics(f"{split}_track", res["track"]["per_class"]))
+                    mlflow.log_metrics({f"{key}_{level}_accuracy": m["accuracy"], f"{key}_{level}_macro_f1": m["macro_f1"],
+                                        f"{key}_{level}_ece": m["ece"]})
+                mlflow.log_metrics(per_class_metrics(f"{key}_track", res["track"]["per_class"]))
                 png = plot_confusion(res["track"]["confusion"], classes, out / f"confusion_{split}_track.png",
                                      f"{split} per-track confusion ({cfg.model})")
                 mlflow.log_artifact(str(png), artifact_path="plots")

@@ -24,13 +24,15 @@ kept (not re-run), interrupted ones continue from their last checkpoint, the sam
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import mlflow
 import pandas as pd
@@ -56,7 +58,9 @@ from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_k
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
-from genre_ray.training import lr_schedule, epoch_seed, make_optimizer, seed_everything, train_epoch, unwrap
+from genre_ray.training import epoch_seed, lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
+
+log = logging.getLogger("genre_ray")
 
 #: keys of OUT/config.yaml that define a sweep: a rerun with other values cannot resume it
 SWEEP_IDENTITY = ("data", "train", "search_space", "searcher", "num_samples", "seed", "scheduler", "grace_period",
@@ -434,6 +438,26 @@ def _open_parent(cfg: TuneConfig, out: Path, client, exp_id: str, resuming: bool
     return run.info.run_id, False
 
 
+@contextmanager
+def runs_closed_on_exit(client: "mlflow.tracking.MlflowClient", exp_id: str, parent: str) -> Iterator[None]:
+    """On the way out through an exception — ``ray job stop``'s SIGTERM reaches the driver as ``SystemExit``, Ctrl-C
+    as ``KeyboardInterrupt`` — mark the sweep's run and every trial run still RUNNING as KILLED (FAILED for any other
+    error): runs written through the client have no ``with`` block to end them. A rerun resumes them."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        try:
+            open_trials = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent}' and "
+                                                       "attributes.status = 'RUNNING'")
+            for run_id in [r.info.run_id for r in open_trials] + [parent]:
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, status)
+        except Exception as close_exc:  # the store itself may be what failed: the original error matters more
+            log.warning("tune: could not mark the sweep's MLflow runs %s: %s", status, close_exc)
+        raise
+
+
 def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     """Run (or resume) the sweep, summarise it in MLflow, save ``best_config.yaml`` and retrain the best config."""
     announce("tune", cfg)
@@ -492,92 +516,93 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         client.log_artifact(parent, str(saved))
     atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "running"}))
 
-    t0 = time.time()
-    datasets = {split: ray.data.read_parquet(str(split_dir(cfg.data, split)), columns=columns).materialize()
-                for split, columns in (("train", ["image", "label_idx"]), ("val", ["image", "label_idx", "track_id"]))}
-    kind = "single-worker" if base.num_workers == 1 else "multi-worker"
-    sweep = {"tune": cfg.model_dump(mode="json"), "classes": classes, "features": features.to_dict(),
-             "n_train": meta["windows"]["train"], "tracking_uri": uri, "train_storage": f"{storage.rstrip('/')}/train"}
-    trainable = ray.tune.with_parameters(TRIALS.lookup(kind), train_ds=datasets["train"], val_ds=datasets["val"],
-                                         sweep=sweep)
-    gpus = cfg.trial_gpus if kind == "single-worker" else 0
-    trainable = ray.tune.with_resources(trainable, {"cpu": cfg.trial_cpus, "gpu": gpus})
-    metric, mode = base.select_metric, SELECT_METRICS[base.select_metric]
-    if resuming:
-        print(f"tune: resuming the sweep in {exp_path} (finished trials are kept)", flush=True)
-        tuner = ray.tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
-    else:
-        tuner = ray.tune.Tuner(
-            trainable, param_space=param_space(cfg),
-            tune_config=ray.tune.TuneConfig(
-                metric=metric, mode=mode, num_samples=cfg.num_samples,
-                search_alg=SEARCHERS.lookup(cfg.searcher)(cfg),
-                scheduler=SCHEDULERS.lookup(cfg.scheduler)(cfg, base.epochs),
-                trial_dirname_creator=trial_dirname, reuse_actors=True),
-            run_config=ray.tune.RunConfig(
-                name=cfg.name, storage_path=storage, verbose=1,
-                checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1),
-                failure_config=ray.tune.FailureConfig(max_failures=cfg.max_trial_failures),
-                callbacks=[TrialRuns(uri, exp_id, parent, cfg.model_dump(mode="json"))]))
-    results = tuner.fit()
-    sweep_s = time.time() - t0
+    with runs_closed_on_exit(client, exp_id, parent):  # a stopped job (SIGTERM) or a failure leaves no RUNNING run
+        t0 = time.time()
+        datasets = {split: ray.data.read_parquet(str(split_dir(cfg.data, split)), columns=columns).materialize()
+                    for split, columns in (("train", ["image", "label_idx"]), ("val", ["image", "label_idx", "track_id"]))}
+        kind = "single-worker" if base.num_workers == 1 else "multi-worker"
+        sweep = {"tune": cfg.model_dump(mode="json"), "classes": classes, "features": features.to_dict(),
+                 "n_train": meta["windows"]["train"], "tracking_uri": uri, "train_storage": f"{storage.rstrip('/')}/train"}
+        trainable = ray.tune.with_parameters(TRIALS.lookup(kind), train_ds=datasets["train"], val_ds=datasets["val"],
+                                             sweep=sweep)
+        gpus = cfg.trial_gpus if kind == "single-worker" else 0
+        trainable = ray.tune.with_resources(trainable, {"cpu": cfg.trial_cpus, "gpu": gpus})
+        metric, mode = base.select_metric, SELECT_METRICS[base.select_metric]
+        if resuming:
+            print(f"tune: resuming the sweep in {exp_path} (finished trials are kept)", flush=True)
+            tuner = ray.tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = ray.tune.Tuner(
+                trainable, param_space=param_space(cfg),
+                tune_config=ray.tune.TuneConfig(
+                    metric=metric, mode=mode, num_samples=cfg.num_samples,
+                    search_alg=SEARCHERS.lookup(cfg.searcher)(cfg),
+                    scheduler=SCHEDULERS.lookup(cfg.scheduler)(cfg, base.epochs),
+                    trial_dirname_creator=trial_dirname, reuse_actors=True),
+                run_config=ray.tune.RunConfig(
+                    name=cfg.name, storage_path=storage, verbose=1,
+                    checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=ray.tune.FailureConfig(max_failures=cfg.max_trial_failures),
+                    callbacks=[TrialRuns(uri, exp_id, parent, cfg.model_dump(mode="json"))]))
+        results = tuner.fit()
+        sweep_s = time.time() - t0
 
-    runs = {r.data.tags["genre_ray.trial_id"]: r.info.run_id for r in client.search_runs(
-        [exp_id], f"tags.mlflow.parentRunId = '{parent}' and tags.genre_ray.job = 'tune-trial'")}
-    df = summarize(results, cfg, runs)
-    with atomic.atomic_path(out / "summary.csv") as tmp:
-        df.to_csv(tmp, index=False)
-    atomic.write_text(out / "summary.md", _markdown(df))
-    plot_hyperparameters(df, cfg, out / "hyperparameters.png")
-    for name in ("summary.csv", "summary.md", "hyperparameters.png"):
-        client.log_artifact(parent, str(out / name))
-    counts = df["stop_reason"].value_counts().to_dict()
-    client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in {
-        "n_trials": len(df), "n_failed": counts.get("error", 0), "n_stopped_early": counts.get("asha", 0),
-        "n_patience_stopped": counts.get("patience", 0), "sweep_seconds": sweep_s}.items()])
-    print(f"tune: {len(df)} trials in {sweep_s:.0f} s — " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
-          f"\n{_markdown(df)}", flush=True)
-    ok = df[df["status"] == "TERMINATED"].dropna(subset=[f"best_{metric}"])
-    if ok.empty:
-        client.set_terminated(parent, "FAILED")
-        raise RuntimeError(f"every trial of the sweep failed; see {out / 'summary.md'} and the trial errors in "
-                           f"{exp_path}")
-    best_row = ok.iloc[0]
-    best_values = {k: best_row[k] for k in cfg.search_space}
-    best_values = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_values.items()}
-    best_cfg = cfg.trial_config(best_values).model_copy(update={
-        "epochs": cfg.retrain_epochs or base.epochs, "num_workers": cfg.retrain_num_workers or base.num_workers,
-        "out": str(out / "best")})
-    best_cfg = TrainConfig.model_validate(best_cfg.model_dump())
-    best_cfg.save(out / "best_config.yaml")
-    client.log_artifact(parent, str(out / "best_config.yaml"))
-    client.log_metric(parent, f"best_{metric}", float(best_row[f"best_{metric}"]))
-    client.set_tag(parent, "genre_ray.best_trial_id", best_row["trial_id"])
-    print(f"tune: best trial {best_row['trial_id']} ({metric} {best_row[f'best_{metric}']:.4f}): "
-          + ", ".join(f"{k}={v}" for k, v in best_values.items()) + f"\nbest config: {out / 'best_config.yaml'}\n"
-          + best_cfg.to_yaml(), flush=True)
-    report: dict[str, Any] = {
-        "parent_run_id": parent, "experiment_path": exp_path, "metric": metric, "mode": mode,
-        "sweep_seconds": round(sweep_s, 1), "resumed": bool(resuming),
-        "trials": json.loads(df.to_json(orient="records")),
-        "best": {"trial_id": best_row["trial_id"], "value": float(best_row[f"best_{metric}"]), "values": best_values,
-                 "run_id": best_row["run_id"], "config": str(out / "best_config.yaml")}}
-    if cfg.retrain:
-        from genre_ray.pipelines.train import run_train
+        runs = {r.data.tags["genre_ray.trial_id"]: r.info.run_id for r in client.search_runs(
+            [exp_id], f"tags.mlflow.parentRunId = '{parent}' and tags.genre_ray.job = 'tune-trial'")}
+        df = summarize(results, cfg, runs)
+        with atomic.atomic_path(out / "summary.csv") as tmp:
+            df.to_csv(tmp, index=False)
+        atomic.write_text(out / "summary.md", _markdown(df))
+        plot_hyperparameters(df, cfg, out / "hyperparameters.png")
+        for name in ("summary.csv", "summary.md", "hyperparameters.png"):
+            client.log_artifact(parent, str(out / name))
+        counts = df["stop_reason"].value_counts().to_dict()
+        client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in {
+            "n_trials": len(df), "n_failed": counts.get("error", 0), "n_stopped_early": counts.get("asha", 0),
+            "n_patience_stopped": counts.get("patience", 0), "sweep_seconds": sweep_s}.items()])
+        print(f"tune: {len(df)} trials in {sweep_s:.0f} s — " + ", ".join(f"{v} {k}" for k, v in counts.items()) +
+              f"\n{_markdown(df)}", flush=True)
+        ok = df[df["status"] == "TERMINATED"].dropna(subset=[f"best_{metric}"])
+        if ok.empty:
+            client.set_terminated(parent, "FAILED")
+            raise RuntimeError(f"every trial of the sweep failed; see {out / 'summary.md'} and the trial errors in "
+                               f"{exp_path}")
+        best_row = ok.iloc[0]
+        best_values = {k: best_row[k] for k in cfg.search_space}
+        best_values = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_values.items()}
+        best_cfg = cfg.trial_config(best_values).model_copy(update={
+            "epochs": cfg.retrain_epochs or base.epochs, "num_workers": cfg.retrain_num_workers or base.num_workers,
+            "out": str(out / "best")})
+        best_cfg = TrainConfig.model_validate(best_cfg.model_dump())
+        best_cfg.save(out / "best_config.yaml")
+        client.log_artifact(parent, str(out / "best_config.yaml"))
+        client.log_metric(parent, f"best_{metric}", float(best_row[f"best_{metric}"]))
+        client.set_tag(parent, "genre_ray.best_trial_id", best_row["trial_id"])
+        print(f"tune: best trial {best_row['trial_id']} ({metric} {best_row[f'best_{metric}']:.4f}): "
+              + ", ".join(f"{k}={v}" for k, v in best_values.items()) + f"\nbest config: {out / 'best_config.yaml'}\n"
+              + best_cfg.to_yaml(), flush=True)
+        report: dict[str, Any] = {
+            "parent_run_id": parent, "experiment_path": exp_path, "metric": metric, "mode": mode,
+            "sweep_seconds": round(sweep_s, 1), "resumed": bool(resuming),
+            "trials": json.loads(df.to_json(orient="records")),
+            "best": {"trial_id": best_row["trial_id"], "value": float(best_row[f"best_{metric}"]), "values": best_values,
+                     "run_id": best_row["run_id"], "config": str(out / "best_config.yaml")}}
+        if cfg.retrain:
+            from genre_ray.pipelines.train import run_train
 
-        print(f"tune: retraining the best config for {best_cfg.epochs} epochs", flush=True)
-        retrain = run_train(best_cfg)
-        client.set_tag(retrain["run_id"], "mlflow.parentRunId", parent)
-        client.set_tag(retrain["run_id"], "genre_ray.job", "tune-retrain")
-        client.set_tag(parent, "genre_ray.retrain_run_id", retrain["run_id"])
-        test_acc = retrain.get("test", {}).get("track", {}).get("accuracy")
-        if test_acc is not None:
-            client.log_metric(parent, "retrain_test_track_accuracy", float(test_acc))
-        report["retrain"] = {k: retrain.get(k) for k in ("run_id", "model_uri", "registered", "alias", "bundle",
-                                                          "best_epoch", "epochs_run")}
-        report["retrain"]["test_track_accuracy"] = test_acc
-    atomic.write_json(out / "tune_results.json", report, default=str)
-    client.log_artifact(parent, str(out / "tune_results.json"))
-    client.set_terminated(parent, "FINISHED")
-    atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "finished"}))
-    return report
+            print(f"tune: retraining the best config for {best_cfg.epochs} epochs", flush=True)
+            retrain = run_train(best_cfg)
+            client.set_tag(retrain["run_id"], "mlflow.parentRunId", parent)
+            client.set_tag(retrain["run_id"], "genre_ray.job", "tune-retrain")
+            client.set_tag(parent, "genre_ray.retrain_run_id", retrain["run_id"])
+            test_acc = retrain.get("test", {}).get("track", {}).get("accuracy")
+            if test_acc is not None:
+                client.log_metric(parent, "retrain_test_track_accuracy", float(test_acc))
+            report["retrain"] = {k: retrain.get(k) for k in ("run_id", "model_uri", "registered", "alias", "bundle",
+                                                              "best_epoch", "epochs_run")}
+            report["retrain"]["test_track_accuracy"] = test_acc
+        atomic.write_json(out / "tune_results.json", report, default=str)
+        client.log_artifact(parent, str(out / "tune_results.json"))
+        client.set_terminated(parent, "FINISHED")
+        atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "finished"}))
+        return report
