@@ -85,8 +85,11 @@ def model_fits(model: str, model_kwargs: dict[str, Any], classes: list[str], fea
 
 def label_model(uri: str):
     """Load the label job's model bundle (folder or MLflow URI) and check its features are current."""
+    from genre_ray import tracking
     from genre_ray.bundle import load_bundle
 
+    if not Path(uri).expanduser().exists() and uri.startswith(("models:", "runs:")):
+        tracking.check_server(tracking.tracking_uri())  # unreachable: TrackingError in seconds, not MLflow's retries
     try:
         bundle = load_bundle(uri)
     except FileNotFoundError as exc:

@@ -153,3 +153,14 @@ def test_label_with_an_unreachable_server_writes_nothing(monkeypatch, tmp_path, 
     assert main(["label", "--input", str(lib), "--model", "models:/nothing/1", "--out", str(out)]) == 3
     assert f"genre-ray label: MLflow tracking server {uri} is unreachable" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_predict_from_the_registry_with_an_unreachable_server_exits_3_in_seconds(monkeypatch, tmp_path, capsys):
+    """predict took 4 minutes of MLflow's HTTP retries to fail on a models:/ URI; now the model check asks first."""
+    uri = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    t0 = time.time()
+    assert main(["predict", str(tmp_path / "a.wav"), "--model", "models:/genre@champion"]) == 3
+    assert time.time() - t0 < 20
+    assert f"MLflow tracking server {uri} is unreachable" in capsys.readouterr().err
