@@ -11,7 +11,22 @@ import pandas as pd
 
 def git_commit(path: str | Path | None = None) -> str:
     """The commit of the checkout holding ``path`` (default: this package), ``+dirty`` when it has local
-    changes, or ``"unknown"`` outside a git checkout."""
+    changes; outside a git checkout — a Ray job's working_dir copy ships without ``.git`` — the ``git_commit`` the
+    submitter attached to the job (``ray job submit --metadata-json '{"git_commit": "…"}'``), else ``"unknown"``."""
+    found = _checkout_commit(path)
+    if found != "unknown":
+        return found
+    import json
+    import os
+
+    try:  # Ray's job supervisor hands every job's driver its runtime env and metadata in this variable
+        meta = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}").get("metadata") or {}
+    except (ValueError, AttributeError):
+        meta = {}
+    return str(meta.get("git_commit") or "unknown")
+
+
+def _checkout_commit(path: str | Path | None) -> str:
     where = Path(path or __file__).resolve()
     where = where if where.is_dir() else where.parent
     try:

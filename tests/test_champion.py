@@ -57,3 +57,16 @@ def test_git_commit_and_versions():
     commit = git_commit()
     assert commit == "unknown" or len(commit.split("+")[0]) == 40
     assert set(versions()) == {"genre_ray", "torch", "ray", "mlflow"}
+
+
+def test_git_commit_outside_a_checkout_comes_from_the_jobs_metadata(tmp_path, monkeypatch):
+    """A Ray job's working_dir ships without .git: every cluster run was tagged `unknown`. The submitter can attach
+    the commit (`ray job submit --metadata-json '{"git_commit": "…"}'`)."""
+    import json
+
+    from genre_ray.provenance import git_commit
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert git_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}, "metadata": {"git_commit": "abc123"}}))
+    assert git_commit(tmp_path) == "abc123"

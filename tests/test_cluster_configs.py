@@ -5,6 +5,7 @@ their job's config class, scripts are valid bash, and the job docstrings carry t
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genre_ray.config import LabelConfig, PrepareConfig, TrainConfig, TuneConfig, load_config
+from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, TuneConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 YAMLS = sorted([*ROOT.glob("cluster/**/*.yaml"), *ROOT.glob("configs/*.yaml")])
@@ -146,3 +147,33 @@ def test_job_docstring_carries_the_exact_submit_command(job):
     script, args = _job_and_config(m.group(1))
     assert script == job
     _check_args(job, args)
+
+
+JOB_ENV = json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"}, "metadata": {}})
+
+
+def test_a_submitted_job_refuses_outputs_its_temporary_working_dir_would_lose(monkeypatch, tmp_path, capsys):
+    """`ray job submit --working-dir .` runs the driver in a temporary copy of the checkout: a relative --out and the
+    default MLflow store (relative to it) were written there and deleted with the job, exit 0."""
+    from genre_ray.cli import main
+    from genre_ray.config import LabelConfig
+    from genre_ray.pipelines.common import check_job_outputs
+
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", JOB_ENV)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("GENRE_RAY_HOME", str(tmp_path / "home"))
+    (tmp_path / "lib").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["label", "--input", "lib", "--model", "models:/genre@champion", "--out", "labels-rel"]) == 2
+    err = capsys.readouterr().err
+    assert "out=labels-rel: relative" in err and "_ray_pkg_" in err
+    assert not (tmp_path / "labels-rel").exists()
+    absolute = LabelConfig(input="lib", model="m", out=str(tmp_path / "labels"))
+    check_job_outputs(absolute, "out")  # absolute outputs, an absolute GENRE_RAY_HOME: fine
+    monkeypatch.delenv("GENRE_RAY_HOME")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI"):
+        check_job_outputs(absolute, "out")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    check_job_outputs(absolute, "out")
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    check_job_outputs(LabelConfig(input="lib", model="m", out="rel"), "out")  # not a Ray job: relative is fine

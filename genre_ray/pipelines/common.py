@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -9,9 +10,38 @@ import socket
 import ray
 from ray._private import ray_constants
 
-from genre_ray.config import RayConfig, _Base
+from genre_ray.config import ConfigError, RayConfig, _Base
 
 log = logging.getLogger("genre_ray")
+
+
+def job_working_dir() -> str | None:
+    """The ``working_dir`` of the Ray job this driver runs as (``ray job submit --working-dir``), else None. Such a
+    driver runs in a temporary copy of it that Ray deletes: what it writes there under a relative path is lost."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # what Ray's job supervisor gives every job's driver
+    try:
+        return (json.loads(raw).get("runtime_env") or {}).get("working_dir") or None if raw else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def check_job_outputs(cfg: _Base, *outputs: str) -> None:
+    """In a submitted Ray job with a ``working_dir``, refuse (before any work) relative output paths and an MLflow
+    store that would land in the job's temporary folder: both would be deleted with it, silently."""
+    where = job_working_dir()
+    if where is None:
+        return
+    relative = [f"{name}={getattr(cfg, name)}" for name in outputs if getattr(cfg, name, None)
+                and "://" not in str(getattr(cfg, name)) and not os.path.isabs(os.path.expanduser(getattr(cfg, name)))]
+    if relative:
+        raise ConfigError(f"{', '.join(relative)}: relative, and this Ray job runs in a temporary copy of its "
+                          f"working_dir ({where}) that Ray deletes — give absolute paths on storage every node can "
+                          "reach (or an s3://… URI where the setting takes one)")
+    home = os.environ.get("GENRE_RAY_HOME")
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not (home and os.path.isabs(os.path.expanduser(home))):
+        raise ConfigError("this Ray job would keep its MLflow runs in a sqlite store inside its temporary working_dir "
+                          f"copy ({where}), deleted with it: set MLFLOW_TRACKING_URI (the team's server, "
+                          "cluster/runtime-env.yaml) or an absolute GENRE_RAY_HOME in the job's env_vars")
 
 
 def init_ray(cfg: RayConfig) -> None:

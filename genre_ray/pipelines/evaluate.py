@@ -18,7 +18,7 @@ import numpy as np
 from genre_ray import atomic, preflight, tracking
 from genre_ray.config import ConfigError, EvaluateConfig, absolute_paths
 from genre_ray.evaluate import per_class_metrics, plot_confusion, score_windows
-from genre_ray.pipelines.common import announce
+from genre_ray.pipelines.common import announce, check_job_outputs
 from genre_ray.pipelines.prepare import split_dir
 
 
@@ -41,6 +41,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 
+    check_job_outputs(cfg, "out")
     cfg = absolute_paths(cfg, "data", "out", if_exists=("model",))  # as logged and saved
     announce("evaluate", cfg)
     if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():

@@ -45,7 +45,7 @@ from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import ConfigError, LabelConfig, absolute_paths, local_path
 from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint
 from genre_ray.embedding import embedding_dim
-from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.provenance import git_commit, versions
 from genre_ray.pipelines.label_workers import (CALL_WINDOWS, END, MAX_WINDOWS, WINDOW, Classifier,  # noqa: F401
                                                FeaturizeWorker, call_windows, featurize_batch)
@@ -638,6 +638,7 @@ def _absolute(cfg: LabelConfig) -> LabelConfig:
 
 
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
+    check_job_outputs(cfg, "out", "review_list")
     cfg = _absolute(cfg)
     announce("label", cfg)
     t0 = time.time()

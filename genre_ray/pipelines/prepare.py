@@ -29,7 +29,7 @@ from genre_ray.config import ConfigError, PrepareConfig, absolute_paths
 from genre_ray.features import FeatureConfig, track_window_images
 from genre_ray.leakage import CONTENT_HASH, METADATA_KEYS, enforce, file_content_hash, find_leakage
 from genre_ray.inference import SILENCE_PEAK
-from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.splits import LeakageError, assign_splits, resolve_split, split_summary
 
 FAILED = "_failed"
@@ -112,6 +112,7 @@ def _log_mlflow(cfg: PrepareConfig, meta: dict[str, Any], out: Path) -> None:
 
 
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    check_job_outputs(cfg, "out")
     cfg = absolute_paths(cfg, "source", "out", "audio_dir")  # as logged and saved
     announce("prepare", cfg)
     t0 = time.time()

@@ -38,7 +38,7 @@ from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
 from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
-from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
@@ -449,6 +449,7 @@ def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, al
 
 
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
+    check_job_outputs(cfg, "out", "storage_path")
     cfg = _absolute(cfg)
     announce("train", cfg)
     joined = bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))

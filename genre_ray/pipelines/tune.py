@@ -50,7 +50,7 @@ from genre_ray.augment import BatchAugment
 from genre_ray.config import DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig
 from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
-from genre_ray.pipelines.common import announce, init_ray
+from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, device_cache_on,
                                       load_device_cache, restore_checkpoint, row_bytes, train_loop_per_worker,
@@ -460,6 +460,7 @@ def runs_closed_on_exit(client: "mlflow.tracking.MlflowClient", exp_id: str, par
 
 def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     """Run (or resume) the sweep, summarise it in MLflow, save ``best_config.yaml`` and retrain the best config."""
+    check_job_outputs(cfg, "out", "storage_path")
     announce("tune", cfg)
     base = cfg.base()
     meta = preflight.prepared_data(cfg.data)  # bad data or a base model that cannot fit it: ConfigError, before Ray
