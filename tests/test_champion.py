@@ -70,3 +70,17 @@ def test_git_commit_outside_a_checkout_comes_from_the_jobs_metadata(tmp_path, mo
     assert git_commit(tmp_path) == "unknown"
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}, "metadata": {"git_commit": "abc123"}}))
     assert git_commit(tmp_path) == "abc123"
+
+
+def test_a_hand_set_champion_is_kept_and_the_message_says_why(client, tmp_path):
+    """An operator registered a version in the UI and set @champion on it: it has no genre-ray tags. The alias stays
+    (a person chose it), and the message says so and how to move it — it blamed "another split (None ≠ …)"."""
+    from genre_ray.pipelines.train import _promote
+
+    client.create_registered_model("handpicked")
+    manual = client.create_model_version("handpicked", source=str(tmp_path)).version
+    client.set_registered_model_alias("handpicked", "champion", manual)
+    new = client.create_model_version("handpicked", source=str(tmp_path)).version
+    msg = _promote(client, "handpicked", new, "champion", 0.9, "split-a")
+    assert "no genre-ray validation tags" in msg and "set_registered_model_alias" in msg and "None" not in msg
+    assert str(client.get_model_version_by_alias("handpicked", "champion").version) == str(manual)

@@ -94,6 +94,9 @@ def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):
         assert sorted(m.step for m in client.get_metric_history(report["run_id"], curve)) == list(range(EPOCHS)), curve
     assert run.data.metrics["test_track_accuracy"] == pytest.approx(test["accuracy"])
     assert run.data.metrics["val_final_track_accuracy"] == pytest.approx(val["accuracy"])
+    registered = client.get_model_version("genre-ray-e2e", report["registered"].rsplit("/", 1)[1])
+    assert report["run_id"] in registered.description and "per-track accuracy" in registered.description
+    assert "genres" in client.get_registered_model("genre-ray-e2e").description
     assert Path(work / "train" / "bundle" / "bundle.json").is_file()
     # the logged MLflow model carries the bundle: label/predict can load it by URI
     from genre_ray.bundle import load_bundle

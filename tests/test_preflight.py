@@ -57,6 +57,12 @@ def bundle(tmp_path):
                        CLASSES, SMALL)
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.device_count() > 0
+
+
 def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str]]:
     lib = tmp / "lib"
     lib.mkdir(exist_ok=True)
@@ -100,6 +106,8 @@ def _cases(tmp: Path, prepared: Path, bundle: Path) -> list[tuple[list[str], str
         (["label", "--input", str(music), "--model", str(bundle), "--out", out, "--num-cpus", "0"], "num_cpus"),
         (["label", "--input", str(music), "--model", str(bundle), "--out", out, "--tag-uncertain"],
          "tag_uncertain applies to write_tags"),
+        *([(["label", "--input", str(music), "--model", str(bundle), "--out", out, "--set", "use_gpu=true"], "no CUDA GPU")]
+          if not _has_gpu() else []),
         (["evaluate", "--model", str(bundle), "--data", str(prepared), "--out", str(music / "a.wav")],
          "exists and is not a folder"),
         (["evaluate", "--model", str(bundle), "--data", str(prepared), "--split", "holdout"], "split must be"),

@@ -555,6 +555,9 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     cluster = ray.cluster_resources()
     gpus = cluster.get("GPU", 0)
     use_gpu = cfg.use_gpu if cfg.use_gpu is not None else gpus > 0
+    if use_gpu and gpus == 0:
+        log.warning("use_gpu=true and this Ray cluster has no GPU yet: the classifier actors wait until it has one "
+                    "(an autoscaler adding GPU nodes)")
     mode = featurize_mode(cfg, use_gpu)
     num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
     if mode == "actor":  # each actor takes whole files: no more actors than files (Ray Data warns of idle ones)
@@ -641,6 +644,13 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     check_job_outputs(cfg, "out", "review_list")
     cfg = _absolute(cfg)
     announce("label", cfg)
+    if cfg.use_gpu and not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):  # a local Ray: its GPUs are known
+        import torch
+
+        local_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else torch.cuda.device_count()
+        if local_gpus == 0:  # the classifier actors would wait for ever
+            raise ConfigError("use_gpu=true, and this machine has no CUDA GPU for the local Ray this job starts "
+                              "(drop use_gpu, or submit the job to a cluster with GPU nodes)")
     t0 = time.time()
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ConfigError(f"out={cfg.out}: exists and is not a folder")
@@ -683,7 +693,8 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}"):
             mlflow.set_tags({"genre_ray.job": "label", "genre_ray.resumed": str(skipped > 0).lower(),
                              "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
-            tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key})
+            tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key,
+                                 "model_version_resolved": extra["model_version"]})  # what @champion meant then
             summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id,
                                            out, t0)
             _log_mlflow(summary, out)

@@ -423,6 +423,24 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
     return absolute_paths(cfg, "data", "out", "storage_path", *(("pretrained",) if cfg.pretrained != "auto" else ()))
 
 
+def _describe(client: "mlflow.tracking.MlflowClient", cfg: TrainConfig, version: str, report: dict[str, Any],
+              classes: list[str]) -> None:
+    """Descriptions a registry browser reads: the version's (model, run, scores, split), the model's when empty."""
+    def acc(split: str) -> str:
+        value = report.get(split, {}).get("track", {}).get("accuracy")
+        return "n/a" if value is None else f"{value:.4f}"
+
+    client.update_model_version(cfg.register_as, version, description=(
+        f"genre-ray {cfg.model} ({cfg.finetune if cfg.model == 'resnet18' else 'from scratch'}), run "
+        f"{report['run_id']}, best epoch {report['best_epoch']}: per-track accuracy val {acc('val')}, test "
+        f"{acc('test')} (calibrated, T = {report['calibration']['temperature']:.3g}); dataset fingerprint "
+        f"{report['dataset_fingerprint']}. Label a library: genre-ray label --model models:/{cfg.register_as}/{version}"))
+    if not (client.get_registered_model(cfg.register_as).description or "").strip():
+        client.update_registered_model(cfg.register_as, description=(
+            f"Music-genre classifier trained by genre-ray on log-mel spectrogram windows; {len(classes)} genres: "
+            f"{', '.join(classes)}. Alias @{cfg.champion_alias}: the best version on one validation split."))
+
+
 def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, alias: str, score: float,
              fingerprint: str) -> str:
     """Tag the new version with its validation score and split, and move ``alias`` to it only when there is no
@@ -439,6 +457,10 @@ def _promote(client: "mlflow.tracking.MlflowClient", name: str, version: str, al
         client.set_registered_model_alias(name, alias, version)
         return f"{alias} → version {version} (first {alias})"
     held = float(holder.tags.get("val_track_accuracy", "nan"))
+    if "dataset_fingerprint" not in holder.tags:
+        return (f"{alias} stays on version {holder.version}: it carries no genre-ray validation tags (set by hand?), "
+                f"so it cannot be compared; if version {version} should replace it: MlflowClient()"
+                f".set_registered_model_alias({name!r}, {alias!r}, {version!r})")
     if holder.tags.get("dataset_fingerprint") != fingerprint:
         return (f"{alias} stays on version {holder.version}: it was validated on another split "
                 f"({holder.tags.get('dataset_fingerprint')} ≠ {fingerprint}); compare them on one split first")
@@ -582,6 +604,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.register_as and info.registered_model_version is not None:
                 version = str(info.registered_model_version)
                 report["registered"] = f"models:/{cfg.register_as}/{version}"
+                _describe(client, cfg, version, report, classes)
                 report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,
                                            report.get("val", {}).get("track", {}).get("accuracy", float("nan")), fingerprint)
                 print(f"registered {report['registered']}; {report['alias']}", flush=True)
