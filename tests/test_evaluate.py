@@ -41,3 +41,23 @@ def test_metrics_and_ece():
     perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert expected_calibration_error(perfect, np.array([0, 1])) == 0.0
     assert expected_calibration_error(perfect, np.array([1, 0])) == 1.0
+
+
+def test_split_batches_leave_out_the_augmented_copies(tmp_path):
+    """`evaluate --set split=train` scored each track with its noisy and offset copies pooled into its verdict."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data._internal.tensor_extensions.arrow import ArrowTensorArray
+
+    from genre_ray.pipelines.evaluate import split_batches
+
+    where = tmp_path / "windows" / "split=train"
+    where.mkdir(parents=True)
+    images = np.arange(4 * 1 * 2 * 2, dtype=np.float16).reshape(4, 1, 2, 2)
+    pq.write_table(pa.table({"image": ArrowTensorArray.from_numpy(images), "label_idx": [0, 0, 1, 1],
+                             "track_id": ["a", "a", "b", "b"], "augmented": [False, True, False, True]}),
+                   where / "part.parquet")
+    got = list(split_batches(tmp_path, "train", 8))
+    imgs, labels, ids = (np.concatenate(x) for x in zip(*got))
+    assert list(ids) == ["a", "b"] and list(labels) == [0, 1]
+    np.testing.assert_array_equal(imgs, images[[0, 2]])

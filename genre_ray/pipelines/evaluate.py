@@ -23,12 +23,14 @@ from genre_ray.pipelines.prepare import split_dir
 
 
 def split_batches(prepared: str | Path, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(images (B, 1, H, W) float16, labels (B,), track_ids (B,))`` of one prepared split, read with pyarrow."""
+    """``(images (B, 1, H, W) float16, labels (B,), track_ids (B,))`` of one prepared split, read with pyarrow: the
+    track's own windows only — the train split's augmented copies (noisy, offset) are not what a library holds."""
     import pyarrow.dataset as pds
     import ray.data  # noqa: F401 - registers Ray's Arrow tensor type, the image column's (no Ray is started)
 
     ds = pds.dataset(str(split_dir(prepared, split)), format="parquet")
-    for b in ds.to_batches(columns=["image", "label_idx", "track_id"], batch_size=batch_size):
+    clean = ~pds.field("augmented") if "augmented" in ds.schema.names else None
+    for b in ds.to_batches(columns=["image", "label_idx", "track_id"], filter=clean, batch_size=batch_size):
         if b.num_rows:
             yield (b.column("image").to_numpy_ndarray(), b.column("label_idx").to_numpy(),
                    b.column("track_id").to_numpy(zero_copy_only=False))
