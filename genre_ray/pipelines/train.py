@@ -522,6 +522,10 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                         "val": ray.data.read_parquet(str(split_dir(cfg.data, "val")),
                                                      columns=["image", "label_idx", "track_id"])}
             cached = cache_splits(cfg, ray.cluster_resources().get("object_store_memory", 0))
+            if not cached and not cfg.deterministic_data:
+                # streamed every epoch: the files in a new random order each epoch (prepare writes a track's windows
+                # together, and the local shuffle buffer holds only a few tracks), not the same order every epoch
+                datasets["train"] = datasets["train"].randomize_block_order()
             if cached:
                 t_cache = time.time()
                 datasets = {k: ds.materialize() for k, ds in datasets.items()}
