@@ -177,6 +177,8 @@ def test_asha_sweep_stops_trials_early_and_logs_a_child_run_per_trial(prepared, 
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert steps == list(range(t["epochs"])), "one val_loss per epoch run"
         assert child.data.tags["genre_ray.stop_reason"] == t["stop_reason"]
+    marked = [c.data.tags["genre_ray.trial_id"] for c in children if c.data.tags.get("genre_ray.best_trial") == "true"]
+    assert marked == [report["best"]["trial_id"]]  # the best trial is marked on its own run, not only on the parent
     assert run_tune(cfg)["parent_run_id"] == report["parent_run_id"]  # finished: its result, nothing run again
     with pytest.raises(ConfigError, match="holds a finished sweep with other settings"):
         run_tune(cfg.model_copy(update={"num_samples": 2}))

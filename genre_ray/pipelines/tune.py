@@ -579,6 +579,8 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         client.log_artifact(parent, str(out / "best_config.yaml"))
         client.log_metric(parent, f"best_{metric}", float(best_row[f"best_{metric}"]))
         client.set_tag(parent, "genre_ray.best_trial_id", best_row["trial_id"])
+        if isinstance(best_row["run_id"], str) and best_row["run_id"]:  # findable among the trial runs in the UI too
+            client.set_tag(best_row["run_id"], "genre_ray.best_trial", "true")
         print(f"tune: best trial {best_row['trial_id']} ({metric} {best_row[f'best_{metric}']:.4f}): "
               + ", ".join(f"{k}={v}" for k, v in best_values.items()) + f"\nbest config: {out / 'best_config.yaml'}\n"
               + best_cfg.to_yaml(), flush=True)
