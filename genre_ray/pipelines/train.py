@@ -39,6 +39,7 @@ from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.models import create_model
 from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
+from genre_ray.pipelines.evaluate import split_batches
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
@@ -593,7 +594,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             atomic.write_json(out / "results.json", report)
             mlflow.log_artifact(str(out / "results.json"))
             model = model.cpu()  # split_logits ran it on the GPU, if any: the logged model and its example are CPU
-            example = np.zeros((1, *features.image_shape), np.float32)
+            # a real validation window (1, 1, H, W) as the input example: what a colleague feeds the logged model
+            example = next(split_batches(cfg.data, "val", 1))[0].astype(np.float32)
             with torch.no_grad():
                 signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
             info = mlflow.pytorch.log_model(
