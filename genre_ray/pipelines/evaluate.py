@@ -77,7 +77,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         atomic.write_json(out / "results.json", report)
         png = plot_confusion(result["track"]["confusion"], bundle.classes, out / f"confusion_{cfg.split}_track.png",
                              f"{cfg.split} per-track confusion ({bundle.model_name})")
-        with mlflow.start_run(run_name=f"evaluate {cfg.split}") as run:
+        with mlflow.start_run(run_name=f"evaluate {cfg.split} {Path(cfg.data).name}") as run:
             mlflow.set_tags({"genre_ray.job": "evaluate", "git_commit": git_commit(),
                              "dataset_fingerprint": report["dataset_fingerprint"],
                              "same_split_as_training": str(report["trained_on"] == report["dataset_fingerprint"]).lower(),

@@ -499,7 +499,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         model_kwargs = _model_kwargs(cfg, features)
         client = mlflow.tracking.MlflowClient(uri)
         resume = resumable_run(out / RUN_FILE, cfg, client)
-        starter = mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train-{cfg.model}")
+        starter = mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train {cfg.model} {out.name}")
         with starter as run:
             ray_run = resume["ray_run"] if resume else f"train-{run.info.run_id[:12]}"
             atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg)})

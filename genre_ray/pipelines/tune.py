@@ -433,7 +433,7 @@ def _open_parent(cfg: TuneConfig, out: Path, client, exp_id: str, resuming: bool
         rid = json.loads(state_file.read_text())["parent_run_id"]
         client.update_run(rid, status="RUNNING")
         return rid, True
-    run = client.create_run(exp_id, run_name=f"tune-{cfg.name}", tags={"genre_ray.job": "tune", "git_commit": git_commit(),
+    run = client.create_run(exp_id, run_name=f"tune {cfg.name}", tags={"genre_ray.job": "tune", "git_commit": git_commit(),
                                                                       **{f"version.{k}": v for k, v in versions().items()}})
     return run.info.run_id, False
 
