@@ -568,7 +568,10 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                       "samples_per_second": round(float(np.median(sps)), 1) if sps else None,
                                       "dataset_fingerprint": fingerprint}
             mlflow.log_metrics({"fit_seconds": fit_s, "best_epoch": report["best_epoch"], "epochs_run": epochs_run})
-            curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves")
+            extra = [n for n, on in (("label smoothing", cfg.label_smoothing > 0),
+                                     ("mixup", cfg.augment.mixup_alpha > 0)) if on]  # val_loss has neither
+            curves = plot_curves(history, out / "training_curves.png", f"{cfg.model} training curves" + (
+                f" (train_loss includes {' and '.join(extra)}: not comparable with val_loss)" if extra else ""))
             mlflow.log_artifact(str(curves), artifact_path="plots")
             # each split's window logits once: calibration is fitted on val's, then val and test are scored with
             # the fitted temperature — the numbers are those of the labels label/predict/evaluate give
