@@ -86,6 +86,35 @@ def test_resnet18_conv1_conversion_matches_the_rgb_model_on_grey_images(tmp_path
         ref.fc = torch.nn.Identity()
         theirs = ref(grey.expand(-1, 3, -1, -1))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    # imagenet_norm: the grey image standardised as torchvision's ImageNet transform does, up to the mean of its
+    # per-channel constants (0.449 / 0.226 for 0.485-0.406 / 0.229-0.225)
+    normed = create_model("resnet18", 10, pretrained=str(path), imagenet_norm=True).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours, theirs = normed.embed(grey), ref((grey.expand(-1, 3, -1, -1) - mean) / std)
+    assert torch.nn.functional.cosine_similarity(ours, theirs).min() > 0.99
+
+
+def test_train_standardises_inputs_only_when_imagenet_weights_are_loaded(tmp_path):
+    """Loaded ImageNet weights expect standardised images (their frozen BatchNorm statistics were measured on
+    them); the flag rides in the bundle's model kwargs. From scratch, or for the homebrew CNN, nothing changes."""
+    from genre_ray.config import TrainConfig
+    from genre_ray.features import FeatureConfig
+    from genre_ray.pipelines.train import _model_kwargs
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    f = FeatureConfig()
+    kw = _model_kwargs(TrainConfig(data="d", out="o", model="resnet18", pretrained=str(path)), f)
+    assert kw["imagenet_norm"] is True and kw["pretrained"] == str(path)
+    assert "imagenet_norm" not in _model_kwargs(TrainConfig(data="d", out="o", model="resnet18"), f)
+    x = torch.rand(2, 1, 64, 64)
+    plain = create_model("resnet18", 4).eval()
+    normed = create_model("resnet18", 4, imagenet_norm=True).eval()
+    normed.load_state_dict(plain.state_dict())  # same weights, no new parameters: old bundles load as they were
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), normed(x))
 
 
 def test_pretrained_auto_uses_torchvision_cache_only_if_the_file_is_there(tmp_path):
@@ -114,7 +143,8 @@ def _with_running_stats(m: torch.nn.Module) -> torch.nn.Module:
     return m.eval()
 
 
-@pytest.mark.parametrize("name,kw", [("homebrew", {"channels": [8, 16, 16, 16], "dense": [32, 16]}), ("resnet18", {})])
+@pytest.mark.parametrize("name,kw", [("homebrew", {"channels": [8, 16, 16, 16], "dense": [32, 16]}), ("resnet18", {}),
+                                     ("resnet18", {"imagenet_norm": True})])
 def test_inference_model_folds_batchnorm_and_pools_first_with_the_same_outputs(name, kw):
     from genre_ray import accel
     from genre_ray.embedding import window_outputs

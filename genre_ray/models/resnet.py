@@ -6,6 +6,13 @@ cache directory) — nothing is downloaded. The RGB ``conv1``
 becomes a ``in_chans``-channel conv by summing its filters over the colour axis (for ``in_chans=1``,
 exactly what a grey image replicated to RGB would see). ``freeze_backbone=True`` gives the report's
 "fixed features" setting: only the new ``fc`` head trains.
+
+``imagenet_norm=True`` (what training sets whenever ImageNet weights are loaded) standardises the ``[0, 1]``
+images as those weights were trained to see them: ``(x - 0.449) / 0.226``, the mean of ImageNet's per-channel
+means and standard deviations (the usual grey-image convention). Unnormalised, the spectrograms (mean ≈ 0.55,
+std ≈ 0.15) reach the frozen ImageNet BatchNorm statistics of "fixed features" far from where they were measured.
+The flag is kept in the bundle's model kwargs, so labelling normalises alike; models trained before it load
+without it, unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ def _adapt_conv1(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     reps = -(-in_chans // 3)
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (3.0 / in_chans)
 
+
+IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226
+"""Means of torchvision's ImageNet normalisation (mean 0.485/0.456/0.406, std 0.229/0.224/0.225) over RGB."""
 
 TORCHVISION_FILE = "resnet18-f37072fd.pth"  # the name torchvision's ResNet18_Weights.IMAGENET1K_V1 caches under
 
@@ -72,8 +82,9 @@ def load_pretrained_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 class ResNet18Audio(nn.Module):
     def __init__(self, num_classes: int, in_chans: int = 1, pretrained: str | None = None,
-                 freeze_backbone: bool = False, dropout: float = 0.0):
+                 freeze_backbone: bool = False, dropout: float = 0.0, imagenet_norm: bool = False):
         super().__init__()
+        self.imagenet_norm = imagenet_norm
         from torchvision.models import resnet18 as tv_resnet18  # here: importing torchvision costs ~1.7 s
 
         net = tv_resnet18(weights=None)
@@ -108,6 +119,8 @@ class ResNet18Audio(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → pooled penultimate features ``(B, 512)``."""
+        if self.imagenet_norm:
+            x = (x - IMAGENET_GREY_MEAN) / IMAGENET_GREY_STD
         return self.backbone(x)
 
     def classify(self, e: torch.Tensor) -> torch.Tensor:

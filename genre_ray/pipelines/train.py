@@ -63,6 +63,7 @@ def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
         path = resolve_pretrained(cfg.pretrained)
         if path:
             kw["pretrained"] = path
+            kw.setdefault("imagenet_norm", True)  # the images standardised as the ImageNet weights expect
         else:
             print("train: no ImageNet weights found for pretrained=auto; training from scratch", flush=True)
     return kw
