@@ -141,3 +141,30 @@ def test_absolute_paths_folds_relative_paths_and_keeps_uris(tmp_path, monkeypatc
     assert absolute_paths(ev.model_copy(update={"model": "models:/genre@champion"}), if_exists=("model",)).model \
         == "models:/genre@champion"
     assert absolute_paths(ev.model_copy(update={"model": "gone"}), if_exists=("model",)).model == "gone"
+
+
+def test_a_cold_cluster_is_waited_for_not_refused(caplog):
+    """A joined autoscaling cluster may have no worker node yet (cluster/aws.yaml: min 0, a 0-CPU head): the shipped
+    GTZAN configs were refused there with exit 2. A Ray this job started is still refused (nothing will come)."""
+    from genre_ray.pipelines.train import fit_cpus_per_worker
+
+    cfg = TrainConfig(data="d", out="o", num_workers=4, cpus_per_worker=4.0)
+    assert fit_cpus_per_worker(cfg, 0, joined_cluster=True) is cfg
+    assert "waits until they do" in caplog.text
+    with pytest.raises(ConfigError):
+        fit_cpus_per_worker(cfg, 0)
+
+
+def test_fixed_features_without_imagenet_weights_is_refused(tmp_path, monkeypatch):
+    """`finetune: fixed` with `pretrained: auto` and no cached file froze a random backbone and trained a head on it."""
+    import torch
+
+    from genre_ray.features import FeatureConfig
+    from genre_ray.pipelines.train import _model_kwargs
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torchvision cache
+    cfg = TrainConfig(data="d", out="o", model="resnet18", pretrained="auto", finetune="fixed")
+    with pytest.raises(ConfigError, match="finetune=fixed needs ImageNet weights"):
+        _model_kwargs(cfg, FeatureConfig())
+    full = cfg.model_copy(update={"finetune": "full"})
+    assert "pretrained" not in _model_kwargs(full, FeatureConfig())  # from scratch, said, allowed

@@ -386,3 +386,15 @@ def test_a_stopped_sweep_leaves_no_run_running(prepared, tmp_path, mlflow_home):
     children = _children(parent_id)
     assert children and all(c.info.status in ("KILLED", "FINISHED") for c in children), \
         [(c.info.run_id, c.info.status) for c in children]
+
+
+def test_resources_a_trial_cannot_get_refused_locally_said_on_a_cluster(ray_session, caplog):
+    """The session's Ray (2 CPUs, no GPU): a GPU trial is a setting error (exit 2) on a Ray this job started — it
+    was a plain ValueError (traceback, exit 1); on a joined cluster an autoscaler may still add the GPU node."""
+    from genre_ray.pipelines.tune import _check_resources
+
+    cfg = _tune(train={**TINY, "use_gpu": True}, search_space={"lr": {"grid": [0.01]}}, trial_gpus=0.5)
+    with pytest.raises(ConfigError, match="no GPU"):
+        _check_resources(cfg, cfg.base())
+    _check_resources(cfg, cfg.base(), joined_cluster=True)
+    assert "no GPU" in caplog.text and "autoscaler" in caplog.text

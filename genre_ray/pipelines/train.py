@@ -64,6 +64,9 @@ def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
         if path:
             kw["pretrained"] = path
             kw.setdefault("imagenet_norm", True)  # the images standardised as the ImageNet weights expect
+        elif cfg.finetune == "fixed":  # a random backbone, frozen: only a head on noise features would train
+            raise ConfigError("finetune=fixed needs ImageNet weights, and pretrained=auto found none "
+                              "($TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth); give --pretrained FILE")
         else:
             print("train: no ImageNet weights found for pretrained=auto; training from scratch", flush=True)
     return kw
@@ -387,14 +390,19 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
     return {"run_id": saved["run_id"], "ray_run": saved["ray_run"], "status": run.info.status}
 
 
-def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float) -> TrainConfig:
+def fit_cpus_per_worker(cfg: TrainConfig, total_cpus: float, joined_cluster: bool = False) -> TrainConfig:
     """``cfg`` with workers that leave Ray Data a CPU to stream their shards with (all reserved: the job would hang).
     ``cpus_per_worker`` left at its default is lowered to fit — ``(total − 1) / num_workers``, in quarters: 0.5 for
     two workers on a 2-core machine — and said; one the config sets is kept, or refused (ConfigError) if it does not
-    fit."""
+    fit. On a cluster this job joined (``joined_cluster``) what does not fit is only said: an autoscaler may add
+    nodes (a cold cluster starts with none)."""
     if total_cpus - cfg.num_workers * cfg.cpus_per_worker >= 1:
         return cfg
     fitted = math.floor(4 * (total_cpus - 1) / cfg.num_workers) / 4
+    if joined_cluster and ("cpus_per_worker" in cfg.model_fields_set or fitted <= 0):
+        log.warning("%d workers × %g CPUs (+1 for Ray Data) do not fit the cluster's %g CPUs now: Ray Train waits "
+                    "until they do (an autoscaler adding nodes)", cfg.num_workers, cfg.cpus_per_worker, total_cpus)
+        return cfg
     if "cpus_per_worker" in cfg.model_fields_set or fitted <= 0:
         raise ConfigError(
             f"{cfg.num_workers} workers × {cfg.cpus_per_worker:g} CPUs = {cfg.num_workers * cfg.cpus_per_worker:g} of "
@@ -488,7 +496,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
     leak = enforce(find_leakage(tracks), cfg.allow_leakage, f"train {cfg.data}")  # before MLflow and Ray
     uri, _ = tracking.setup(cfg.experiment)  # fails before Ray starts if MLflow is unusable
     init_ray(cfg.ray)
-    cfg = fit_cpus_per_worker(cfg, ray.cluster_resources().get("CPU", 0))
+    cfg = fit_cpus_per_worker(cfg, ray.cluster_resources().get("CPU", 0), joined)
     check_gpus(cfg, ray.cluster_resources().get("GPU", 0), joined)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

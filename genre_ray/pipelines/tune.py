@@ -414,14 +414,21 @@ def _identity(cfg: TuneConfig) -> dict[str, Any]:
     return {k: dump[k] for k in SWEEP_IDENTITY}
 
 
-def _check_resources(cfg: TuneConfig, base: TrainConfig) -> None:
+def _check_resources(cfg: TuneConfig, base: TrainConfig, joined_cluster: bool = False) -> None:
+    """A trial the Ray this job started cannot hold is refused (it would wait for ever); on a cluster this job
+    joined it is said — an autoscaler may add the nodes (a cold cluster starts with none)."""
     total = ray.cluster_resources()
     need_cpu = cfg.trial_cpus + (base.num_workers * base.cpus_per_worker if base.num_workers > 1 else 0)
+    problems = []
     if need_cpu > total.get("CPU", 0):
-        raise ConfigError(f"one trial needs {need_cpu:g} CPUs; the cluster has {total.get('CPU', 0):g}. Lower trial_cpus "
-                         "or train.cpus_per_worker.")
+        problems.append(f"one trial needs {need_cpu:g} CPUs; the cluster has {total.get('CPU', 0):g}. Lower "
+                        "trial_cpus or train.cpus_per_worker.")
     if base.use_gpu and total.get("GPU", 0) <= 0:
-        raise ValueError("train.use_gpu is set but the cluster has no GPU")
+        problems.append("train.use_gpu is set but the cluster has no GPU.")
+    if problems and not joined_cluster:
+        raise ConfigError(" ".join(problems))
+    for problem in problems:
+        log.warning("%s Trials wait until the cluster has them (an autoscaler adding nodes).", problem)
     # no CPU needs to stay free for Ray Data (unlike `genre-ray train`): the datasets are materialised before the
     # trials start, and iterating (or splitting) materialised blocks runs no read tasks
 
@@ -497,7 +504,7 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     # each trial checkpoint (num_to_keep=1) forces a state snapshot — what resume relies on; don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(cfg.ray)
-    _check_resources(cfg, base)
+    _check_resources(cfg, base, joined_cluster=bool(cfg.ray.address or os.environ.get("RAY_ADDRESS")))
     out.mkdir(parents=True, exist_ok=True)
     client = mlflow.tracking.MlflowClient(uri)
     parent, reused = _open_parent(cfg, out, client, exp_id, resuming)
