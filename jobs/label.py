@@ -7,8 +7,9 @@ From the checkout's root, against a head node's dashboard (here a local one, clu
         -- python jobs/label.py --config configs/label-library.yaml [--set key=value ...]
 
 Takes exactly the flags of `genre-ray label --help`. Inside a job Ray is joined through $RAY_ADDRESS;
-decoding and spectrograms run as CPU tasks, inference in an actor pool (one GPU per actor with
-`use_gpu`). The model is a bundle folder on shared storage or an MLflow URI (`models:/genre-ray/1`,
+where the spectrograms are made is `featurize` (auto: in the classifier actors, which decode too, on a CPU-only
+cluster; on the GPU with `use_gpu`, the CPUs only decoding); inference in an actor pool (two actors per GPU by
+default, sharing it). The model is a bundle folder on shared storage or an MLflow URI (`models:/genre-ray@champion`,
 `runs:/<id>/model`) resolved through $MLFLOW_TRACKING_URI; `input` and `out` on shared storage.
 Exit status: 0 done (bad files are rows with their reason), 1 no file labelled — or any not labelled with
 --fail-on-error — or any other failure, 2 bad config (checked before Ray starts), 3 MLflow unreachable.

@@ -10,7 +10,8 @@ Takes exactly the flags of `genre-ray prepare --help`. Inside a job Ray is joine
 decoding runs as Ray Data CPU tasks on any node. `source` and `out` must be paths every node sees at the
 same place (shared storage): the job's own working directory is a temporary copy on the head node.
 Exit status: 0 done (tracks that failed to decode are listed in OUT/meta.json), 1 no track decoded — or any
-failed with --fail-on-error — or any other failure, 2 bad config (checked before Ray starts).
+failed with --fail-on-error — or any other failure, 2 bad config or a leaky split (checked before Ray starts),
+3 MLflow unreachable.
 """
 
 import sys

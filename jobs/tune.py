@@ -1,4 +1,4 @@
-"""Ray job entry point: `genre-ray tune` (Ray Tune sweep of the homebrew CNN, ASHA, every trial in MLflow) for
+"""Ray job entry point: `genre-ray tune` (Ray Tune sweep of a training config, ASHA, every trial in MLflow) for
 `ray job submit`.
 
 From the checkout's root, against a head node's dashboard (here a local one, cluster/start-local-head.sh)::
