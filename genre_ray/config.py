@@ -70,6 +70,15 @@ def absolute_paths(cfg: C, *names: str, if_exists: Sequence[str] = ()) -> C:
     return cfg.model_copy(update=update)  # pydantic adds the updated names to model_fields_set
 
 
+def _aggregation_or_none(name: str | None) -> str | None:
+    """An aggregation name, checked against the registry (mean | logmean | vote), or None: the model's own."""
+    from genre_ray.evaluate import AGGREGATORS
+
+    if name is not None:
+        AGGREGATORS.lookup(name)
+    return name
+
+
 def default_home() -> Path:
     """Project-local folder for MLflow's store, prepared data and outputs (``$GENRE_RAY_HOME`` or ./genre-ray-runs)."""
     return Path(os.environ.get("GENRE_RAY_HOME", "genre-ray-runs")).expanduser().resolve()
@@ -521,11 +530,7 @@ class LabelConfig(_Base):
     @field_validator("aggregate")
     @classmethod
     def _agg(cls, v: str | None) -> str | None:
-        from genre_ray.evaluate import AGGREGATORS
-
-        if v is not None:
-            AGGREGATORS.lookup(v)
-        return v
+        return _aggregation_or_none(v)
 
     @field_validator("too_short")
     @classmethod
@@ -589,11 +594,7 @@ class EvaluateConfig(_Base):
     @field_validator("aggregate")
     @classmethod
     def _agg(cls, v: str | None) -> str | None:
-        from genre_ray.evaluate import AGGREGATORS
-
-        if v is not None:
-            AGGREGATORS.lookup(v)
-        return v
+        return _aggregation_or_none(v)
 
 
 class DemoConfig(_Base):
