@@ -173,11 +173,10 @@ def plot_curves(history: dict[str, Sequence[tuple[int, float]]], path: str | Pat
     return atomic.savefig(fig, path, dpi=100)
 
 
-def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  classes: Sequence[str], how: str = "mean", temperature: float = 1.0,
-                  device: "torch.device | None" = None) -> dict:
-    """A model scored on labelled windows: ``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))``
-    → :func:`score_logits` of its window logits."""
+def window_logits(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  device: "torch.device | None" = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))`` → ``(logits (N, C) float32, labels (N,),
+    track_ids (N,))``, the model in eval mode on ``device`` (default CPU); empty arrays for no batch."""
     import torch
 
     from genre_ray.training import predict_logits
@@ -190,8 +189,19 @@ def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, 
         labels.append(np.asarray(y))
         ids.append(np.asarray(t))
     if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, object)
+    return np.concatenate(logits), np.concatenate(labels), np.concatenate(ids)
+
+
+def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  classes: Sequence[str], how: str = "mean", temperature: float = 1.0,
+                  device: "torch.device | None" = None) -> dict:
+    """A model scored on labelled windows: ``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))``
+    → :func:`score_logits` of its :func:`window_logits`."""
+    logits, labels, ids = window_logits(model, batches, device)
+    if not len(labels):
         raise ValueError("no windows to score")
-    return score_logits(np.concatenate(logits), np.concatenate(labels), np.concatenate(ids), classes, how, temperature)
+    return score_logits(logits, labels, ids, classes, how, temperature)
 
 
 def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, classes: Sequence[str],

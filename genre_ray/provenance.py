@@ -16,14 +16,20 @@ def git_commit(path: str | Path | None = None) -> str:
     found = _checkout_commit(path)
     if found != "unknown":
         return found
+    return str((submitted_job().get("metadata") or {}).get("git_commit") or "unknown")
+
+
+def submitted_job() -> dict:
+    """What Ray's job supervisor hands the driver of a submitted job (``ray job submit``): ``{"runtime_env": …,
+    "metadata": …}``; ``{}`` outside one."""
     import json
     import os
 
-    try:  # Ray's job supervisor hands every job's driver its runtime env and metadata in this variable
-        meta = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}").get("metadata") or {}
-    except (ValueError, AttributeError):
-        meta = {}
-    return str(meta.get("git_commit") or "unknown")
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    except ValueError:
+        return {}
+    return job if isinstance(job, dict) else {}
 
 
 def _checkout_commit(path: str | Path | None) -> str:

@@ -9,30 +9,20 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import ray
 import torch
 from torch import nn
 
 from genre_ray.calibration import calibrate, plot_reliability, track_probs
-from genre_ray.evaluate import expected_calibration_error
-from genre_ray.pipelines.prepare import split_dir
-from genre_ray.training import predict_logits
+from genre_ray.evaluate import expected_calibration_error, window_logits
+from genre_ray.pipelines.evaluate import split_batches
 
 
 def split_logits(model: nn.Module, prepared: str | Path, split: str,
                  batch_size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Window logits of a prepared split → ``(logits (N, C) float32, labels (N,), track_ids (N,))``."""
-    ds = ray.data.read_parquet(str(split_dir(prepared, split)), columns=["track_id", "label_idx", "image"])
+    """Window logits of a prepared split (read with pyarrow, on the GPU when there is one) →
+    ``(logits (N, C) float32, labels (N,), track_ids (N,))``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
-    logits, labels, ids = [], [], []
-    for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        logits.append(predict_logits(model, torch.from_numpy(np.ascontiguousarray(b["image"])), device).cpu().numpy())
-        labels.append(b["label_idx"])
-        ids.append(b["track_id"])
-    if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, object)
-    return np.concatenate(logits), np.concatenate(labels), np.concatenate(ids)
+    return window_logits(model, split_batches(prepared, split, batch_size), device)
 
 
 Logits = tuple[np.ndarray, np.ndarray, np.ndarray]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -11,6 +10,7 @@ import ray
 from ray._private import ray_constants
 
 from genre_ray.config import ConfigError, RayConfig, _Base
+from genre_ray.provenance import submitted_job
 
 log = logging.getLogger("genre_ray")
 
@@ -18,11 +18,7 @@ log = logging.getLogger("genre_ray")
 def job_working_dir() -> str | None:
     """The ``working_dir`` of the Ray job this driver runs as (``ray job submit --working-dir``), else None. Such a
     driver runs in a temporary copy of it that Ray deletes: what it writes there under a relative path is lost."""
-    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # what Ray's job supervisor gives every job's driver
-    try:
-        return (json.loads(raw).get("runtime_env") or {}).get("working_dir") or None if raw else None
-    except (ValueError, AttributeError):
-        return None
+    return (submitted_job().get("runtime_env") or {}).get("working_dir") or None
 
 
 def check_job_outputs(cfg: _Base, *outputs: str) -> None:
