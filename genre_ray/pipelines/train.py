@@ -25,7 +25,6 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from mlflow.models import infer_signature
 from torch import nn
 
 from genre_ray import accel, tracking
@@ -36,10 +35,10 @@ from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig, absolute_
 from genre_ray.evaluate import aggregate, per_class_metrics, plot_confusion, plot_curves, score_logits
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
+from genre_ray.mlflow_model import log_model as log_labeller
 from genre_ray.models import create_model
 from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
-from genre_ray.pipelines.evaluate import split_batches
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
@@ -605,18 +604,9 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                                      calibration=report["calibration"])
             atomic.write_json(out / "results.json", report)
             mlflow.log_artifact(str(out / "results.json"))
-            model = model.cpu()  # split_logits ran it on the GPU, if any: the logged model and its example are CPU
-            # a real validation window (1, 1, H, W) as the input example: what a colleague feeds the logged model
-            example = next(split_batches(cfg.data, "val", 1))[0].astype(np.float32)
-            with torch.no_grad():
-                signature = infer_signature(example, model.eval()(torch.from_numpy(example)).numpy())
-            info = mlflow.pytorch.log_model(
-                model, name="model", extra_files=[str(bundle_dir / "bundle.json"), str(bundle_dir / "weights.pt")],
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "genre-ray"],
-                serialization_format="pickle",  # the bundle inside (weights_only) is what label/predict load
-                signature=signature, input_example=example,
-                registered_model_name=cfg.register_as,
-            )
+            # the logged model labels audio files through plain mlflow.pyfunc (genre_ray.mlflow_model); the bundle
+            # inside is what label/predict/evaluate load by runs:/ or models:/ URI
+            info = log_labeller(bundle_dir, classes, registered_model_name=cfg.register_as)
             report["model_uri"] = info.model_uri
             report["bundle"] = str(bundle_dir)
             if cfg.register_as and info.registered_model_version is not None:
