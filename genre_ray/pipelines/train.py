@@ -443,7 +443,8 @@ def _describe(client: "mlflow.tracking.MlflowClient", cfg: TrainConfig, version:
         f"genre-ray {cfg.model} ({cfg.finetune if cfg.model == 'resnet18' else 'from scratch'}), run "
         f"{report['run_id']}, best epoch {report['best_epoch']}: per-track accuracy val {acc('val')}, test "
         f"{acc('test')} (calibrated, T = {report['calibration']['temperature']:.3g}); dataset fingerprint "
-        f"{report['dataset_fingerprint']}. Label a library: genre-ray label --model models:/{cfg.register_as}/{version}"))
+        f"{report['dataset_fingerprint']}. Label a library: genre-ray label --model models:/{cfg.register_as}/{version}; "
+        f"a few files with plain MLflow: mlflow.pyfunc.load_model(URI).predict(pd.DataFrame({{'path': [...]}}))"))
     if not (client.get_registered_model(cfg.register_as).description or "").strip():
         client.update_registered_model(cfg.register_as, description=(
             f"Music-genre classifier trained by genre-ray on log-mel spectrogram windows; {len(classes)} genres: "
