@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".au", ".aiff", ".aif", ".wma",
+    ".oga", ".aifc", ".w64", ".caf", ".m4b", ".mka", ".webm", ".wv", ".mp2", ".ape", ".ac3", ".dsf", ".snd",
 )  # fmt: skip
-"""File extensions treated as audio (lower-case; matched case-insensitively)."""
+"""File extensions treated as audio (lower-case; matched case-insensitively): what libsndfile or FFmpeg decode."""
 
 TABLE_COLUMNS: tuple[str, ...] = ("track_id", "path", "rel_path", "label", "artist", "split")
 """Columns of a track table, in order (loaders may append extra columns after these)."""
@@ -104,7 +105,8 @@ def is_audio_file(name: str | PurePath) -> bool:
     return str(name).lower().endswith(AUDIO_EXTENSIONS)
 
 
-def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
+                     notes: dict[str, Any] | None = None) -> list[Path]:
     """All audio files under ``root`` (by extension), sorted.
 
     Walks with ``os.walk(followlinks=False)``: symlinked *directories* are never entered (so a
@@ -114,6 +116,11 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
     like ``album.wav``.
     Hidden entries (names starting with ``.``, e.g. macOS ``._blues.00000.wav`` resource forks)
     are skipped. Returned paths start with ``root`` as given.
+
+    ``notes`` (a dict, optional) collects what was left out: ``skipped_ext`` (extension → count of files not
+    named like audio) and ``unreadable`` (folders that could not be listed, with the reason). With ``notes`` an
+    unreadable folder is noted and the walk goes on (the label job labels the rest and says so); without, its
+    ``OSError`` is raised (a training catalog must not silently lose a folder).
 
     Raises ``FileNotFoundError`` if ``root`` does not exist and ``NotADirectoryError`` if it is
     not a folder.
@@ -127,8 +134,13 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
     found: list[Path] = []
     skipped_links = hidden = 0
 
+    skipped_ext: dict[str, int] = {}
+    unreadable: list[str] = []
+
     def _raise(err: OSError) -> None:  # surface permission problems instead of silently skipping
-        raise err
+        if notes is None:
+            raise err
+        unreadable.append(f"{err.filename}: {err.strerror or err}")
 
     for dirpath, dirnames, filenames in os.walk(root_path, followlinks=False, onerror=_raise):
         kept = []
@@ -143,6 +155,9 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
         dirnames[:] = sorted(kept) if recursive else []
         for name in filenames:
             if not is_audio_file(name):
+                if not name.startswith("."):
+                    ext = os.path.splitext(name)[1].lower() or "(none)"
+                    skipped_ext[ext] = skipped_ext.get(ext, 0) + 1
                 continue
             if name.startswith("."):
                 hidden += 1
@@ -152,6 +167,9 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True) -> li
                 found.append(Path(full))
     if skipped_links:
         logger.info("list_audio_files(%s): did not enter %d symlinked folder(s)", root_path, skipped_links)
+    if notes is not None:
+        notes["skipped_ext"] = dict(sorted(skipped_ext.items(), key=lambda kv: -kv[1]))
+        notes["unreadable"] = unreadable
     if hidden:
         logger.info("list_audio_files(%s): skipped %d hidden entries (names starting with '.': folders, and files "
                     "named like audio)", root_path, hidden)

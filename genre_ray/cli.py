@@ -272,13 +272,14 @@ def _label(args: argparse.Namespace) -> int:
 
     summary = run_label(cfg)
     ok = summary["status"].get("ok", 0)
-    return exit_status(ok, summary["rows"] - ok + summary["missing"], cfg.fail_on_error)
+    failed = summary["rows"] - ok + summary["missing"] + len(summary.get("unreadable_folders") or [])
+    return exit_status(ok, failed, cfg.fail_on_error)
 
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
     from genre_ray.evaluate import AGGREGATORS
-    from genre_ray.inference import plot_prediction, predict_file
+    from genre_ray.inference import plot_prediction, predict_file, utf8_row
     from genre_ray.outcome import exit_status
     from genre_ray.preflight import label_model
     from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule
@@ -292,6 +293,7 @@ def _predict(args: argparse.Namespace) -> int:
     results = [predict_file(model, path, bundle.features, classes, hop_s=args.hop, how=args.aggregate, k=args.top_k,
                             temperature=bundle.temperature, rule=rule, embeddings=args.embedding)
                for path in args.paths]
+    results = [(utf8_row(r), p, s) for r, p, s in results]  # names that are not UTF-8: printable, strict JSON
     if args.json:
         for row, probs, starts in results:
             timeline = [{"start_s": float(s), **{c: float(p[i]) for i, c in enumerate(classes)}}

@@ -173,6 +173,26 @@ def label_row(path: str, duration_s: float, status: str, error: str, window_prob
     return row
 
 
+def path_text(path: str) -> str:
+    """A path (or message) as the labels table writes it: as it is when it is valid UTF-8. A file name that is not
+    (Latin-1 names copied onto a UTF-8 system, which Python lists with surrogate escapes) gets each undecodable byte
+    written as ``\\xNN``: Parquet strings are UTF-8, and one such name used to fail a whole shard and every rerun."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        try:
+            raw = path.encode("utf-8", "surrogateescape")  # the name's bytes, as the file system has them
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            raw = path.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def utf8_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A labels row with every string :func:`path_text`-safe (the path, and an error message that quotes it)."""
+    return {k: path_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
 def model_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     """12-hex digest of a model's weights: the same weights under any URI (path, runs:/, models:/…) match."""
     h = hashlib.sha1()

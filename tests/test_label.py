@@ -173,3 +173,53 @@ def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup
     timeline = pd.read_parquet(out / "timeline")
     assert len(timeline) == got["n_windows"].sum()
     assert not timeline.duplicated(["path", "window"]).any()
+
+
+def test_library_changes_between_runs_and_names_that_are_not_utf8(setup, tmp_path):
+    """A file replaced at the same path is labelled again (its row was kept for ever, with the old genre); a deleted
+    file's row and timeline leave OUT (report and `similar` read every shard); a Latin-1 file name is labelled (one
+    such name failed the whole shard, and every rerun); files left out by extension are counted; a refused run
+    leaves OUT's config.yaml as it was."""
+    from genre_ray.pipelines.label import read_labels, run_label
+
+    work, _, bundle, base, _ = setup
+    lib = tmp_path / "lib"
+    src = sorted(p for p in (work / "library").rglob("*") if p.suffix in (".wav", ".flac") and "bad" not in p.parts)
+    lib.mkdir()
+    a, b, c = (lib / "a.wav", lib / "b.flac", lib / "c.wav")
+    for dst, s in zip((a, b, c), src):
+        dst.write_bytes(s.read_bytes())
+    latin1 = os.path.join(os.fsencode(lib), b"caf\xe9.wav")  # not valid UTF-8: Python lists it with an escape
+    with open(latin1, "wb") as fh:
+        fh.write(src[0].read_bytes())
+    (lib / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    (lib / "notes.txt").write_text("liner notes")
+    (lib / "track.oga").write_bytes((work / "library" / "classical" / "c1.ogg").read_bytes())
+    cfg = base.model_copy(update={"input": str(lib), "out": str(tmp_path / "out"), "review_list": None,
+                                  "export": [], "shard_rows": 2})
+    first = run_label(cfg)
+    assert first["rows"] == 5 and first["missing"] == 0 and first["status"] == {"ok": 5}
+    assert first["not_audio_by_extension"] == {".jpg": 1, ".txt": 1}
+    rows = read_labels(tmp_path / "out")
+    assert str(lib / "caf\\xe9.wav") in set(rows["path"]) and rows["file_stamp"].notna().all()
+
+    a.write_bytes((work / "library" / "metal" / "m2.wav").read_bytes())  # new audio at an old path
+    b.unlink()
+    again = run_label(cfg)
+    assert again["relabelled_changed"] == 1 and again["removed_gone"] == 1 and again["labelled_now"] == 1
+    rows = read_labels(tmp_path / "out")
+    assert len(rows) == 4 and not rows["path"].duplicated().any() and str(b) not in set(rows["path"])
+    model = load_bundle(bundle)
+    want, probs, _ = predict_file(model.build_model(), a, model.features, model.classes, how=cfg.aggregate or "mean",
+                                  k=cfg.top_k, temperature=model.temperature)
+    got = rows.set_index("path").loc[str(a)]
+    assert got["n_windows"] == want["n_windows"] == len(probs) and got["genre"] == want["genre"]
+    timeline = pd.read_parquet(tmp_path / "out" / "timeline")
+    assert str(b) not in set(timeline["path"]) and (timeline["path"] == str(a)).sum() == want["n_windows"]
+    assert not timeline.duplicated(["path", "window"]).any()
+
+    assert run_label(cfg)["labelled_now"] == 0  # nothing changed: the Latin-1 name is found as labelled too
+    saved = (tmp_path / "out" / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="overwrite=true"):
+        run_label(cfg.model_copy(update={"hop_s": 0.5}))
+    assert (tmp_path / "out" / "config.yaml").read_text() == saved

@@ -4,6 +4,7 @@ label images, predict (several files, plot), genre tags."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -209,13 +210,13 @@ def test_retry_errors_takes_the_error_rows_out_of_their_shards(tmp_path):
     writer = ShardWriter(tmp_path / "out", CLASSES, timeline=False)
     writer.write(ok + bad[:1], [])
     writer.write(bad[1:], [])
-    done, errored = prepare_output(tmp_path / "out", "k", overwrite=False)
+    done, errored, _, _ = prepare_output(tmp_path / "out", "k", overwrite=False)
     assert len(done) == 5 and errored == {r["path"] for r in bad}
-    done, errored = prepare_output(tmp_path / "out", "k", overwrite=False, retry_errors=True)
+    done, errored, _, _ = prepare_output(tmp_path / "out", "k", overwrite=False, retry_errors=True)
     assert done == {r["path"] for r in ok} and errored == set()
     shards = sorted((tmp_path / "out" / "labels").glob("*.parquet"))
     assert len(shards) == 1 and pq.read_table(shards[0]).column("path").to_pylist() == [r["path"] for r in ok]
-    assert prepare_output(tmp_path / "out", "k", overwrite=False) == (done, set())
+    assert prepare_output(tmp_path / "out", "k", overwrite=False)[:2] == (done, set())
 
 
 def test_write_tags_leaves_uncertain_tracks_alone_unless_asked(library, tmp_path):
@@ -236,3 +237,40 @@ def test_write_tags_leaves_uncertain_tracks_alone_unless_asked(library, tmp_path
     assert "genre" not in (MutagenFile(unsure, easy=True).tags or {})
     again = write_tags(table, tmp_path, dry_run=False, tag_uncertain=True).set_index("path")
     assert again.loc[str(unsure), "action"] == "written" and MutagenFile(unsure, easy=True)["genre"] == ["rock"]
+
+
+def test_folder_walk_notes_unreadable_folders_and_files_left_out(tmp_path, monkeypatch):
+    """The label job's walk goes on past a folder it cannot read (one locked album stopped the whole run with a
+    traceback) and counts what it left out by extension; a training catalog's walk still raises."""
+    import genre_ray.catalog as catalog
+
+    (tmp_path / "lib" / "locked").mkdir(parents=True)
+    (tmp_path / "lib" / "a.wav").write_bytes(b"")
+    (tmp_path / "lib" / "b.WV").write_bytes(b"")
+    (tmp_path / "lib" / "cover.jpg").write_bytes(b"")
+    (tmp_path / "lib" / ".DS_Store").write_bytes(b"")
+    real_walk = os.walk
+
+    def walk(top, **kw):  # as os.walk reports a folder it may not list (chmod 000 does not stop root)
+        for dirpath, dirnames, filenames in real_walk(top, **kw):
+            if dirpath.endswith("locked"):
+                kw["onerror"](PermissionError(13, "Permission denied", dirpath))
+                continue
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(catalog.os, "walk", walk)
+    notes: dict = {}
+    found = catalog.list_audio_files(tmp_path / "lib", notes=notes)
+    assert [p.name for p in found] == ["a.wav", "b.WV"]
+    assert notes["skipped_ext"] == {".jpg": 1} and len(notes["unreadable"]) == 1
+    assert "locked: Permission denied" in notes["unreadable"][0]
+    with pytest.raises(PermissionError):
+        catalog.list_audio_files(tmp_path / "lib")
+
+
+def test_names_that_are_not_utf8_are_written_with_escapes():
+    from genre_ray.inference import path_text, utf8_row
+
+    name = os.fsdecode(b"/music/caf\xe9 \xff.mp3")
+    assert path_text(name) == "/music/caf\\xe9 \\xff.mp3" and path_text("/music/café.mp3") == "/music/café.mp3"
+    assert utf8_row({"path": name, "n": 1})["path"].encode("utf-8")

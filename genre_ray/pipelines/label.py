@@ -30,7 +30,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import mlflow
 import numpy as np
@@ -43,7 +43,8 @@ from genre_ray import atomic, preflight, tracking
 from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import ConfigError, LabelConfig, absolute_paths, local_path
-from genre_ray.inference import STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint
+from genre_ray.inference import (STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint, path_text,
+                                 utf8_row)
 from genre_ray.embedding import embedding_dim
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.provenance import git_commit, versions
@@ -86,15 +87,17 @@ def _is_uri(s: str) -> bool:
     return "://" in s and not s.startswith("file://")
 
 
-def list_inputs(spec: str) -> list[str]:
+def list_inputs(spec: str, notes: dict[str, Any] | None = None) -> list[str]:
     """A folder (recursive, symlink loops never followed), a glob, or a CSV/Parquet manifest with a ``path``
     column; local or an object-store URI (``s3://``, ``gs://`` … through fsspec). Local paths come back absolute
     (:func:`local_key`), so ``lib/x.wav``, ``./lib/x.wav`` and ``/music/lib/x.wav`` are one input and a rerun
-    finds what an earlier one labelled from any folder. Duplicates are dropped."""
+    finds what an earlier one labelled from any folder. Duplicates are dropped. For a local folder, ``notes``
+    collects what the walk left out (:func:`genre_ray.catalog.list_audio_files`: files not named like audio by
+    extension, folders it could not read — noted, not fatal)."""
     if _is_uri(spec):
         files = _list_uri(spec)
     else:
-        files = _list_local(spec)
+        files = _list_local(spec, notes)
     if not files:
         raise ValueError(f"no audio files found in {spec}")
     unique = list(dict.fromkeys(local_key(f) for f in files))
@@ -110,10 +113,10 @@ def local_key(path: str) -> str:
     return local_path(path)
 
 
-def _list_local(spec: str) -> list[str]:
+def _list_local(spec: str, notes: dict[str, Any] | None = None) -> list[str]:
     p = Path(spec).expanduser()
     if p.is_dir():
-        return [str(f) for f in list_audio_files(p)]
+        return [str(f) for f in list_audio_files(p, notes=notes)]
     if p.is_file() and p.suffix.lower() in (".csv", ".parquet", ".pq"):
         return _manifest(pd.read_parquet(p) if p.suffix.lower() != ".csv" else pd.read_csv(p), str(p), p.parent)
     if p.is_file():
@@ -193,7 +196,19 @@ def labels_schema(classes: list[str], embedding_dim: int | None = None) -> pa.Sc
                       *[(f"p_{c}", f) for c in classes],
                       ("vote_entropy", f), ("uncertain", pa.bool_()), ("uncertain_reason", s), *emb,
                       ("model_name", s), ("model_uri", s), ("model_version", s), ("model_id", s),
-                      ("feature_hash", s), ("label_key", s), ("status", s), ("error", s)])
+                      ("feature_hash", s), ("label_key", s), ("status", s), ("error", s), ("file_stamp", s)])
+
+
+def file_stamp(path: str) -> str | None:
+    """``"<size>:<mtime_ns>"`` of a local file (None for an object-store URI or a file that cannot be stat'ed): a
+    rerun relabels a file whose stamp differs from its row's — the same path with new audio."""
+    if _is_uri(path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def timeline_schema(classes: list[str]) -> pa.Schema:
@@ -213,8 +228,10 @@ class ShardWriter:
     """``OUT/labels/part-<run>-<n>.parquet`` (and the matching ``OUT/timeline/`` shard, written first, so a labels
     shard — the commit mark — never exists without its timeline)."""
 
-    def __init__(self, out: Path, classes: list[str], timeline: bool, embedding_dim: int | None = None):
+    def __init__(self, out: Path, classes: list[str], timeline: bool, embedding_dim: int | None = None,
+                 stamps: dict[str, str | None] | None = None):
         self.labels_dir, self.timeline_dir = out / LABELS, out / TIMELINE
+        self.stamps = stamps or {}  # input path → file_stamp taken when the run listed it
         self.schema, self.tl_schema = labels_schema(classes, embedding_dim), timeline_schema(classes)
         self.timeline = timeline
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -227,21 +244,40 @@ class ShardWriter:
         if not rows:
             return
         name = f"part-{self.run}-{self.n:05d}.parquet"
+        rows = [{**utf8_row(r), "file_stamp": self.stamps.get(r["path"])} for r in rows]
+        windows = [{**w, "path": path_text(w["path"])} for w in windows]
         if self.timeline and windows:
             _write_atomic(pa.Table.from_pylist(windows, schema=self.tl_schema), self.timeline_dir / name)
         _write_atomic(pa.Table.from_pylist(rows, schema=self.schema), self.labels_dir / name)
         self.n += 1
 
 
-def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = False) -> tuple[set[str], set[str]]:
-    """Make ``out`` ready to (re)label; return ``(done, errored)``: the paths already labelled with ``key`` (to skip)
-    and, of those, the ones whose row says ``error`` — both as :func:`local_key` names them.
+class Resume(NamedTuple):
+    """What :func:`prepare_output` found in ``OUT``: paths already labelled (to skip) and, of those, the errored ones
+    — as :func:`local_key` and :func:`path_text` name them — and how many rows it took out because their file
+    changed or is gone."""
+
+    done: set[str]
+    errored: set[str]
+    changed: int = 0
+    removed: int = 0
+
+
+def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = False,
+                   listed: dict[str, str] | None = None) -> Resume:
+    """Make ``out`` ready to (re)label → :class:`Resume`.
 
     Leftovers of a killed run (temp files, timeline shards without their labels shard) are removed. Shards
     with another ``label_key`` (another model, features or window setting) stop the job unless ``overwrite``,
     which removes every shard. ``retry_errors``: the error rows are taken out of their shards (each rewritten
     atomically, without them; an error row has no timeline rows), so those files are labelled again — a run killed
     after this relabels them too, and never leaves two rows for one file.
+
+    ``listed`` (this run's inputs: row name → path) takes out, the same way (timeline shard first, so a kill in
+    between leaves a row that the next run takes out again): the row of a listed file whose ``file_stamp`` differs
+    from the file's now (new audio at the same path: relabelled), and the row of an unlisted local file that no
+    longer exists (deleted or moved: its new path is labelled as a new file). Rows of unlisted files that exist are
+    kept: one ``OUT`` may gather several inputs.
     """
     labels_dir, timeline_dir = out / LABELS, out / TIMELINE
     for d in (labels_dir, timeline_dir):
@@ -259,27 +295,49 @@ def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = Fa
             f.unlink()
     done: set[str] = set()
     errored: set[str] = set()
-    for s in shards:
-        t = pq.read_table(s, columns=["path", "label_key", "status"])
+    changed = removed = 0
+    for shard in shards:
+        names = pq.read_schema(shard).names
+        t = pq.read_table(shard, columns=["path", "label_key", "status", *(["file_stamp"] if "file_stamp" in names
+                                                                              else [])])
         keys = set(t.column("label_key").to_pylist())
         if keys - {key}:
-            raise ValueError(f"{labels_dir} holds labels made with another model, feature or window setting "
-                             f"(label_key {sorted(keys - {key})}, now {key}); label into a new --out or pass "
-                             "--set overwrite=true to relabel everything")
+            raise ConfigError(f"{labels_dir} holds labels made with another model, feature or window setting "
+                              f"(label_key {sorted(keys - {key})}, now {key}); label into a new --out or pass "
+                              "--set overwrite=true to relabel everything")
         paths = [local_key(x) for x in t.column("path").to_pylist()]  # older runs kept paths as given
         bad = [st == STATUS_ERROR for st in t.column("status").to_pylist()]
-        if retry_errors and any(bad):
-            whole = pq.read_table(s)
-            kept = whole.filter(pa.array([not b for b in bad]))
-            if kept.num_rows:
-                _write_atomic(kept, s)
-            else:
-                s.unlink()
-            paths = [x for x, b in zip(paths, bad) if not b]
-            bad = [False] * len(paths)
+        stamps = t.column("file_stamp").to_pylist() if "file_stamp" in names else [None] * len(paths)
+        drop = [retry_errors and b for b in bad]
+        if listed is not None:
+            for i, (p, stamp) in enumerate(zip(paths, stamps)):
+                if drop[i]:
+                    continue
+                if p in listed:
+                    if stamp is not None and file_stamp(listed[p]) not in (None, stamp):
+                        drop[i], changed = True, changed + 1
+                elif not _is_uri(p) and not os.path.lexists(p):
+                    drop[i], removed = True, removed + 1
+        if any(drop):
+            gone = {p for p, d in zip(paths, drop) if d}
+            tl = timeline_dir / shard.name
+            if tl.is_file():  # first: a labels row without its timeline is taken out again by the next run
+                whole = pq.read_table(tl)
+                keep = pa.array([local_key(x) not in gone for x in whole.column("path").to_pylist()])
+                _rewrite(whole.filter(keep), tl)
+            _rewrite(pq.read_table(shard).filter(pa.array([not d for d in drop])), shard)
+            paths, bad = [p for p, d in zip(paths, drop) if not d], [b for b, d in zip(bad, drop) if not d]
         done.update(paths)
         errored.update(x for x, b in zip(paths, bad) if b)
-    return done, errored
+    return Resume(done, errored, changed, removed)
+
+
+def _rewrite(table: pa.Table, path: Path) -> None:
+    """``path`` atomically replaced by ``table``, or removed when the table is empty."""
+    if table.num_rows:
+        _write_atomic(table, path)
+    else:
+        path.unlink()
 
 
 def read_labels(out: str | Path) -> pd.DataFrame:
@@ -288,7 +346,8 @@ def read_labels(out: str | Path) -> pd.DataFrame:
     shards = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not shards:
         return pd.DataFrame()
-    return pa.concat_tables([pq.read_table(s) for s in shards]).to_pandas().sort_values("path", ignore_index=True)
+    tables = [pq.read_table(s) for s in shards]  # shards written before file_stamp lack it: promoted to nulls
+    return pa.concat_tables(tables, promote_options="default").to_pandas().sort_values("path", ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +499,8 @@ def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
 
 
 def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: bool = False) -> pd.DataFrame:
-    """Write each ok file's top genre into its tags (or list the changes); the plan/result is ``OUT/tags.csv``.
+    """Write each ok file's top genre into its tags (or list the changes); the plan/result is appended to
+    ``OUT/tags.csv`` (columns ``when``, ``dry_run``, ``path``, ``genre``, ``previous``, ``action``, ``reason``).
     A track flagged ``uncertain`` is left untagged (``skipped``, with the reason) unless ``tag_uncertain``: a guess
     the model itself doubts should not land in the user's files."""
     from genre_ray.tags import TagResult, write_genre_tag
@@ -458,8 +518,14 @@ def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: boo
         else:
             results.append(write_genre_tag(path, genre, dry_run))
     df = pd.DataFrame([r.__dict__ for r in results], columns=["path", "genre", "previous", "action", "reason"])
-    with atomic.atomic_path(out / "tags.csv") as tmp:
-        df.to_csv(tmp, index=False)
+    df.insert(0, "when", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    df.insert(1, "dry_run", bool(dry_run))
+    # appended, never replaced: each run's "previous" column is the only record of the tags a file had before, and a
+    # later run (even a dry run) would otherwise overwrite the first run's record of the user's own genres
+    log_file = out / "tags.csv"
+    old = pd.read_csv(log_file, dtype=str, keep_default_na=False) if log_file.is_file() else None
+    with atomic.atomic_path(log_file) as tmp:
+        (df if old is None else pd.concat([old, df.astype(str)], ignore_index=True)).to_csv(tmp, index=False)
     counts = df["action"].value_counts().to_dict()
     print(f"[label] tags{' (dry run)' if dry_run else ''}: {counts} → {out / 'tags.csv'}", flush=True)
     return df
@@ -654,10 +720,12 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     t0 = time.time()
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ConfigError(f"out={cfg.out}: exists and is not a folder")
+    notes: dict[str, Any] = {}
     try:
-        files = list_inputs(cfg.input)
-    except (FileNotFoundError, ValueError) as exc:  # no input at all is a setting error, not a bad file
+        files = list_inputs(cfg.input, notes)
+    except (FileNotFoundError, ValueError, PermissionError) as exc:  # no input at all: a setting, not a bad file
         raise ConfigError(f"input={cfg.input}: {exc}") from None
+    _print_listing_notes(notes)
     local = Path(cfg.model).expanduser().exists()
     bundle = preflight.label_model(cfg.model) if local else None  # a local bundle: checked before MLflow is touched
     tracking.setup(cfg.experiment)  # an unreachable tracking server fails here: nothing written, no model fetched
@@ -675,16 +743,19 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic.exclusive(out / LOCK_FILE, f"out={out}", error=ConfigError):  # one run writes OUT at a time
-        cfg.save(out / "config.yaml")
         extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
                  "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
-
-        done_before, errored = prepare_output(out, key, cfg.overwrite, cfg.retry_errors)
-        todo = [f for f in files if f not in done_before]
+        listed = {path_text(f): f for f in files}  # a row's name → the file
+        resume = prepare_output(out, key, cfg.overwrite, cfg.retry_errors, listed)
+        cfg.save(out / "config.yaml")  # after the check: a refused run leaves the folder's config as it was
+        todo = [f for name, f in listed.items() if name not in resume.done]
         skipped = len(files) - len(todo)
         print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do",
               flush=True)
-        errored = errored & set(files)
+        if resume.changed or resume.removed:
+            print(f"[label] {resume.changed} file(s) changed since labelled (size or modification time): labelled "
+                  f"again; {resume.removed} row(s) of files no longer there taken out of {out / LABELS}", flush=True)
+        errored = resume.errored & set(listed)
         if errored:
             print(f"[label] {len(errored)} of them failed in an earlier run (OUT/errors.csv): --retry-errors labels "
                   "them again", flush=True)
@@ -696,28 +767,45 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
             tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key,
                                  "model_version_resolved": extra["model_version"]})  # what @champion meant then
             summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id,
-                                           out, t0)
+                                           out, t0, resume, notes)
             _log_mlflow(summary, out)
     _print_summary(summary)
     return summary
 
 
+def _print_listing_notes(notes: dict[str, Any]) -> None:
+    """Say what the folder walk left out: files by extension (top 8) and folders it could not read."""
+    skipped = notes.get("skipped_ext") or {}
+    if skipped:
+        top = ", ".join(f"{ext} {n}" for ext, n in list(skipped.items())[:8])
+        print(f"[label] {sum(skipped.values())} file(s) not named like audio left out ({top}"
+              f"{', …' if len(skipped) > 8 else ''}); audio extensions: genre_ray.catalog.AUDIO_EXTENSIONS", flush=True)
+    for folder in notes.get("unreadable") or []:
+        print(f"[label] WARNING: folder not readable, its files are not labelled: {folder}", flush=True)
+
+
 def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], skipped: int, bundle: Bundle,
                          hop: float, extra: dict[str, Any], dim: int | None, rule: UncertaintyRule, key: str,
-                         model_id: str, out: Path, t0: float) -> dict[str, Any]:
+                         model_id: str, out: Path, t0: float, resume: Resume | None = None,
+                         notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Label ``todo`` into ``out``, then the summary of every listed file and the files that go with it."""
     progress = Progress(len(todo), cfg.progress_s, skipped)
     if todo:
-        _label_stream(cfg, todo, bundle, hop, extra, ShardWriter(out, bundle.classes, cfg.timeline, dim), progress)
+        writer = ShardWriter(out, bundle.classes, cfg.timeline, dim, stamps={f: file_stamp(f) for f in todo})
+        _label_stream(cfg, todo, bundle, hop, extra, writer, progress)
         progress.maybe_print(force=True)
     label_s = time.time() - progress.t0 if todo else 0.0
 
     table = read_labels(out)
-    table = table[table["path"].map(local_key).isin(set(files))].reset_index(drop=True)
+    names = {path_text(f) for f in files}
+    table = table[table["path"].map(local_key).isin(names)].reset_index(drop=True)
     summary = _summarise(cfg, files, table, progress, skipped, label_s, time.time() - t0, key, model_id, out)
     summary.update({"uncertain": int(table["uncertain"].sum()), "temperature": bundle.temperature,
                     "uncertain_threshold": rule.threshold, "vote_entropy_threshold": rule.vote_entropy_threshold,
-                    "embedding_dim": dim})
+                    "embedding_dim": dim, "relabelled_changed": resume.changed if resume else 0,
+                    "removed_gone": resume.removed if resume else 0,
+                    "unreadable_folders": list((notes or {}).get("unreadable") or []),
+                    "not_audio_by_extension": dict((notes or {}).get("skipped_ext") or {})})
     if cfg.review_list:
         path, n = write_review_list(table, cfg.review_list)
         summary["review_list"] = str(path)
@@ -742,7 +830,7 @@ def _summarise(cfg: LabelConfig, files: list[str], table: pd.DataFrame, progress
     plot_genres(genres, out / "genres.png", f"genres of {len(ok)} files")
     return {
         "files": len(files), "rows": len(table), "labelled_now": progress.done, "skipped_already_labelled": skipped,
-        "missing": len(set(files) - set(table["path"].map(local_key))), "status": counts,
+        "missing": len({path_text(f) for f in files} - set(table["path"].map(local_key))), "status": counts,
         "hours_of_audio": round(float(table["duration_s"].sum()) / 3600, 4),
         "audio_s_per_s": round(progress.audio_s / label_s, 2) if label_s > 0 and progress.done else 0.0,
         "files_per_s": round(progress.done / label_s, 3) if label_s > 0 and progress.done else 0.0,
@@ -760,6 +848,9 @@ def _log_mlflow(summary: dict[str, Any], out: Path) -> None:
     mlflow.log_metrics({"files": summary["files"], "ok": status.get(STATUS_OK, 0),
                         "errors": status.get(STATUS_ERROR, 0), "too_short": status.get("too-short", 0),
                         "labelled_now": summary["labelled_now"], "skipped": summary["skipped_already_labelled"],
+                        "relabelled_changed": summary.get("relabelled_changed", 0),
+                        "removed_gone": summary.get("removed_gone", 0),
+                        "unreadable_folders": len(summary.get("unreadable_folders") or []),
                         "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
                         "files_per_s": summary["files_per_s"], "seconds": summary["seconds"],
                         "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"]})
@@ -790,4 +881,6 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"or vote entropy > {s.get('vote_entropy_threshold', float('nan')):.3g}; temperature "
         f"{s.get('temperature', 1.0):.3g})",
         f"labels:       {s['labels']}",
+        *([f"NOT READ:     {len(s['unreadable_folders'])} folder(s) could not be listed: "
+           f"{'; '.join(s['unreadable_folders'][:3])}"] if s.get("unreadable_folders") else []),
     ]), flush=True)
