@@ -33,6 +33,7 @@ import inspect
 import logging
 import os
 import re
+import unicodedata
 from pathlib import Path, PurePath
 from typing import Any, Callable
 
@@ -202,6 +203,20 @@ def _clean_optional(value: Any) -> str | None:
     return text or None
 
 
+def _refuse_case_variants(labels: pd.Series) -> None:
+    """``ValueError`` when two labels differ only in case or spacing ("Hip-Hop" / "hip-hop", "Rock" / "ROCK "):
+    they would silently become separate classes that split one genre's tracks."""
+    counts = labels.value_counts()
+    groups: dict[str, list[str]] = {}
+    for name in counts.index:
+        groups.setdefault(" ".join(str(name).casefold().split()), []).append(str(name))
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if clashes:
+        shown = "; ".join(" / ".join(f"{n!r} ({counts[n]})" for n in g) for g in clashes[:5])
+        raise ValueError(f"labels that differ only in case or spacing would be separate classes: {shown} "
+                         "(tracks in brackets); write each genre one way in the source")
+
+
 def make_table(records: list[dict[str, Any]] | pd.DataFrame, extra_columns: list[str] | None = None) -> pd.DataFrame:
     """Build a track table from rows holding ``path``, ``rel_path``, ``label`` (+ ``artist``, ``split``).
 
@@ -217,9 +232,18 @@ def make_table(records: list[dict[str, Any]] | pd.DataFrame, extra_columns: list
             df[col] = None
     df["path"] = pd.Series([str(v) for v in df["path"]], index=df.index, dtype=str)
     df["rel_path"] = pd.Series([str(v) for v in df["rel_path"]], index=df.index, dtype=str)
-    df["label"] = pd.Series([str(v) for v in df["label"]], index=df.index, dtype=str)
+    # NFC: "Música" typed with a combining accent and without is one class (they print identically)
+    df["label"] = pd.Series([unicodedata.normalize("NFC", str(v).strip()) for v in df["label"]], index=df.index,
+                            dtype=str)
+    _refuse_case_variants(df["label"])
     df["artist"] = pd.Series([_clean_optional(v) for v in df["artist"]], index=df.index, dtype=object)
-    df["split"] = pd.Series([normalize_split(v) for v in df["split"]], index=df.index, dtype=object)
+    splits = []
+    for rel, v in zip(df["rel_path"], df["split"]):
+        try:
+            splits.append(normalize_split(v))
+        except ValueError as err:  # which track: a manifest of thousands of rows
+            raise ValueError(f"track {rel}: {err}") from None
+    df["split"] = pd.Series(splits, index=df.index, dtype=object)
     df["track_id"] = pd.Series([track_id(v) for v in df["rel_path"]], index=df.index, dtype=str)
     dup = df["rel_path"].duplicated(keep=False)
     if dup.any():
@@ -294,6 +318,7 @@ _FMA_COLUMNS = {
     "artist": ("artist", "name"),
     "split": ("set", "split"),
     "subset": ("set", "subset"),
+    "artist_id": ("artist", "id"),
 }
 
 
@@ -322,7 +347,8 @@ def _read_fma_tracks(tracks_csv: Path) -> pd.DataFrame:
         df = pd.read_csv(tracks_csv, header=[0, 1], index_col=0, low_memory=False)
     except (ValueError, pd.errors.ParserError) as err:
         raise ValueError(f"{tracks_csv}: cannot read as FMA tracks.csv (2-row header expected): {err}") from err
-    missing = [c for c in _FMA_COLUMNS.values() if c not in df.columns and c != _FMA_COLUMNS["artist"]]
+    optional = (_FMA_COLUMNS["artist"], _FMA_COLUMNS["artist_id"])
+    missing = [c for c in _FMA_COLUMNS.values() if c not in df.columns and c not in optional]
     if missing:
         raise ValueError(f"{tracks_csv}: missing FMA column(s) {missing} (found {len(df.columns)} columns)")
     ids = pd.to_numeric(pd.Series(df.index, index=df.index), errors="coerce")
@@ -359,6 +385,13 @@ def _find_fma_audio_dir(tracks_csv: Path) -> Path:
     )
 
 
+def _id_text(value: Any) -> str:
+    """An id as written: ``12`` for 12, 12.0 (a column with gaps reads as float) or ``"12"``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def fma_rel_path(tid: int) -> str:
     """FMA audio path of track ``tid`` relative to the audio folder: ``'000/000002.mp3'`` for 2."""
     name = f"{int(tid):06d}"
@@ -369,7 +402,7 @@ def fma_rel_path(tid: int) -> str:
 def from_fma(
     tracks_csv: str | os.PathLike[str],
     audio_dir: str | os.PathLike[str] | None = None,
-    subset: str | None = "small",
+    subset: str | None = "auto",
 ) -> pd.DataFrame:
     """Track table for the Free Music Archive (FMA) dataset.
 
@@ -377,9 +410,12 @@ def from_fma(
     - ``audio_dir``: the ``fma_<size>`` folder with ``000/000002.mp3``-style files; ``None`` → the
       only ``fma_*`` folder (other than ``fma_metadata``) beside the csv or beside its folder.
     - ``subset``: ``"small"``, ``"medium"``, ``"large"`` (``"full"`` = ``"large"``) or ``None`` for all
-      rows. Subsets nest (small ⊂ medium ⊂ large), so ``"medium"`` keeps small and medium rows.
+      rows. Subsets nest (small ⊂ medium ⊂ large), so ``"medium"`` keeps small and medium rows. ``"auto"``
+      (default): the audio folder's own (``fma_medium`` → medium, ``fma_full``/``fma_large`` → large), else all.
 
-    ``label`` = ``track/genre_top`` (rows without one are dropped), ``artist`` = ``artist/name``,
+    ``label`` = ``track/genre_top`` (rows without one are dropped, and counted: most of medium/large has none),
+    ``artist`` = ``artist/name`` with its ``artist/id`` (``"Unknown (#12)"``: two artists of one name are two
+    groups for the artist-disjoint split and the leakage check),
     ``split`` = ``set/split`` mapped training→train, validation→val, test→test. ``rel_path`` is the
     path under ``audio_dir``. Tracks whose audio file is missing are dropped with a logged count.
     """
@@ -392,6 +428,11 @@ def from_fma(
 
     df = _read_fma_tracks(csv_path)
     n_rows = len(df)
+    if subset == "auto":
+        name = audio_path.resolve().name.lower()
+        subset = next((s for s in (*FMA_SUBSETS, "full") if name == f"fma_{s}"), None)
+        logger.warning("from_fma: subset %s (from the audio folder's name %s; set subset= to choose)",
+                       subset or "none: every row with audio", audio_path.name)
     if subset is not None:
         wanted = {"full": "large"}.get(subset.strip().lower(), subset.strip().lower())
         if wanted not in FMA_SUBSETS:
@@ -399,14 +440,22 @@ def from_fma(
         rank = {name: i for i, name in enumerate(FMA_SUBSETS)}
         levels = df[_FMA_COLUMNS["subset"]].map(lambda s: rank.get(str(s).strip().lower(), len(rank)) if pd.notna(s) else len(rank))
         df = df[levels <= rank[wanted]]
+    n_subset = len(df)
     labels = df[_FMA_COLUMNS["label"]].map(_clean_optional)
     df = df[labels.notna()]
     labels = labels[labels.notna()]
     n_labelled = len(df)
+    if n_subset < n_rows or n_labelled < n_subset:
+        logger.warning("from_fma: %d of %d row(s) outside subset %s; %d of the rest without a genre_top (dropped)",
+                       n_rows - n_subset, n_rows, subset, n_subset - n_labelled)
 
     audio_abs = Path(os.path.abspath(audio_path))
     present = {p.relative_to(audio_path).as_posix() for p in list_audio_files(audio_path)}
     artists = df[_FMA_COLUMNS["artist"]] if _FMA_COLUMNS["artist"] in df.columns else pd.Series(None, index=df.index)
+    if _FMA_COLUMNS["artist_id"] in df.columns:  # names repeat across artists ("Unknown"): the id tells them apart
+        ids = df[_FMA_COLUMNS["artist_id"]]
+        artists = pd.Series([f"{_clean_optional(n) or ''} (#{_id_text(i)})".strip() if _clean_optional(i) is not None
+                             else n for n, i in zip(artists, ids)], index=df.index)
     records = []
     missing_files = 0
     for tid, label, artist, split in zip(df.index, labels, artists, df[_FMA_COLUMNS["split"]]):

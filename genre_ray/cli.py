@@ -228,8 +228,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from genre_ray.pipelines.prepare import run_prepare
 
     meta = run_prepare(cfg)
-    failed = len(meta["failed"])
-    return exit_status(sum(meta["tracks"].values()) - failed, failed, cfg.fail_on_error)
+    failed = len(meta["failed"]) + len(meta.get("dropped_before_split") or [])  # meta's tracks: those with windows
+    return exit_status(sum(meta["tracks"].values()), failed, cfg.fail_on_error)
 
 
 @command("train")

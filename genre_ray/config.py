@@ -105,6 +105,8 @@ class PrepareConfig(_Base):
     out: str = Field(..., description="folder for the prepared Parquet windows")
     catalog: str = "auto"
     audio_dir: str | None = Field(None, description="FMA audio folder (when source is tracks.csv)")
+    subset: str | None = Field("auto", description="FMA subset: small | medium | large | full | null (every row "
+                               "with audio); auto = the audio folder's (fma_medium → medium), else every row")
     split: str = Field("auto", description="auto (predefined when the source gives every track a split — a "
                        "manifest's split column, FMA's set/split — else random) | random (seeded, stratified, "
                        "grouped by artist) | predefined | gtzan-ff")

@@ -6,6 +6,8 @@ trainer's per-track evaluation and the label job both call it. No Ray here.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -115,13 +117,25 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: Seque
 
 def per_class_metrics(prefix: str, per_class: dict) -> dict[str, float]:
     """:func:`classification_metrics`' ``per_class`` as MLflow metrics ``{prefix}_precision.<genre>`` and
-    ``{prefix}_recall.<genre>`` (no recall for a genre the split does not hold)."""
+    ``{prefix}_recall.<genre>`` (no recall for a genre the split does not hold). A genre name is written with the
+    characters MLflow refuses in a metric name as ``_`` ("R&B" → ``R_B``; "R&B" once failed a finished training run
+    at its last step)."""
     out = {}
+    used: set[str] = set()
     for c, pc in per_class.items():
-        out[f"{prefix}_precision.{c}"] = pc["precision"]
+        name = metric_name(str(c))
+        name = name if name not in used else f"{name}_{len(used)}"
+        used.add(name)
+        out[f"{prefix}_precision.{name}"] = pc["precision"]
         if pc["recall"] is not None:
-            out[f"{prefix}_recall.{c}"] = pc["recall"]
+            out[f"{prefix}_recall.{name}"] = pc["recall"]
     return out
+
+
+def metric_name(text: str) -> str:
+    """``text`` with every character MLflow does not allow in a metric key (word characters, ``. - / : `` and space
+    are allowed) replaced by ``_``."""
+    return re.sub(r"[^\w.\-/: ]", "_", text)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str) -> Path:

@@ -186,8 +186,11 @@ FMA_ROWS = [
 ]
 
 
-def write_fma(base: Path, rows=FMA_ROWS, audio_name: str = "fma_small", missing: tuple[int, ...] = (1000,)) -> tuple[Path, Path]:
-    """FMA layout: base/fma_metadata/tracks.csv (3-line header as published) + base/<audio_name>/NNN/NNNNNN.mp3."""
+def write_fma(base: Path, rows=FMA_ROWS, audio_name: str = "fma_small", missing: tuple[int, ...] = (1000,),
+              artist_ids: dict[int, int] | None = None) -> tuple[Path, Path]:
+    """FMA layout: base/fma_metadata/tracks.csv (3-line header as published) + base/<audio_name>/NNN/NNNNNN.mp3.
+    An artist's id is its first row's position among the names, unless ``artist_ids`` (track id → artist id)."""
+    names = list(dict.fromkeys(r[1] for r in rows))
     meta = base / "fma_metadata"
     meta.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -197,7 +200,8 @@ def write_fma(base: Path, rows=FMA_ROWS, audio_name: str = "fma_small", missing:
     ]
     for tid, artist, split, subset, genre, title in rows:
         quoted = f'"{artist}"' if "," in artist else artist
-        lines.append(f"{tid},Some Album,{tid % 7},{quoted},{split},{subset},30,{genre},{title}")
+        aid = (artist_ids or {}).get(tid, names.index(artist) + 1)
+        lines.append(f"{tid},Some Album,{aid},{quoted},{split},{subset},30,{genre},{title}")
     csv_path = meta / "tracks.csv"
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     audio = base / audio_name
@@ -219,7 +223,7 @@ def test_from_fma_small(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Non
     assert_is_track_table(table)
     assert list(table["rel_path"]) == ["000/000002.mp3", "000/000005.mp3", "000/000010.mp3"]
     assert list(table["label"]) == ["Hip-Hop", "Hip-Hop", "Pop"]
-    assert list(table["artist"]) == ["AWOL", "AWOL", "Kurt Vile"]
+    assert list(table["artist"]) == ["AWOL (#1)", "AWOL (#1)", "Kurt Vile (#2)"]
     assert list(table["split"]) == ["train", "val", "test"]
     assert table.loc[0, "path"] == str(audio / "000" / "000002.mp3")
     assert "dropped 1 of 4" in caplog.text  # track 1000 has no audio file
@@ -236,6 +240,17 @@ def test_from_fma_subsets_nest(tmp_path: Path) -> None:
     assert "000/000020.mp3" not in set(large["rel_path"])
     with pytest.raises(ValueError, match="unknown FMA subset 'tiny'"):
         from_fma(csv_path, audio, subset="tiny")
+
+
+def test_from_fma_subset_from_the_audio_folder_and_artists_by_id(tmp_path: Path) -> None:
+    """The subset was fixed at small: an fma_medium folder lost its medium tracks without a word. Two artists who
+    share a name ("Unknown") were one group, so FMA's own split read as artist leakage."""
+    rows = [*FMA_ROWS[:4], (40, "Unknown", "training", "small", "Pop", "a"), (41, "Unknown", "test", "small", "Pop", "b")]
+    csv_path, audio = write_fma(tmp_path, rows=rows, audio_name="fma_medium", artist_ids={40: 77, 41: 78})
+    table = from_fma(csv_path)  # subset auto: medium, from the folder's name
+    assert "000/000003.mp3" in set(table["rel_path"]) and len(table) == 6
+    assert set(table.loc[table["label"] == "Pop", "artist"]) == {"Kurt Vile (#2)", "Unknown (#77)", "Unknown (#78)"}
+    assert len(from_fma(csv_path, subset="small")) == 5
 
 
 def test_from_fma_errors(tmp_path: Path) -> None:

@@ -300,6 +300,25 @@ def test_macro_f1_counts_only_the_genres_a_split_holds():
     assert wrong["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)  # c missed; d predicted but absent: not averaged in
 
 
+def test_per_class_metric_names_mlflow_accepts(tmp_path):
+    """A genre called "R&B" failed a finished training run at its last MLflow call (invalid metric name)."""
+    import mlflow
+
+    from genre_ray.evaluate import classification_metrics, per_class_metrics
+
+    names = ["R&B", "Drum & Bass", "Rock'n'Roll", "C++", "Música", "R_B"]
+    labels = np.arange(len(names))
+    logged = per_class_metrics("val_final_track", classification_metrics(np.eye(len(names))[labels], labels,
+                                                                         names)["per_class"])
+    assert len(logged) == 2 * len(names) and "val_final_track_recall.Música" in logged
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with mlflow.start_run():
+            mlflow.log_metrics(logged)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def test_a_padded_track_is_uncertain_however_confident():
     """A file shorter than one window is labelled from one zero-padded window, audio the model never saw in
     training: 16 2-s clips came out 0.93 confident and 0.375 right. Such a row is flagged (`padded`)."""

@@ -114,8 +114,11 @@ def test_prepare_accounts_for_every_track(corpus, ray_session, tmp_path):
     PrepareConfig(source=str(root), out=str(out), features=FEATURES, seed=3).save(cfg_file)
     assert cli.main(["prepare", "--config", str(cfg_file), "--fail-on-error"]) == 1  # some tracks failed
     tracks = pd.read_parquet(out / "tracks.parquet")
-    assert tracks["path"].is_unique and sorted(tracks["path"]) == sorted(expected)
     meta = json.loads((out / "meta.json").read_text())
+    # unreadable files take no split slot: left out before the split, each with its reason
+    dropped = {str(root / d["rel_path"]): d["error"] for d in meta["dropped_before_split"]}
+    assert dropped and all(e.startswith("does not decode: ") for e in dropped.values())
+    assert tracks["path"].is_unique and sorted([*tracks["path"], *dropped]) == sorted(expected)
     failed = {f["track_id"]: f["error"] for f in meta["failed"]}
     windows = pq.read_table(out / "windows", columns=["track_id", "split", "window_idx", "augmented"]).to_pandas()
     windows = windows[windows["split"] != "_failed"]
@@ -125,6 +128,9 @@ def test_prepare_accounts_for_every_track(corpus, ray_session, tmp_path):
     for row in tracks.itertuples():
         assert (row.track_id in failed) != (row.track_id in with_windows), row.path  # exactly one of the two
         status[row.path] = "error" if row.track_id in failed else "ok"
-    _check(expected, status, {p: failed.get(t, "") for p, t in zip(tracks["path"], tracks["track_id"])})
+    status.update({p: "error" for p in dropped})
+    _check(expected, status, {**{p: failed.get(t, "") for p, t in zip(tracks["path"], tracks["track_id"])}, **dropped})
+    assert meta["tracks"] == {s: int(((tracks["split"] == s) & ~tracks["track_id"].isin(failed)).sum())
+                              for s in ("train", "val", "test")}  # tracks with windows, not the failed
     long_id = tracks.loc[tracks["path"].str.endswith("long.flac"), "track_id"].item()
     assert (windows["track_id"] == long_id).sum() == int((LONG_MINUTES * 60 - FEATURES.window_s) / FEATURES.hop_s) + 1

@@ -1,8 +1,10 @@
-"""Prepare's per-track windowing (no Ray): noise and random-offset copies for training only."""
+"""Prepare's per-track windowing (no Ray): noise and random-offset copies for training only; catalogs refused before
+any work; tracks that cannot be read take no split slot (integration: a real local Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from genre_ray.features import FeatureConfig
@@ -41,3 +43,52 @@ def test_val_and_test_windows_stay_clean(tmp_path):
     for split in ("val", "test"):
         rows = _rows(tmp_path, split, noise_copies=2, noise_snr_db=10.0, offset_copies=2)
         assert [r["start_s"] for r in rows] == [0.0, 3.0, 6.0] and not any(r["augmented"] for r in rows)
+
+
+def _manifest(tmp_path, rows):
+    import pandas as pd
+
+    from genre_ray.synth import write_corpus
+
+    clips = write_corpus(tmp_path / "audio", genres=["blues", "rock"], per_genre=4, seconds=4.0)
+    table = pd.DataFrame([{"path": str(clips[i]) if i is not None else str(tmp_path / "gone.wav"), "label": lab}
+                          for i, lab in rows])
+    table.to_csv(tmp_path / "m.csv", index=False)
+    return tmp_path / "m.csv"
+
+
+def test_bad_catalogs_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Labels differing only in case became separate classes; a GTZAN folder given one level too high became one
+    class (train then failed); catalog errors were tracebacks (exit 1). All: one line, exit 2, nothing written."""
+    from genre_ray import cli
+
+    monkeypatch.setenv("GENRE_RAY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    clash = _manifest(tmp_path, [(0, "Hip-Hop"), (1, "hip-hop "), (4, "Rock")])
+    assert cli.main(["prepare", "--source", str(clash), "--out", str(tmp_path / "p1")]) == 2
+    assert "differ only in case" in capsys.readouterr().err
+    assert cli.main(["prepare", "--source", str(tmp_path), "--out", str(tmp_path / "p2"), "--set",
+                     "content_hash_s=0"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 2" in err and f"did you mean --source {tmp_path / 'audio'}" in err
+    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists() and not (tmp_path / "home").exists()
+
+
+@pytest.mark.integration
+def test_missing_files_take_no_split_slot(tmp_path, capsys, ray_session, mlflow_home):
+    """A listed file that is not there was assigned a split before anything was read: a genre's only val track
+    could be a missing file, and meta.json counted it."""
+    import json
+
+    from genre_ray import cli
+
+    rows = [(i, "blues") for i in range(4)] + [(i, "rock") for i in range(4, 8)] + [(None, "rock")]
+    src = _manifest(tmp_path, rows)
+    out = tmp_path / "prepared"
+    assert cli.main(["prepare", "--source", str(src), "--out", str(out), "--set", "features.n_mels=32",
+                     "--set", "features.height=32", "--set", "features.width=32"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 track(s) left out before the split (file not found): gone.wav" in printed
+    meta = json.loads((out / "meta.json").read_text())
+    assert [d["rel_path"] for d in meta["dropped_before_split"]] == ["gone.wav"] and meta["failed"] == []
+    assert sum(meta["tracks"].values()) == 8

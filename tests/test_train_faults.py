@@ -129,10 +129,17 @@ def test_killed_driver_reruns_into_the_same_run_from_its_last_checkpoint(tmp_pat
     with atomic.exclusive(out / LOCK_FILE, "a run"):  # another driver training into OUT: refused
         with pytest.raises(ConfigError, match="is in use by another run"):
             run_train(load_config(TrainConfig, None, again, data=str(prepared), out=str(out)))
-    # a dead driver's RUNNING run, rerun with another config: a new run, the old one marked KILLED
+    # a dead driver's RUNNING run: resumed with the same config and data; a re-prepared data folder (another
+    # fingerprint: other labels, splits or images) starts a new run — old weights are never resumed under new classes
     exp = client.get_experiment_by_name("driver-kill").experiment_id
-    stale = client.create_run(exp).info.run_id
     state = json.loads((out / RUN_FILE).read_text())
+    same = load_config(TrainConfig, None, again, data=str(prepared), out=str(out))
+    running = client.create_run(exp).info.run_id
+    (out / RUN_FILE).write_text(json.dumps({**state, "run_id": running}))
+    assert state["data"] and resumable_run(out / RUN_FILE, same, client, state["data"])["run_id"] == running
+    assert resumable_run(out / RUN_FILE, same, client, "another-fingerprint") is None
+    # with another config: a new run, the old one marked KILLED
+    stale = client.create_run(exp).info.run_id
     (out / RUN_FILE).write_text(json.dumps({**state, "run_id": stale}))
     other = load_config(TrainConfig, None, [*again, "epochs=2"], data=str(prepared), out=str(out))
     assert resumable_run(out / RUN_FILE, other, client) is None and client.get_run(stale).info.status == "KILLED"

@@ -14,12 +14,14 @@ track is ever trained on. Output layout::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import pandas as pd
 import ray
 
 from genre_ray import audio
@@ -117,12 +119,25 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     announce("prepare", cfg)
     t0 = time.time()
     preflight.existing_path(cfg.source, "source")
-    tracks = load_catalog(cfg.source, kind=cfg.catalog, **({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}))
+    options = {**({"audio_dir": cfg.audio_dir} if cfg.audio_dir else {}),
+               **({"subset": cfg.subset} if cfg.subset != "auto" else {})}
+    try:
+        tracks = load_catalog(cfg.source, kind=cfg.catalog, **options)
+    except (ValueError, TypeError) as exc:  # a catalog the loader cannot use: the setting, named, exit 2
+        raise ConfigError(f"source={cfg.source}: {exc}") from None
     strategy = resolve_split(cfg.split, tracks)  # auto: the source's own splits when it gives them all
+    # a listed file that is not there, or (random split, hashed first) one that does not decode, takes no split
+    # slot: a genre's only val track must not be a missing file
+    tracks, dropped = _drop(tracks, [("://" not in p and not os.path.lexists(p)) for p in tracks["path"]],
+                            "file not found")
     if cfg.content_hash_s > 0 and strategy == "random":  # hash first: the random split keeps copies together
         tracking.setup(cfg.experiment)  # an unusable MLflow store fails before Ray starts
         init_ray(cfg.ray)
-        tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s)
+        errors: list[str] = []
+        tracks[CONTENT_HASH] = content_hashes(tracks["path"].tolist(), cfg.content_hash_s, errors)
+        tracks, more = _drop(tracks, [bool(e) for e in errors], "does not decode", errors)
+        dropped += more
+    _check_classes(tracks, cfg.source)
     try:
         tracks = assign_splits(tracks, strategy=strategy, fractions=cfg.split_fractions, seed=cfg.seed)
     except ValueError as exc:  # e.g. predefined with tracks that have no split: the setting, not a crash
@@ -144,6 +159,9 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
         print("prepare: content_hash_s=0: no content hashes, so copies of one recording under two names are not "
               "checked", flush=True)
     out = Path(cfg.out)
+    # meta.json marks a complete folder: gone first, so a re-run killed part-way leaves a folder every job refuses
+    # ("no meta.json — run prepare"), never an old meta.json over new tracks and windows
+    (out / "meta.json").unlink(missing_ok=True)
     if (out / "windows").exists():
         shutil.rmtree(out / "windows")  # a re-run replaces the windows, never mixes two runs
     out.mkdir(parents=True, exist_ok=True)
@@ -164,12 +182,16 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     ds.write_parquet(str(out / "windows"), partition_cols=["split"], **IMAGE_WRITE_ARGS)
 
     counts = windows_per_split(out)
-    failed = read_failed(out)
+    rel = dict(zip(tracks["track_id"], tracks["rel_path"]))
+    failed = [{"rel_path": rel.get(f["track_id"], ""), **f} for f in read_failed(out)]
+    usable = tracks[~tracks["track_id"].isin({f["track_id"] for f in failed})]
+    _warn_empty_classes(usable, classes)
     meta = {
         "classes": classes,
         "features": cfg.features.to_dict(),
         "feature_hash": cfg.features.hash(),
-        "tracks": {s: int((tracks["split"] == s).sum()) for s in ("train", "val", "test")},
+        "tracks": {s: int((usable["split"] == s).sum()) for s in ("train", "val", "test")},  # with windows
+        "dropped_before_split": dropped,
         "windows": counts,
         "failed": failed,
         "leakage": {"checked_by": list(leak.checked_by), "offenders": leak.count, "allowed": bool(leak.leaks),
@@ -179,21 +201,62 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     }
     atomic.write_json(out / "meta.json", meta)
     _log_mlflow(cfg, meta, out)
-    print(f"prepared {sum(counts.values())} windows from {len(tracks) - len(failed)} tracks "
-          f"({len(failed)} failed) in {meta['seconds']} s → {out}", flush=True)
+    for f in failed[:5]:
+        print(f"prepare: failed: {f['rel_path'] or f['track_id']}: {f['error']}", flush=True)
+    print(f"prepared {sum(counts.values())} windows from {len(usable)} tracks ({len(failed)} failed"
+          f"{', first ones above; all in meta.json' if failed else ''}) in {meta['seconds']} s → {out}", flush=True)
     return meta
+
+
+def _drop(tracks: pd.DataFrame, mask: list[bool], reason: str,
+          details: list[str] | None = None) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """``tracks`` without the masked rows, and those rows as ``{rel_path, error}`` (printed, the first few)."""
+    if not any(mask):
+        return tracks, []
+    m = pd.Series(mask, index=tracks.index)
+    why = [f"{reason}: {d}" if d else reason for d in (details or [""] * len(mask))]
+    gone = [{"rel_path": r, "error": w} for r, w, k in zip(tracks["rel_path"], why, mask) if k]
+    shown = ", ".join(g["rel_path"] for g in gone[:5]) + (", …" if len(gone) > 5 else "")
+    print(f"prepare: {len(gone)} track(s) left out before the split ({reason}): {shown} (meta.json: "
+          "dropped_before_split)", flush=True)
+    return tracks[~m].reset_index(drop=True), gone
+
+
+def _check_classes(tracks: pd.DataFrame, source: str) -> None:
+    """ConfigError for fewer than 2 classes (a GTZAN folder given one level too high reads as one genre)."""
+    classes = sorted(tracks["label"].unique())
+    if len(classes) >= 2:
+        return
+    hint = ""
+    if len(classes) == 1 and Path(source).is_dir() and (Path(source) / classes[0]).is_dir():
+        hint = f" — a GTZAN-layout folder holds one folder per genre: did you mean --source {Path(source) / classes[0]}?"
+    raise ConfigError(f"source={source}: {len(classes)} class(es) {classes}; a classifier needs at least 2{hint}")
+
+
+def _warn_empty_classes(usable: pd.DataFrame, classes: list[str]) -> None:
+    """Say which genre has no usable track in a split: no training track (it cannot be learnt) or no held-out one
+    (its accuracy is not measured)."""
+    for split in ("train", "val", "test"):
+        held = set(usable.loc[usable["split"] == split, "label"])
+        empty = [c for c in classes if c not in held]
+        if empty:
+            print(f"prepare: WARNING: no usable {split} track for {len(empty)} genre(s): {', '.join(empty[:10])}"
+                  + (" — the model cannot learn them" if split == "train" else " — not measured there"), flush=True)
 
 
 def _hash_row(row: dict[str, Any], seconds: float) -> dict[str, Any]:
     try:
-        digest = file_content_hash(row["path"], seconds=seconds)
-    except Exception:  # an unreadable track is reported by the windowing step; nothing to compare here
-        digest = None
-    return {"i": row["i"], CONTENT_HASH: digest}
+        digest, error = file_content_hash(row["path"], seconds=seconds), ""
+    except Exception as exc:  # noqa: BLE001 - unreadable: the caller leaves the track out, with this reason
+        digest, error = None, f"{type(exc).__name__}: {str(exc)[:300]}"
+    return {"i": row["i"], CONTENT_HASH: digest, "error": error}
 
 
-def content_hashes(paths: list[str], seconds: float) -> list[str | None]:
-    """:func:`~genre_ray.leakage.file_content_hash` of every path (first ``seconds`` only), in Ray tasks, in order."""
+def content_hashes(paths: list[str], seconds: float, errors: list[str] | None = None) -> list[str | None]:
+    """:func:`~genre_ray.leakage.file_content_hash` of every path (first ``seconds`` only), in Ray tasks, in order;
+    None for a silent start or an unreadable file, whose reason goes to ``errors`` (in order; "" when read)."""
+    if errors is not None:
+        errors[:] = [""] * len(paths)
     if not paths:
         return []
     n_blocks = max(1, min(len(paths), int(ray.available_resources().get("CPU", 1)) * 4))
@@ -202,6 +265,8 @@ def content_hashes(paths: list[str], seconds: float) -> list[str | None]:
     out: list[str | None] = [None] * len(paths)
     for r in rows:
         out[int(r["i"])] = r[CONTENT_HASH]
+        if errors is not None:
+            errors[int(r["i"])] = r["error"]
     return out
 
 
@@ -235,5 +300,6 @@ def read_failed(prepared: str | Path) -> list[dict[str, str]]:
 def load_meta(prepared: str | Path) -> dict[str, Any]:
     p = Path(prepared) / "meta.json"
     if not p.is_file():
-        raise FileNotFoundError(f"{prepared}: no meta.json — run `genre-ray prepare` first")
+        raise FileNotFoundError(f"{prepared}: no meta.json — run `genre-ray prepare` first (a prepare killed "
+                                "part-way leaves none: run it again)")
     return json.loads(p.read_text())

@@ -367,11 +367,14 @@ def _identity(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k != "ray"}
 
 
-def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowClient") -> dict[str, Any] | None:
-    """The run to resume when the same config was trained into OUT before and its driver died before the end (its
+def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowClient",
+                  fingerprint: str | None = None) -> dict[str, Any] | None:
+    """The run to resume when the same config was trained into OUT before, on the same prepared data (``fingerprint``:
+    the same tracks, labels, splits and images — a re-prepared folder with another class order once resumed old
+    weights under the new class names), and its driver died before the end (its
     MLflow run not FINISHED: RUNNING after a SIGKILL, FAILED or KILLED after an error or Ctrl-C): ``{run_id,
     ray_run, status}``; Ray Train restores the last checkpoint of a run of the same name and storage. None: start a
-    new run (nothing there, another config, the run finished, or its MLflow run is gone)."""
+    new run (nothing there, another config or data, the run finished, or its MLflow run is gone)."""
     if not path.is_file():
         return None
     try:
@@ -379,8 +382,11 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
         run = client.get_run(saved["run_id"])
     except Exception:  # noqa: BLE001 - unreadable state or a run deleted from MLflow: a new run
         return None
-    if saved.get("config") != _identity(cfg):
-        print(f"[train] {path.parent} holds an earlier run with another config: starting a new run", flush=True)
+    changed = ("config" if saved.get("config") != _identity(cfg) else
+               "prepared data (dataset fingerprint)" if None not in (saved.get("data"), fingerprint)
+               and saved["data"] != fingerprint else None)
+    if changed:
+        print(f"[train] {path.parent} holds an earlier run with another {changed}: starting a new run", flush=True)
         if run.info.status == "RUNNING":  # its driver is gone (the caller holds OUT's lock): say so in MLflow
             client.set_terminated(saved["run_id"], status="KILLED")
         return None
@@ -507,11 +513,12 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
         atomic.write_json(out / "classes.json", classes)
         model_kwargs = _model_kwargs(cfg, features)
         client = mlflow.tracking.MlflowClient(uri)
-        resume = resumable_run(out / RUN_FILE, cfg, client)
+        resume = resumable_run(out / RUN_FILE, cfg, client, fingerprint)
         starter = mlflow.start_run(run_id=resume["run_id"]) if resume else mlflow.start_run(run_name=f"train {cfg.model} {out.name}")
         with starter as run:
             ray_run = resume["ray_run"] if resume else f"train-{run.info.run_id[:12]}"
-            atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg)})
+            atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id, "ray_run": ray_run, "config": _identity(cfg),
+                                               "data": fingerprint})
             if resume:  # params are logged already (MLflow refuses to change one); Ray Train finds the checkpoints
                 drives = int(run.data.tags.get("genre_ray.driver_resumes", "0")) + 1
                 mlflow.set_tag("genre_ray.driver_resumes", str(drives))
