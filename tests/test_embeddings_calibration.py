@@ -311,12 +311,11 @@ def test_per_class_metric_names_mlflow_accepts(tmp_path):
     logged = per_class_metrics("val_final_track", classification_metrics(np.eye(len(names))[labels], labels,
                                                                          names)["per_class"])
     assert len(logged) == 2 * len(names) and "val_final_track_recall.Música" in logged
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
-    try:
-        with mlflow.start_run():
-            mlflow.log_metrics(logged)
-    finally:
-        mlflow.set_tracking_uri(None)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    run = client.create_run(client.create_experiment("names"))
+    for key, value in logged.items():
+        client.log_metric(run.info.run_id, key, value)
+    assert set(client.get_run(run.info.run_id).data.metrics) == set(logged)
 
 
 def test_a_padded_track_is_uncertain_however_confident():
