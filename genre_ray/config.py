@@ -9,6 +9,7 @@ are overridden with dots (``features.window_s=2.0``); values are parsed as YAML 
 from __future__ import annotations
 
 import os
+import typing
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,17 @@ class ConfigError(ValueError):
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, v: Any, info: Any) -> Any:
+        """``epochs=true`` is a mistake, not 1: pydantic's lax mode would take a bool for an int or float field."""
+        if isinstance(v, bool) and info.field_name in cls.model_fields:
+            ann = cls.model_fields[info.field_name].annotation
+            kinds = set(typing.get_args(ann)) or {ann}
+            if bool not in kinds and kinds & {int, float}:
+                raise ValueError(f"a number, not {str(v).lower()}")
+        return v
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -240,6 +252,9 @@ class TrainConfig(_Base):
         if self.finetune != "full" and self.model != "resnet18":
             raise ValueError(f"finetune={self.finetune!r} needs a pretrained backbone (model resnet18), "
                              f"not {self.model!r}")
+        if self.finetune != "full" and not self.pretrained:  # a frozen or slowed random backbone learns nothing
+            raise ValueError(f"finetune={self.finetune!r} needs ImageNet weights: give --pretrained FILE (or "
+                             "pretrained: auto with torchvision's cached resnet18 file)")
         if self.pretrained and self.pretrained != "auto" and not Path(self.pretrained).expanduser().is_file():
             raise ValueError(f"pretrained weights file not found: {self.pretrained}")
         if self.pretrained and self.model != "resnet18":
@@ -443,7 +458,7 @@ class TuneConfig(_Base):
         try:
             return TrainConfig.model_validate(self._train_dict())
         except ValidationError as exc:
-            raise ValueError(f"train.{_first_error(exc)}") from None
+            raise ValueError(f"train.{_first_error(exc, TrainConfig)}") from None
 
     def trial_config(self, values: dict[str, Any]) -> TrainConfig:
         """The TrainConfig of one trial: the fixed part with ``values`` (dotted keys → sampled values) applied."""
@@ -455,10 +470,10 @@ class TuneConfig(_Base):
         return TrainConfig.model_validate(data)
 
 
-def _first_error(exc: Exception) -> str:
+def _first_error(exc: Exception, cls: type[BaseModel] = None) -> str:
     if isinstance(exc, ValidationError):
         e = exc.errors()[0]
-        return f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}"
+        return f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}{_did_you_mean(cls, e) if cls else ''}"
     return str(exc)
 
 

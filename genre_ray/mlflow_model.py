@@ -82,7 +82,8 @@ class GenreLabeller(mlflow.pyfunc.PythonModel):
 
 
 def _paths(model_input: Any) -> list[str]:
-    """A DataFrame with a ``path`` column (pyfunc's usual input), a list of paths, or one path → ``[str]``."""
+    """The ``path`` column of pyfunc's input DataFrame → ``[str]`` (a list or one path, when ``predict`` is called
+    on the Python model itself; MLflow's schema check wants the DataFrame)."""
     import pandas as pd
 
     if isinstance(model_input, pd.DataFrame):

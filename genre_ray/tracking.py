@@ -120,3 +120,20 @@ def log_params(params: dict[str, Any]) -> None:
     items = list(clean.items())
     for i in range(0, len(items), 100):
         mlflow.log_params(dict(items[i:i + 100]))
+
+
+def model_version(uri: str) -> str:
+    """Registered-model version of a ``models:/name/N`` or ``models:/name@alias`` URI ("" otherwise)."""
+    if not uri.startswith("models:/"):
+        return ""
+    ref = uri[len("models:/"):].strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            import mlflow
+
+            return str(mlflow.tracking.MlflowClient().get_model_version_by_alias(name, alias).version)
+        except Exception:  # an unreachable registry must not stop labelling
+            return ""
+    parts = ref.split("/")
+    return parts[1] if len(parts) > 1 else ""

@@ -151,6 +151,7 @@ def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path,
     assert (tmp_path / "eval" / "confusion_test_track.png").stat().st_size > 5000
     run = mlflow.get_run(res["run_id"])
     assert run.data.tags["genre_ray.job"] == "evaluate" and run.data.tags["same_split_as_training"] == "true"
+    assert run.data.params["model_version_resolved"] == "1" and run.data.params["model_run_id"] == report["run_id"]
     assert run.data.metrics["test_track_accuracy"] == res["track"]["accuracy"]
     assert main([*argv[:-2], "--split", "holdout"]) == 2
 

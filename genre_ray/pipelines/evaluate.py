@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from genre_ray.tracking import model_version
 from genre_ray import atomic, preflight, tracking
 from genre_ray.config import ConfigError, EvaluateConfig, absolute_paths
 from genre_ray.evaluate import per_class_metrics, plot_confusion, score_windows
@@ -69,7 +70,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     tracks = pd.read_parquet(Path(cfg.data) / "tracks.parquet")
     report = {"model": cfg.model, "data": cfg.data, "split": cfg.split, "aggregate": how,
               "temperature": bundle.temperature, "dataset_fingerprint": dataset_fingerprint(tracks, meta["feature_hash"]),
-              "trained_on": bundle.meta.get("dataset_fingerprint"), **result}
+              "trained_on": bundle.meta.get("dataset_fingerprint"), "model_version_resolved": model_version(cfg.model),
+              "model_run_id": bundle.meta.get("run_id", ""), **result}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(cfg.out) if cfg.out else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                              "dataset_fingerprint": report["dataset_fingerprint"],
                              "same_split_as_training": str(report["trained_on"] == report["dataset_fingerprint"]).lower(),
                              **{f"version.{k}": v for k, v in versions().items()}})
-            tracking.log_params({**cfg.flat(), "aggregate_used": how, "temperature": bundle.temperature})
+            tracking.log_params({**cfg.flat(), "aggregate_used": how, "temperature": bundle.temperature,
+                                 "model_version_resolved": report["model_version_resolved"],
+                                 "model_run_id": report["model_run_id"]})  # what @champion meant then
             for level in ("window", "track"):
                 m = result[level]
                 mlflow.log_metrics({f"{cfg.split}_{level}_accuracy": m["accuracy"],

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 import ray
 
 from genre_ray import atomic, preflight, tracking
+from genre_ray.tracking import model_version
 from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
 from genre_ray.config import ConfigError, LabelConfig, absolute_paths, local_path
@@ -534,21 +535,6 @@ def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: boo
 # ---------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------
-
-
-def model_version(uri: str) -> str:
-    """Registered-model version of a ``models:/name/N`` or ``models:/name@alias`` URI ("" otherwise)."""
-    if not uri.startswith("models:/"):
-        return ""
-    ref = uri[len("models:/"):].strip("/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        try:
-            return str(mlflow.tracking.MlflowClient().get_model_version_by_alias(name, alias).version)
-        except Exception:  # an unreachable registry must not stop labelling
-            return ""
-    parts = ref.split("/")
-    return parts[1] if len(parts) > 1 else ""
 
 
 def _label_stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],

@@ -63,8 +63,8 @@ def _model_kwargs(cfg: TrainConfig, features: FeatureConfig) -> dict[str, Any]:
         if path:
             kw["pretrained"] = path
             kw.setdefault("imagenet_norm", True)  # the images standardised as the ImageNet weights expect
-        elif cfg.finetune == "fixed":  # a random backbone, frozen: only a head on noise features would train
-            raise ConfigError("finetune=fixed needs ImageNet weights, and pretrained=auto found none "
+        elif cfg.finetune != "full":  # a random backbone, frozen or slowed: only a head on noise features trains
+            raise ConfigError(f"finetune={cfg.finetune} needs ImageNet weights, and pretrained=auto found none "
                               "($TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth); give --pretrained FILE")
         else:
             print("train: no ImageNet weights found for pretrained=auto; training from scratch", flush=True)
@@ -294,6 +294,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     votes = _allreduce(torch.tensor([float(on)]), device)
     if int(votes[0]) == world and start_epoch < cfg.epochs:
         cache = load_device_cache(train_shard, cfg, device, f"train rank {rank}")
+    if client is not None:  # what the run's null (auto) settings became, beside the settings themselves
+        log_effective(client, run_id, {"device_cache": int(votes[0]) == world,
+                                       "fused_optimizer": bool(optimizer.defaults.get("fused")),
+                                       "device": str(device)})
     stop = start_epoch >= cfg.epochs or (cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience)
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
@@ -362,9 +366,21 @@ RUN_FILE = "train_run.json"
 """OUT/train_run.json: the MLflow run, the Ray Train run name and the config of the last run into OUT."""
 
 
+def log_effective(client: "mlflow.tracking.MlflowClient", run_id: str, values: dict[str, Any]) -> None:
+    """``effective.<key>`` params: what a setting left to the job (null = auto) became in this run — the config's
+    own params keep what the user asked for. A resumed run that decides otherwise keeps the first value (MLflow
+    params cannot change): said, not fatal."""
+    for key, value in values.items():
+        try:
+            client.log_param(run_id, f"effective.{key}", value)
+        except Exception as exc:  # noqa: BLE001 - a resumed run that decided another value: the record stays
+            log.info("effective.%s=%s not logged: %s", key, value, str(exc).splitlines()[0][:200])
+
+
 def _identity(cfg: TrainConfig) -> dict[str, Any]:
-    """What makes two train configs the same run: everything but where Ray runs."""
-    return {k: v for k, v in cfg.model_dump(mode="json").items() if k != "ray"}
+    """What makes two train configs the same run: everything but where Ray runs and how many CPUs a worker holds
+    (lowered to fit whatever Ray the run meets: a rerun with more CPUs resumed nothing and started over)."""
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("ray", "cpus_per_worker")}
 
 
 def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowClient",
@@ -391,6 +407,9 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
             client.set_terminated(saved["run_id"], status="KILLED")
         return None
     if run.info.status == "FINISHED":
+        print(f"[train] {path.parent} holds a finished run of this config (MLflow run {saved['run_id']}): training "
+              "again, a new run whose bundle, results and plots replace that run's files here (its MLflow run and "
+              "registered versions stay)", flush=True)
         return None
     return {"run_id": saved["run_id"], "ray_run": saved["ray_run"], "status": run.info.status}
 
@@ -436,6 +455,17 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its local paths absolute (data, out, pretrained, storage_path): every Ray Train worker validates
     the config again in its own working folder, where a relative path names nothing."""
     return absolute_paths(cfg, "data", "out", "storage_path", *(("pretrained",) if cfg.pretrained != "auto" else ()))
+
+
+def _registered_version(client: "mlflow.tracking.MlflowClient", name: str | None, run_id: str) -> str | None:
+    """The version of registered model ``name`` made from ``run_id`` (its latest), if any."""
+    if not name:
+        return None
+    try:
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except Exception:  # noqa: BLE001 - no such model yet
+        return None
+    return str(max(int(v.version) for v in found)) if found else None
 
 
 def _describe(client: "mlflow.tracking.MlflowClient", cfg: TrainConfig, version: str, report: dict[str, Any],
@@ -543,6 +573,9 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
                 # streamed every epoch: the files in a new random order each epoch (prepare writes a track's windows
                 # together, and the local shuffle buffer holds only a few tracks), not the same order every epoch
                 datasets["train"] = datasets["train"].randomize_block_order()
+            log_effective(client, run.info.run_id, {
+                "cache_in_memory": cached, "storage_path": cfg.storage_path or str(out / "ray_results"),
+                "cpus_per_worker": cfg.cpus_per_worker, "model_kwargs": json.dumps(model_kwargs, sort_keys=True)})
             if cached:
                 t_cache = time.time()
                 datasets = {k: ds.materialize() for k, ds in datasets.items()}
@@ -614,11 +647,13 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             mlflow.log_artifact(str(out / "results.json"))
             # the logged model labels audio files through plain mlflow.pyfunc (genre_ray.mlflow_model); the bundle
             # inside is what label/predict/evaluate load by runs:/ or models:/ URI
-            info = log_labeller(bundle_dir, classes, registered_model_name=cfg.register_as)
+            # a driver killed after registering and rerun: the run's version is kept, not registered twice
+            earlier = _registered_version(client, cfg.register_as, run.info.run_id) if resume else None
+            info = log_labeller(bundle_dir, classes, registered_model_name=None if earlier else cfg.register_as)
             report["model_uri"] = info.model_uri
             report["bundle"] = str(bundle_dir)
-            if cfg.register_as and info.registered_model_version is not None:
-                version = str(info.registered_model_version)
+            if cfg.register_as and (earlier or info.registered_model_version is not None):
+                version = earlier or str(info.registered_model_version)
                 report["registered"] = f"models:/{cfg.register_as}/{version}"
                 _describe(client, cfg, version, report, classes)
                 report["alias"] = _promote(client, cfg.register_as, version, cfg.champion_alias,

@@ -47,7 +47,8 @@ from torch import nn
 from genre_ray import accel, tracking
 from genre_ray import atomic, preflight
 from genre_ray.augment import BatchAugment
-from genre_ray.config import DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig
+from genre_ray.config import (DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig, absolute_paths,
+                              local_path)
 from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
@@ -440,7 +441,7 @@ def _open_parent(cfg: TuneConfig, out: Path, client, exp_id: str, resuming: bool
         rid = json.loads(state_file.read_text())["parent_run_id"]
         client.update_run(rid, status="RUNNING")
         return rid, True
-    run = client.create_run(exp_id, run_name=f"tune {cfg.name}", tags={"genre_ray.job": "tune", "git_commit": git_commit(),
+    run = client.create_run(exp_id, run_name=f"tune {cfg.name} {Path(cfg.out).name}", tags={"genre_ray.job": "tune", "git_commit": git_commit(),
                                                                       **{f"version.{k}": v for k, v in versions().items()}})
     return run.info.run_id, False
 
@@ -465,9 +466,20 @@ def runs_closed_on_exit(client: "mlflow.tracking.MlflowClient", exp_id: str, par
         raise
 
 
+def _absolute_tune(cfg: TuneConfig) -> TuneConfig:
+    """``cfg`` with data/out/storage_path and the trials' ``train.pretrained`` file absolute: ``best_config.yaml``
+    kept a relative ``data`` that named another folder (or nothing) when trained from elsewhere."""
+    cfg = absolute_paths(cfg, "data", "out", "storage_path")
+    pretrained = cfg.train.get("pretrained")
+    if pretrained and pretrained != "auto":
+        cfg = cfg.model_copy(update={"train": {**cfg.train, "pretrained": local_path(str(pretrained))}})
+    return cfg
+
+
 def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     """Run (or resume) the sweep, summarise it in MLflow, save ``best_config.yaml`` and retrain the best config."""
     check_job_outputs(cfg, "out", "storage_path")
+    cfg = _absolute_tune(cfg)  # as printed, saved, logged and written into best_config.yaml
     announce("tune", cfg)
     base = cfg.base()
     meta = preflight.prepared_data(cfg.data)  # bad data or a base model that cannot fit it: ConfigError, before Ray
