@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -63,8 +64,8 @@ class GenreLabeller(mlflow.pyfunc.PythonModel):
         t = self.bundle.uncertain_threshold
         self.rule = UncertaintyRule(threshold=DEFAULT_THRESHOLD if t is None else t)
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
-        import pandas as pd
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:  # DataFrame hints: no schema from them
         import torch
 
         from genre_ray.inference import predict_file

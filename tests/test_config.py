@@ -31,6 +31,11 @@ def test_yaml_flags_and_overrides(tmp_path):
     (TrainConfig, ["data=d", "out=o", "epochs=0"], "epochs"),
     (TrainConfig, ["out=o"], "data"),
     (TrainConfig, ["data=d", "out=o", "pretrained=/no/such.pth"], "not found"),
+    (TrainConfig, ["data=d", "out=o", "epochs=true"], "a number, not true"),  # pydantic's lax mode: 1 epoch
+    (TrainConfig, ["data=d", "out=o", "lr=false"], "a number, not false"),
+    (TrainConfig, ["data=d", "out=o", "model=resnet18", "finetune=fixed"], "needs ImageNet weights"),
+    (TrainConfig, ["data=d", "out=o", "model=resnet18", "finetune=discriminative"], "needs ImageNet weights"),
+    (TuneConfig, ["data=d", "out=o", "search_space={lr: {choice: [0.1]}}", "train={epoch: 2}"], "did you mean 'epochs'"),
     (PrepareConfig, ["source=s", "out=o", "split_fractions=[0.5, 0.1, 0.1]"], "sum to 1"),
     (PrepareConfig, ["source=s", "out=o", "features.hop_s=-1"], "hop_s"),
     (LabelConfig, ["input=i", "model=m", "out=o", "aggregate=median"], "aggregate"),
@@ -166,5 +171,20 @@ def test_fixed_features_without_imagenet_weights_is_refused(tmp_path, monkeypatc
     cfg = TrainConfig(data="d", out="o", model="resnet18", pretrained="auto", finetune="fixed")
     with pytest.raises(ConfigError, match="finetune=fixed needs ImageNet weights"):
         _model_kwargs(cfg, FeatureConfig())
+    with pytest.raises(ConfigError, match="finetune=discriminative needs ImageNet weights"):
+        _model_kwargs(cfg.model_copy(update={"finetune": "discriminative"}), FeatureConfig())
     full = cfg.model_copy(update={"finetune": "full"})
     assert "pretrained" not in _model_kwargs(full, FeatureConfig())  # from scratch, said, allowed
+
+
+def test_tune_paths_are_absolute_in_best_config(tmp_path, monkeypatch):
+    """A sweep's best_config.yaml kept `data: prepared`: trained from another folder it named nothing, or other data."""
+    from genre_ray.pipelines.tune import _absolute_tune
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.pth").write_bytes(b"")
+    cfg = load_config(TuneConfig, overrides=["data=prepared", "out=sweeps/s1", "search_space={lr: {choice: [0.1]}}",
+                                             "train={model: resnet18, pretrained: w.pth}"])
+    got = _absolute_tune(cfg)
+    assert got.data == str(tmp_path / "prepared") and got.out == str(tmp_path / "sweeps" / "s1")
+    assert got.train["pretrained"] == str(tmp_path / "w.pth") and got.base().pretrained == str(tmp_path / "w.pth")
