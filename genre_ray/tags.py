@@ -69,9 +69,12 @@ def write_genre_tag(path: str | Path, genre: str, dry_run: bool = False) -> TagR
         kind = type(f).__name__
         if kind not in TAG_WRITERS:
             return TagResult(path, genre, "", "skipped", f"no tag writer for {kind}")
-        previous = TAG_WRITERS[kind](f, genre, dry_run)
-    except Exception as exc:  # a file we cannot tag is reported, never fatal
+    except Exception as exc:  # a file whose tags cannot be read: reported, never fatal
         return TagResult(path, genre, "", "skipped", f"{type(exc).__name__}: {exc}")
+    try:
+        previous = TAG_WRITERS[kind](f, genre, dry_run)
+    except Exception as exc:  # read, but the write failed (read-only, immutable, disk full): not a skip
+        return TagResult(path, genre, "", "failed", f"{type(exc).__name__}: {exc}")
     if previous == genre:
         return TagResult(path, genre, previous, "unchanged")
     return TagResult(path, genre, previous, "would-write" if dry_run else "written")

@@ -176,6 +176,25 @@ def test_write_tags_dry_run_then_write_never_touches_audio(library, tmp_path):
     assert write_genre_tag(text, "rock").action == "skipped"
 
 
+def test_a_tag_write_that_fails_says_failed_not_skipped(library, tmp_path, monkeypatch):
+    """An immutable or read-only file (root writes through chmod, so the save is made to fail) read "skipped"."""
+    from mutagen.flac import FLAC
+
+    from genre_ray.tags import write_genre_tag
+
+    root, _ = library
+    flac = tmp_path / "b2.flac"
+    shutil.copy(root / "blues/live/b2.flac", flac)
+
+    def refuse(self, *a, **kw):
+        raise PermissionError(1, "Operation not permitted", str(flac))
+
+    monkeypatch.setattr(FLAC, "save", refuse)
+    r = write_genre_tag(flac, "rock")
+    assert r.action == "failed" and "Operation not permitted" in r.reason
+    assert write_genre_tag(flac, "rock", dry_run=True).action == "would-write"  # a dry run saves nothing
+
+
 def test_object_store_uris_through_fsspec(library):
     """An fsspec URI (here the in-memory filesystem standing in for s3:// or gs://) is listed and decoded."""
     import fsspec
