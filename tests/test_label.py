@@ -162,7 +162,13 @@ def test_sigkill_partway_then_rerun_gives_exactly_the_uninterrupted_result(setup
     assert 1 <= len(partial) < len(expected), log[-3000:]
     assert partial["path"].is_unique
 
+    killed_run = json.loads((out / "label_run.json").read_text())["run_id"]
+    assert mlflow.MlflowClient().get_run(killed_run).info.status == "RUNNING"  # its driver is dead
     resumed = run_label(cfg.model_copy(update={"out": str(out)}))
+    client = mlflow.MlflowClient()
+    assert client.get_run(killed_run).info.status == "KILLED"  # was RUNNING for ever
+    new_run = json.loads((out / "label_run.json").read_text())["run_id"]
+    assert client.get_run(new_run).data.tags["genre_ray.previous_run"] == killed_run
     assert resumed["skipped_already_labelled"] == len(partial)
     assert resumed["labelled_now"] == len(expected) - len(partial)
     got, want = read_labels(out), read_labels(work / "out")
@@ -205,7 +211,7 @@ def test_library_changes_between_runs_and_names_that_are_not_utf8(setup, tmp_pat
 
     a.write_bytes((work / "library" / "metal" / "m2.wav").read_bytes())  # new audio at an old path
     b.unlink()
-    again = run_label(cfg)
+    again = run_label(cfg.model_copy(update={"timeline": False}))  # OUT has a timeline: kept for the relabelled
     assert again["relabelled_changed"] == 1 and again["removed_gone"] == 1 and again["labelled_now"] == 1
     rows = read_labels(tmp_path / "out")
     assert len(rows) == 4 and not rows["path"].duplicated().any() and str(b) not in set(rows["path"])

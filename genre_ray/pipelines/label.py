@@ -23,6 +23,7 @@ so the union of shards has exactly one row per input file. Also written: ``OUT/c
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -733,6 +734,10 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
                  "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
         listed = {path_text(f): f for f in files}  # a row's name → the file
         resume = prepare_output(out, key, cfg.overwrite, cfg.retry_errors, listed)
+        if not cfg.timeline and any((out / TIMELINE).glob("*.parquet")):  # one OUT, one kind of output
+            cfg = cfg.model_copy(update={"timeline": True})
+            print(f"[label] {out / TIMELINE} exists: the files labelled now get their timeline too (timeline: true)",
+                  flush=True)
         cfg.save(out / "config.yaml")  # after the check: a refused run leaves the folder's config as it was
         todo = [f for name, f in listed.items() if name not in resume.done]
         skipped = len(files) - len(todo)
@@ -747,8 +752,11 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
                   "them again", flush=True)
         # the MLflow run opens before the work: a run killed or failed part-way is there (RUNNING / FAILED) with its
         # params, and the rerun that resumes it says so (genre_ray.resumed, metric skipped)
-        with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}"):
+        before = _close_dead_run(out)  # a SIGKILLed run of this OUT stayed RUNNING in MLflow for ever
+        with mlflow.start_run(run_name=f"label {Path(cfg.input).name or cfg.input}") as run:
+            atomic.write_json(out / RUN_FILE, {"run_id": run.info.run_id})
             mlflow.set_tags({"genre_ray.job": "label", "genre_ray.resumed": str(skipped > 0).lower(),
+                             **({"genre_ray.previous_run": before} if before else {}),
                              "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
             tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key,
                                  "model_version_resolved": extra["model_version"]})  # what @champion meant then
@@ -757,6 +765,28 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
             _log_mlflow(summary, out)
     _print_summary(summary)
     return summary
+
+
+RUN_FILE = "label_run.json"
+"""``OUT/label_run.json``: the MLflow run of the last label run into OUT (written as it starts)."""
+
+
+def _close_dead_run(out: Path) -> str | None:
+    """The MLflow run id of the previous label run into ``out``, marked KILLED if it is still RUNNING — its driver is
+    dead: the caller holds OUT's lock. None when there was none (or the store does not know it)."""
+    path = out / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        rid = json.loads(path.read_text())["run_id"]
+        client = mlflow.tracking.MlflowClient()
+        if client.get_run(rid).info.status == "RUNNING":
+            client.set_terminated(rid, status="KILLED")
+            print(f"[label] the previous run into {out} (MLflow run {rid}) died part-way: marked KILLED, resumed "
+                  "by this one", flush=True)
+        return rid
+    except Exception:  # noqa: BLE001 - unreadable state or a run deleted from MLflow: nothing to close
+        return None
 
 
 def _print_listing_notes(notes: dict[str, Any]) -> None:
