@@ -319,6 +319,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             since_best += 1
         metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"], **va,
                    f"best_{cfg.select_metric}": best, "lr": scheduler.get_last_lr()[0],
+                   **({"lr_backbone": scheduler.get_last_lr()[1]} if len(optimizer.param_groups) > 1 else {}),
                    "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9),
                    SELECTION: selection_score(va[cfg.select_metric], epoch, cfg.select_metric)}
         stop = cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience
