@@ -17,6 +17,7 @@ from genre_ray import atomic
 from genre_ray.registry import Registry
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 Aggregator = Callable[[np.ndarray], np.ndarray]
@@ -230,3 +231,25 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, 
     first = dict(zip(track_ids, y))
     track_y = np.array([first[i] for i in track_ids_])
     return {"window": classification_metrics(p, y, classes), "track": classification_metrics(track_probs, track_y, classes)}
+
+
+def track_predictions(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, classes: Sequence[str],
+                      how: str = "mean", temperature: float = 1.0) -> "pd.DataFrame":
+    """The per-track verdicts behind :func:`score_logits`' track metrics, one row per track: ``track_id``, ``label``,
+    ``predicted``, ``confidence``, ``correct``, ``n_windows``, ``p_<class>`` — which tracks a model gets wrong."""
+    import pandas as pd
+
+    from genre_ray.calibration import softmax_t
+
+    p, y = softmax_t(logits, temperature).astype(np.float32), np.asarray(labels).astype(int)
+    ids, probs = aggregate(p, track_ids, how)
+    first = dict(zip(track_ids, y))
+    counts = pd.Series(np.asarray(track_ids)).value_counts()
+    truth = np.array([first[i] for i in ids])
+    best = probs.argmax(axis=1)
+    table = pd.DataFrame({"track_id": ids, "label": [classes[i] for i in truth],
+                          "predicted": [classes[i] for i in best], "confidence": probs.max(axis=1),
+                          "correct": best == truth, "n_windows": [int(counts[i]) for i in ids]})
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = probs[:, j]
+    return table

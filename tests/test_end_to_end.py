@@ -149,6 +149,9 @@ def test_evaluate_scores_a_registered_model_on_the_test_split(trained, tmp_path,
     assert res["track"]["accuracy"] == pytest.approx(report["test"]["track"]["accuracy"], abs=1e-9)
     assert res["track"]["ece"] == pytest.approx(report["test"]["track"]["ece"], abs=1e-4)
     assert (tmp_path / "eval" / "confusion_test_track.png").stat().st_size > 5000
+    verdicts = pd.read_csv(tmp_path / "eval" / "predictions.csv")  # one row per test track, wrong ones first
+    assert len(verdicts) == res["track"]["n"] and verdicts["rel_path"].notna().all()
+    assert verdicts["correct"].mean() == pytest.approx(res["track"]["accuracy"])
     run = mlflow.get_run(res["run_id"])
     assert run.data.tags["genre_ray.job"] == "evaluate" and run.data.tags["same_split_as_training"] == "true"
     assert run.data.params["model_version_resolved"] == "1" and run.data.params["model_run_id"] == report["run_id"]

@@ -61,3 +61,21 @@ def test_split_batches_leave_out_the_augmented_copies(tmp_path):
     imgs, labels, ids = (np.concatenate(x) for x in zip(*got))
     assert list(ids) == ["a", "b"] and list(labels) == [0, 1]
     np.testing.assert_array_equal(imgs, images[[0, 2]])
+
+
+@pytest.mark.parametrize("how", ["mean", "vote"])
+def test_track_predictions_are_the_verdicts_behind_the_track_metrics(how):
+    """evaluate's predictions.csv: one row per track, the same verdicts the track accuracy counts."""
+    from genre_ray.evaluate import score_logits, track_predictions
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat([f"t{i}" for i in range(12)], 5)
+    labels = np.repeat(rng.integers(0, 3, 12), 5)
+    logits = rng.normal(size=(60, 3)) + 2.0 * np.eye(3)[labels]
+    classes = ["blues", "jazz", "rock"]
+    table = track_predictions(logits, labels, ids, classes, how, temperature=0.7)
+    res = score_logits(logits, labels, ids, classes, how, temperature=0.7)
+    assert len(table) == res["track"]["n"] == 12 and (table["n_windows"] == 5).all()
+    assert table["correct"].mean() == pytest.approx(res["track"]["accuracy"])
+    assert (table["predicted"] == table[[f"p_{c}" for c in classes]].idxmax(axis=1).str[2:]).all()
+    assert np.allclose(table[[f"p_{c}" for c in classes]].max(axis=1), table["confidence"])

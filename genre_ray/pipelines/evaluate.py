@@ -18,7 +18,7 @@ import numpy as np
 from genre_ray.tracking import model_version
 from genre_ray import atomic, preflight, tracking
 from genre_ray.config import ConfigError, EvaluateConfig, absolute_paths
-from genre_ray.evaluate import per_class_metrics, plot_confusion, score_windows
+from genre_ray.evaluate import per_class_metrics, plot_confusion, score_logits, track_predictions, window_logits
 from genre_ray.pipelines.common import announce, check_job_outputs
 from genre_ray.pipelines.prepare import split_dir
 
@@ -65,9 +65,14 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                           f"{meta['classes']}")
     how = cfg.aggregate or bundle.aggregate
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    result = score_windows(bundle.build_model(), split_batches(cfg.data, cfg.split, cfg.batch_size), bundle.classes,
-                           how, bundle.temperature, device)
+    logits, labels, ids = window_logits(bundle.build_model(), split_batches(cfg.data, cfg.split, cfg.batch_size), device)
+    if not len(labels):
+        raise ConfigError(f"data={cfg.data}: no {cfg.split} windows to score")
+    result = score_logits(logits, labels, ids, bundle.classes, how, bundle.temperature)
     tracks = pd.read_parquet(Path(cfg.data) / "tracks.parquet")
+    verdicts = track_predictions(logits, labels, ids, bundle.classes, how, bundle.temperature)
+    verdicts = (tracks[["track_id", "rel_path"]].merge(verdicts, on="track_id", how="right")
+                .sort_values(["correct", "confidence"], ascending=[True, False], ignore_index=True))
     report = {"model": cfg.model, "data": cfg.data, "split": cfg.split, "aggregate": how,
               "temperature": bundle.temperature, "dataset_fingerprint": dataset_fingerprint(tracks, meta["feature_hash"]),
               "trained_on": bundle.meta.get("dataset_fingerprint"), "model_version_resolved": model_version(cfg.model),
@@ -77,6 +82,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.yaml")
         atomic.write_json(out / "results.json", report)
+        with atomic.atomic_path(out / "predictions.csv") as tmp_csv:  # wrong first, most confident first
+            verdicts.to_csv(tmp_csv, index=False)
         png = plot_confusion(result["track"]["confusion"], bundle.classes, out / f"confusion_{cfg.split}_track.png",
                              f"{cfg.split} per-track confusion ({bundle.model_name})")
         with mlflow.start_run(run_name=f"evaluate {cfg.split} {Path(cfg.data).name}") as run:
@@ -93,7 +100,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                                     f"{cfg.split}_{level}_macro_f1": m["macro_f1"], f"{cfg.split}_{level}_ece": m["ece"],
                                     f"{cfg.split}_{level}_n": m["n"]})
             mlflow.log_metrics(per_class_metrics(f"{cfg.split}_track", result["track"]["per_class"]))
-            for f in (out / "config.yaml", out / "results.json"):
+            for f in (out / "config.yaml", out / "results.json", out / "predictions.csv"):
                 mlflow.log_artifact(str(f))
             mlflow.log_artifact(str(png), artifact_path="plots")
             report["run_id"] = run.info.run_id
