@@ -89,6 +89,11 @@ def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):
     assert test["accuracy"] >= 0.9, f"test per-track accuracy {test['accuracy']} (chance {1 / GENRES})"
     run = mlflow.get_run(report["run_id"])
     assert run.data.params["model"] == "homebrew" and run.data.params["num_workers"] == "2"
+    # what the automatic settings became: the config's own params say null
+    assert run.data.params["cache_in_memory"] == "None" and run.data.params["effective.cache_in_memory"] in ("True", "False")
+    assert run.data.params["effective.device"] == "cpu" and run.data.params["effective.fused_optimizer"] == "False"
+    feats = json.loads((work / "prepared" / "meta.json").read_text())["features"]
+    assert json.loads(run.data.params["effective.model_kwargs"])["input_size"] == [feats["height"], feats["width"]]
     client = mlflow.tracking.MlflowClient()
     for curve in ("val_accuracy", "val_track_accuracy"):  # one point per epoch: the final scores have their own keys
         assert sorted(m.step for m in client.get_metric_history(report["run_id"], curve)) == list(range(EPOCHS)), curve
