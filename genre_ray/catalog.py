@@ -119,7 +119,8 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
     are skipped. Returned paths start with ``root`` as given.
 
     ``notes`` (a dict, optional) collects what was left out: ``skipped_ext`` (extension → count of files not
-    named like audio) and ``unreadable`` (folders that could not be listed, with the reason). With ``notes`` an
+    named like audio), ``unreadable`` (folders that could not be listed, with the reason) and ``unreadable_dirs``
+    (those folders, absolute). With ``notes`` an
     unreadable folder is noted and the walk goes on (the label job labels the rest and says so); without, its
     ``OSError`` is raised (a training catalog must not silently lose a folder).
 
@@ -137,11 +138,13 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
 
     skipped_ext: dict[str, int] = {}
     unreadable: list[str] = []
+    unreadable_dirs: list[str] = []
 
     def _raise(err: OSError) -> None:  # surface permission problems instead of silently skipping
         if notes is None:
             raise err
         unreadable.append(f"{err.filename}: {err.strerror or err}")
+        unreadable_dirs.append(os.path.abspath(str(err.filename)))
 
     for dirpath, dirnames, filenames in os.walk(root_path, followlinks=False, onerror=_raise):
         kept = []
@@ -171,6 +174,7 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
     if notes is not None:
         notes["skipped_ext"] = dict(sorted(skipped_ext.items(), key=lambda kv: -kv[1]))
         notes["unreadable"] = unreadable
+        notes["unreadable_dirs"] = unreadable_dirs
     if hidden:
         logger.info("list_audio_files(%s): skipped %d hidden entries (names starting with '.': folders, and files "
                     "named like audio)", root_path, hidden)
@@ -429,8 +433,8 @@ def from_fma(
     df = _read_fma_tracks(csv_path)
     n_rows = len(df)
     if subset == "auto":
-        name = audio_path.resolve().name.lower()
-        subset = next((s for s in (*FMA_SUBSETS, "full") if name == f"fma_{s}"), None)
+        names = [audio_path.name.lower(), audio_path.resolve().name.lower()]  # as given first: a link fma_medium → x
+        subset = next((s for n in names for s in (*FMA_SUBSETS, "full") if n == f"fma_{s}"), None)
         logger.warning("from_fma: subset %s (from the audio folder's name %s; set subset= to choose)",
                        subset or "none: every row with audio", audio_path.name)
     if subset is not None:

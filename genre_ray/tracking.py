@@ -123,17 +123,25 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 def model_version(uri: str) -> str:
-    """Registered-model version of a ``models:/name/N`` or ``models:/name@alias`` URI ("" otherwise)."""
+    """Registered-model version a ``models:/name/N``, ``models:/name@alias``, ``models:/name/latest`` or
+    ``models:/name/<stage>`` URI stands for, as a number ("" for other URIs, or when the registry cannot say)."""
     if not uri.startswith("models:/"):
         return ""
     ref = uri[len("models:/"):].strip("/")
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        try:
-            import mlflow
+    try:
+        import mlflow
 
-            return str(mlflow.tracking.MlflowClient().get_model_version_by_alias(name, alias).version)
-        except Exception:  # an unreachable registry must not stop labelling
-            return ""
-    parts = ref.split("/")
-    return parts[1] if len(parts) > 1 else ""
+        client = mlflow.tracking.MlflowClient()
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return str(client.get_model_version_by_alias(name, alias).version)
+        name, _, version = ref.partition("/")
+        if version.isdigit() or not version:
+            return version
+        if version.lower() == "latest":
+            found = client.search_model_versions(f"name='{name}'")
+            return str(max(int(v.version) for v in found)) if found else ""
+        found = client.get_latest_versions(name, stages=[version])  # a stage name (MLflow's older registry)
+        return str(found[0].version) if found else ""
+    except Exception:  # noqa: BLE001 - an unreachable registry must not stop labelling or evaluating
+        return ""

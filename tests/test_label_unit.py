@@ -293,3 +293,57 @@ def test_names_that_are_not_utf8_are_written_with_escapes():
     name = os.fsdecode(b"/music/caf\xe9 \xff.mp3")
     assert path_text(name) == "/music/caf\\xe9 \\xff.mp3" and path_text("/music/café.mp3") == "/music/café.mp3"
     assert utf8_row({"path": name, "n": 1})["path"].encode("utf-8")
+
+
+def test_resume_takes_out_only_rows_of_files_known_to_be_gone(tmp_path):
+    """A row leaves OUT when its file is gone from the input folder; never for a file of another input, one under a
+    folder that is not there (a drive not mounted) or under a folder the walk could not read; a changed file's row
+    leaves so it is labelled again."""
+    from genre_ray.inference import label_row
+    from genre_ray.pipelines.label import ShardWriter, file_stamps, prepare_output
+
+    lib, other = tmp_path / "lib", tmp_path / "other"
+    for d in (lib / "locked", other):
+        d.mkdir(parents=True)
+    files = {n: lib / n for n in ("keep.wav", "changed.wav", "deleted.wav")}
+    files.update({"locked": lib / "locked" / "x.wav", "other": other / "o.wav"})
+    for f in files.values():
+        f.write_bytes(b"RIFF")
+    unmounted = str(tmp_path / "usb" / "album" / "u.wav")
+    probs = np.full((1, len(CLASSES)), 1 / len(CLASSES))
+    paths = [str(f) for f in files.values()] + [unmounted]
+    rows = [label_row(p, 3.0, STATUS_OK, "", probs, CLASSES, "mean", 2, {"label_key": "k"}) for p in paths]
+    ShardWriter(tmp_path / "out", CLASSES, timeline=False, stamps=file_stamps(paths)).write(rows, [])
+    files["deleted.wav"].unlink()
+    files["locked"].unlink()  # as a folder the walk could not read would look: its files not listed
+    files["changed.wav"].write_bytes(b"RIFF and more")
+    listed = {str(files[n]): str(files[n]) for n in ("keep.wav", "changed.wav")}
+    got = prepare_output(tmp_path / "out", "k", overwrite=False, listed=listed, scope=str(lib),
+                         unreadable=(str(lib / "locked"),))
+    assert got.changed == 1 and got.removed == 1
+    assert got.done == {str(files["keep.wav"]), str(files["locked"]), str(files["other"]), unmounted}
+
+
+def test_tag_writes_restamp_their_rows(library, tmp_path):
+    """Writing a genre tag changes the file's size and time: its row is restamped, so the next run does not label
+    every tagged file again."""
+    import pandas as pd
+
+    from genre_ray.inference import label_row
+    from genre_ray.pipelines.label import ShardWriter, file_stamps, prepare_output, read_labels, write_tags
+
+    root, _ = library
+    flac = tmp_path / "b2.flac"
+    shutil.copy(root / "blues/live/b2.flac", flac)
+    probs = np.eye(len(CLASSES))[[0]]
+    row = label_row(str(flac), 5.5, STATUS_OK, "", probs, CLASSES, "mean", 2, {"label_key": "k"})
+    ShardWriter(tmp_path / "out", CLASSES, timeline=False, stamps=file_stamps([str(flac)])).write([row], [])
+    before = read_labels(tmp_path / "out")["file_stamp"].item()
+    tags = write_tags(read_labels(tmp_path / "out"), tmp_path / "out", dry_run=False)
+    assert tags["action"].tolist() == ["written"]
+    assert read_labels(tmp_path / "out")["file_stamp"].item() != before
+    got = prepare_output(tmp_path / "out", "k", overwrite=False, listed={str(flac): str(flac)})
+    assert got.changed == 0 and got.done == {str(flac)}
+    write_tags(read_labels(tmp_path / "out"), tmp_path / "out", dry_run=True)  # unchanged now: not listed again
+    log = pd.read_csv(tmp_path / "out" / "tags.csv")
+    assert log["action"].tolist() == ["written"] and log["previous"].isna().all()

@@ -164,3 +164,20 @@ def test_predict_from_the_registry_with_an_unreachable_server_exits_3_in_seconds
     assert main(["predict", str(tmp_path / "a.wav"), "--model", "models:/genre@champion"]) == 3
     assert time.time() - t0 < 20
     assert f"MLflow tracking server {uri} is unreachable" in capsys.readouterr().err
+
+
+def test_model_version_names_the_number_a_registry_uri_stands_for(tmp_path, monkeypatch):
+    """Evaluate and label record which version they used: `latest` or an alias once came out as the word itself."""
+    import mlflow
+
+    from genre_ray.tracking import model_version
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    client.create_registered_model("g")
+    for _ in range(3):
+        client.create_model_version("g", source=str(tmp_path))
+    client.set_registered_model_alias("g", "champion", "2")
+    assert [model_version(u) for u in ("models:/g/1", "models:/g@champion", "models:/g/latest", "models:/g/Nope",
+                                       "runs:/abc/model", "models:/g")] == ["1", "2", "3", "", "", ""]

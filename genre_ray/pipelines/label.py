@@ -266,7 +266,8 @@ class Resume(NamedTuple):
 
 
 def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = False,
-                   listed: dict[str, str] | None = None) -> Resume:
+                   listed: dict[str, str] | None = None, scope: str | None = None,
+                   unreadable: tuple[str, ...] = ()) -> Resume:
     """Make ``out`` ready to (re)label → :class:`Resume`.
 
     Leftovers of a killed run (temp files, timeline shards without their labels shard) are removed. Shards
@@ -277,9 +278,11 @@ def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = Fa
 
     ``listed`` (this run's inputs: row name → path) takes out, the same way (timeline shard first, so a kill in
     between leaves a row that the next run takes out again): the row of a listed file whose ``file_stamp`` differs
-    from the file's now (new audio at the same path: relabelled), and the row of an unlisted local file that no
-    longer exists (deleted or moved: its new path is labelled as a new file). Rows of unlisted files that exist are
-    kept: one ``OUT`` may gather several inputs.
+    from the file's now (new audio at the same path: relabelled), and — when the input is a folder (``scope``) — the
+    row of an unlisted file under it that is gone (deleted or moved: its new path is labelled as a new file). Gone
+    means ``lstat`` says "no such file" while its folder is there: a row under an ``unreadable`` folder, under a
+    folder that is not there (a drive not mounted), outside ``scope`` (one ``OUT`` may gather several inputs), or
+    from a glob, a manifest or an object store is kept.
     """
     labels_dir, timeline_dir = out / LABELS, out / TIMELINE
     for d in (labels_dir, timeline_dir):
@@ -312,26 +315,56 @@ def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = Fa
         stamps = t.column("file_stamp").to_pylist() if "file_stamp" in names else [None] * len(paths)
         drop = [retry_errors and b for b in bad]
         if listed is not None:
+            now = file_stamps([listed[p] for p, st, d in zip(paths, stamps, drop) if p in listed and st and not d])
             for i, (p, stamp) in enumerate(zip(paths, stamps)):
                 if drop[i]:
                     continue
                 if p in listed:
-                    if stamp is not None and file_stamp(listed[p]) not in (None, stamp):
+                    if stamp is not None and now.get(listed[p]) not in (None, stamp):
                         drop[i], changed = True, changed + 1
-                elif not _is_uri(p) and not os.path.lexists(p):
+                elif _gone(p, scope, unreadable):
                     drop[i], removed = True, removed + 1
         if any(drop):
             gone = {p for p, d in zip(paths, drop) if d}
             tl = timeline_dir / shard.name
             if tl.is_file():  # first: a labels row without its timeline is taken out again by the next run
                 whole = pq.read_table(tl)
-                keep = pa.array([local_key(x) not in gone for x in whole.column("path").to_pylist()])
-                _rewrite(whole.filter(keep), tl)
+                keep = [local_key(x) not in gone for x in whole.column("path").to_pylist()]
+                if not all(keep):  # error rows (retry_errors) have no timeline rows: nothing to rewrite
+                    _rewrite(whole.filter(pa.array(keep)), tl)
             _rewrite(pq.read_table(shard).filter(pa.array([not d for d in drop])), shard)
             paths, bad = [p for p, d in zip(paths, drop) if not d], [b for b, d in zip(bad, drop) if not d]
         done.update(paths)
         errored.update(x for x, b in zip(paths, bad) if b)
     return Resume(done, errored, changed, removed)
+
+
+def _gone(path: str, scope: str | None, unreadable: tuple[str, ...]) -> bool:
+    """Whether the row of an unlisted ``path`` names a file that is gone (see :func:`prepare_output`)."""
+    if scope is None or _is_uri(path) or not path.startswith(scope.rstrip(os.sep) + os.sep):
+        return False
+    if any(path.startswith(u.rstrip(os.sep) + os.sep) for u in unreadable):
+        return False
+    if not os.path.isdir(os.path.dirname(path)):  # a drive not mounted, a folder moved: say nothing of its files
+        return False
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:  # permission, I/O: not known to be gone
+        return False
+    return False
+
+
+def file_stamps(paths: list[str], threads: int = 16) -> dict[str, str | None]:
+    """:func:`file_stamp` of every path, ``threads`` at a time (a network share answers a stat in milliseconds: one
+    at a time, 100,000 files took minutes before any work)."""
+    if len(paths) < 64:
+        return {p: file_stamp(p) for p in paths}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(zip(paths, pool.map(file_stamp, paths, chunksize=256)))
 
 
 def _rewrite(table: pa.Table, path: Path) -> None:
@@ -500,13 +533,17 @@ def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
     return atomic.savefig(fig, path, dpi=90)
 
 
-def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: bool = False) -> pd.DataFrame:
+def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: bool = False,
+               real: dict[str, str] | None = None) -> pd.DataFrame:
     """Write each ok file's top genre into its tags (or list the changes); the plan/result is appended to
-    ``OUT/tags.csv`` (columns ``when``, ``dry_run``, ``path``, ``genre``, ``previous``, ``action``, ``reason``).
-    A track flagged ``uncertain`` is left untagged (``skipped``, with the reason) unless ``tag_uncertain``: a guess
-    the model itself doubts should not land in the user's files."""
+    ``OUT/tags.csv`` (columns ``when``, ``dry_run``, ``path``, ``genre``, ``previous``, ``action``, ``reason``; an
+    ``unchanged`` file is not listed). A track flagged ``uncertain`` is left untagged (``skipped``, with the reason)
+    unless ``tag_uncertain``: a guess the model itself doubts should not land in the user's files. ``real`` maps a
+    row's name to the file (a name written with ``\\xNN`` escapes); a written file's row gets its new
+    ``file_stamp``, so the next run does not take the tag write for new audio."""
     from genre_ray.tags import TagResult, write_genre_tag
 
+    real = real or {}
     results = []
     ok = table.loc[table["status"] == STATUS_OK]
     doubt = ok["uncertain"].fillna(False).astype(bool) if "uncertain" in ok else pd.Series(False, index=ok.index)
@@ -518,19 +555,57 @@ def write_tags(table: pd.DataFrame, out: Path, dry_run: bool, tag_uncertain: boo
             results.append(TagResult(path, genre, "", "skipped", f"uncertain ({reason or 'flagged'}): "
                                      "tag_uncertain=true tags it anyway"))
         else:
-            results.append(write_genre_tag(path, genre, dry_run))
+            r = write_genre_tag(real.get(path, path), genre, dry_run)
+            results.append(TagResult(path, r.genre, r.previous, r.action, r.reason))
     df = pd.DataFrame([r.__dict__ for r in results], columns=["path", "genre", "previous", "action", "reason"])
     df.insert(0, "when", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     df.insert(1, "dry_run", bool(dry_run))
-    # appended, never replaced: each run's "previous" column is the only record of the tags a file had before, and a
-    # later run (even a dry run) would otherwise overwrite the first run's record of the user's own genres
-    log_file = out / "tags.csv"
-    old = pd.read_csv(log_file, dtype=str, keep_default_na=False) if log_file.is_file() else None
-    with atomic.atomic_path(log_file) as tmp:
-        (df if old is None else pd.concat([old, df.astype(str)], ignore_index=True)).to_csv(tmp, index=False)
+    _append_tag_log(out / "tags.csv", df[df["action"] != "unchanged"])
+    written = {p: real.get(p, p) for p in df.loc[df["action"] == "written", "path"]}
+    if written:
+        restamp(out, written)
     counts = df["action"].value_counts().to_dict()
     print(f"[label] tags{' (dry run)' if dry_run else ''}: {counts} → {out / 'tags.csv'}", flush=True)
     return df
+
+
+def _append_tag_log(path: Path, rows: pd.DataFrame) -> None:
+    """Append ``rows`` to the tag log, never rewriting it: each run's ``previous`` column is the record of the tags
+    a file had before (a later run, even a dry run, used to overwrite the first run's record of the user's own
+    genres). A log in an older layout (no ``when`` column) is moved aside to ``tags.before.csv`` first."""
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+        if header != list(rows.columns):
+            path.replace(path.with_name("tags.before.csv"))
+    if rows.empty and path.is_file():
+        return
+    new = not path.is_file()
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        rows.to_csv(fh, index=False, header=new)
+
+
+def restamp(out: Path, files: dict[str, str]) -> int:
+    """Set the ``file_stamp`` of the rows named in ``files`` (row name → file) to the files' stamps now, rewriting
+    only the shards that hold them → rows updated."""
+    labels_dir = out / LABELS
+    stamps = file_stamps(list(files.values()))
+    n = 0
+    for shard in sorted(labels_dir.glob("*.parquet")) if labels_dir.is_dir() else []:
+        if "file_stamp" not in pq.read_schema(shard).names:
+            continue
+        t = pq.read_table(shard)
+        names = t.column("path").to_pylist()
+        hits = [i for i, p in enumerate(names) if p in files]
+        if not hits:
+            continue
+        col = t.column("file_stamp").to_pylist()
+        for i in hits:
+            col[i] = stamps.get(files[names[i]]) or col[i]
+        _write_atomic(t.set_column(t.schema.get_field_index("file_stamp"), "file_stamp",
+                                   pa.array(col, pa.string())), shard)
+        n += len(hits)
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,7 +808,9 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         extra = {"model_name": bundle.model_name, "model_uri": cfg.model, "model_version": model_version(cfg.model),
                  "model_id": model_id, "feature_hash": bundle.features.hash(), "label_key": key}
         listed = {path_text(f): f for f in files}  # a row's name → the file
-        resume = prepare_output(out, key, cfg.overwrite, cfg.retry_errors, listed)
+        scope = local_key(cfg.input) if not _is_uri(cfg.input) and Path(cfg.input).expanduser().is_dir() else None
+        resume = prepare_output(out, key, cfg.overwrite, cfg.retry_errors, listed, scope,
+                                tuple(notes.get("unreadable_dirs") or ()))
         if not cfg.timeline and any((out / TIMELINE).glob("*.parquet")):  # one OUT, one kind of output
             cfg = cfg.model_copy(update={"timeline": True})
             print(f"[label] {out / TIMELINE} exists: the files labelled now get their timeline too (timeline: true)",
@@ -807,7 +884,7 @@ def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], sk
     """Label ``todo`` into ``out``, then the summary of every listed file and the files that go with it."""
     progress = Progress(len(todo), cfg.progress_s, skipped)
     if todo:
-        writer = ShardWriter(out, bundle.classes, cfg.timeline, dim, stamps={f: file_stamp(f) for f in todo})
+        writer = ShardWriter(out, bundle.classes, cfg.timeline, dim, stamps=file_stamps(todo))
         _label_stream(cfg, todo, bundle, hop, extra, writer, progress)
         progress.maybe_print(force=True)
     label_s = time.time() - progress.t0 if todo else 0.0
@@ -829,7 +906,7 @@ def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], sk
     for fmt in cfg.export:
         EXPORTERS.lookup(fmt)(table, out)
     if cfg.write_tags:
-        tags = write_tags(table, out, cfg.dry_run, cfg.tag_uncertain)
+        tags = write_tags(table, out, cfg.dry_run, cfg.tag_uncertain, real={path_text(f): f for f in files})
         summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
     atomic.write_json(out / "summary.json", summary)
     return summary

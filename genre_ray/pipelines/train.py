@@ -399,7 +399,8 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
         run = client.get_run(saved["run_id"])
     except Exception:  # noqa: BLE001 - unreadable state or a run deleted from MLflow: a new run
         return None
-    changed = ("config" if saved.get("config") != _identity(cfg) else
+    before = {k: v for k, v in (saved.get("config") or {}).items() if k not in ("ray", "cpus_per_worker")}  # older
+    changed = ("config" if before != _identity(cfg) else
                "prepared data (dataset fingerprint)" if None not in (saved.get("data"), fingerprint)
                and saved["data"] != fingerprint else None)
     if changed:

@@ -493,6 +493,10 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         import yaml
 
         old = yaml.safe_load(saved.read_text())
+        try:  # a sweep saved before its paths were made absolute: compared as absolute too
+            old = _identity(_absolute_tune(TuneConfig.model_validate(old)))
+        except Exception:  # noqa: BLE001 - an unreadable old config: compared as written
+            pass
         diff = sorted(k for k, v in _identity(cfg).items() if old.get(k) != v)
         if diff:
             raise ConfigError(f"{out} holds a {'finished ' if finished else ''}sweep with other settings "
