@@ -236,6 +236,8 @@ def test_retry_errors_takes_the_error_rows_out_of_their_shards(tmp_path):
     shards = sorted((tmp_path / "out" / "labels").glob("*.parquet"))
     assert len(shards) == 1 and pq.read_table(shards[0]).column("path").to_pylist() == [r["path"] for r in ok]
     assert prepare_output(tmp_path / "out", "k", overwrite=False)[:2] == (done, set())
+    wiped = prepare_output(tmp_path / "out", "k", overwrite=True)  # a Resume too (the bench's overwrite run failed)
+    assert wiped.done == set() and wiped.changed == wiped.removed == 0
 
 
 def test_write_tags_leaves_uncertain_tracks_alone_unless_asked(library, tmp_path):

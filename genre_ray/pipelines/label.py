@@ -293,7 +293,7 @@ def prepare_output(out: Path, key: str, overwrite: bool, retry_errors: bool = Fa
         for d in (labels_dir, timeline_dir):
             for f in d.glob("*.parquet") if d.is_dir() else ():
                 f.unlink()
-        return set(), set()
+        return Resume(set(), set())
     committed = {s.name for s in shards}
     for f in timeline_dir.glob("*.parquet") if timeline_dir.is_dir() else ():
         if f.name not in committed:
