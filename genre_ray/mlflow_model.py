@@ -25,7 +25,8 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 BUNDLE_ARTIFACT = "bundle"
 # what the code inside the model imports to label a file (audio decoding, images, the models); versions of this env
-REQUIREMENTS = ("torch", "torchvision", "numpy", "pandas", "pyarrow", "soundfile", "av", "soxr", "pyyaml", "pydantic")
+REQUIREMENTS = ("torch", "torchvision", "torchaudio", "numpy", "pandas", "pyarrow", "soundfile", "av", "soxr",
+                "pyyaml", "pydantic")
 
 
 def requirements() -> list[str]:

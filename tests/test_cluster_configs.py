@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, TuneConfig, load_config
+from genre_ray.config import (ConfigError, EvaluateConfig, LabelConfig, PrepareConfig, TrainConfig, TuneConfig,
+                              load_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 YAMLS = sorted([*ROOT.glob("cluster/**/*.yaml"), *ROOT.glob("configs/*.yaml")])
-JOBS = {"prepare": PrepareConfig, "train": TrainConfig, "tune": TuneConfig, "label": LabelConfig}
+JOBS = {"prepare": PrepareConfig, "train": TrainConfig, "tune": TuneConfig, "label": LabelConfig,
+        "evaluate": EvaluateConfig}
 IMAGE_ROOT = "/app/"  # cluster/Dockerfile copies the checkout there
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from genre_ray.cli import main
-from genre_ray.config import ConfigError, LabelConfig, PrepareConfig, TrainConfig, TuneConfig, load_config
+from genre_ray.config import (ConfigError, EvaluateConfig, LabelConfig, PrepareConfig, TrainConfig, TuneConfig,
+                              load_config)
 
 
 def test_yaml_flags_and_overrides(tmp_path):
@@ -56,7 +57,8 @@ def test_cli_bad_config_exits_2_before_work(tmp_path, capsys):
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 REQUIRED = {"prepare": (PrepareConfig, {"source": "s", "out": "o"}), "train": (TrainConfig, {"data": "d", "out": "o"}),
             "label": (LabelConfig, {"input": "i", "model": "m", "out": "o"}),
-            "tune": (TuneConfig, {"data": "d", "out": "o"})}
+            "tune": (TuneConfig, {"data": "d", "out": "o"}),
+            "evaluate": (EvaluateConfig, {"model": "m", "data": "d"})}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -229,3 +229,20 @@ def test_library_changes_between_runs_and_names_that_are_not_utf8(setup, tmp_pat
     with pytest.raises(ValueError, match="overwrite=true"):
         run_label(cfg.model_copy(update={"hop_s": 0.5}))
     assert (tmp_path / "out" / "config.yaml").read_text() == saved
+
+
+def test_a_stopped_label_run_is_killed_not_failed(setup, tmp_path, monkeypatch):
+    """`ray job stop` reaches the driver as SystemExit (SIGTERM): the run said FAILED, like a crash."""
+    import genre_ray.pipelines.label as label
+
+    _, _, _, cfg, _ = setup
+
+    def stopped(*a, **kw):
+        raise SystemExit(143)
+
+    monkeypatch.setattr(label, "_label_and_summarise", stopped)
+    out = tmp_path / "stopped"
+    with pytest.raises(SystemExit):
+        label.run_label(cfg.model_copy(update={"out": str(out)}))
+    run_id = json.loads((out / "label_run.json").read_text())["run_id"]
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"

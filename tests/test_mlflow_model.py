@@ -58,8 +58,18 @@ def test_pyfunc_labels_files_like_predict_in_a_process_without_the_checkout(logg
     bad.write_bytes(b"not audio at all" * 50)
     paths = [str(p) for p in clips] + [str(bad)]
     script = textwrap.dedent(f"""
-        import json, sys
+        import inspect, json, sys
         import mlflow, pandas as pd
+
+        imported = set()  # top-level modules the model's own code imports, as they are first imported
+
+        class Spy:
+            def find_spec(self, name, path=None, target=None):
+                if "." not in name and any("/code/genre_ray/" in f.filename for f in inspect.stack()[1:16]):
+                    imported.add(name)
+                return None
+
+        sys.meta_path.insert(0, Spy())
         m = mlflow.pyfunc.load_model("models:/genre-pyfunc/1")
         out = m.predict(pd.DataFrame({{"path": {paths!r}}}), params={{"top_k": 2}})
         try:
@@ -67,9 +77,14 @@ def test_pyfunc_labels_files_like_predict_in_a_process_without_the_checkout(logg
             refused = ""
         except Exception as exc:
             refused = str(exc)
-        import genre_ray
-        print(json.dumps({{"genre_ray": genre_ray.__file__, "rows": out.to_dict(orient="records"), "refused": refused}},
-                         default=str))
+        import genre_ray, importlib.metadata
+        dists = importlib.metadata.packages_distributions()
+        needed = sorted({{d.lower() for n in imported if n not in sys.stdlib_module_names and n != "genre_ray"
+                         for d in dists.get(n, [n])}})
+        reqs = open(mlflow.pyfunc.get_model_dependencies("models:/genre-pyfunc/1")).read().lower()
+        listed = {{line.split("==")[0].strip() for line in reqs.splitlines() if line.strip()}}
+        print(json.dumps({{"genre_ray": genre_ray.__file__, "rows": out.to_dict(orient="records"), "refused": refused,
+                          "unlisted": [d for d in needed if d not in listed], "needed": needed}}, default=str))
     """)
     # a process whose cwd and sys.path hold no genre_ray checkout: the package must come from the model's code/
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"MLFLOW_TRACKING_URI": store}
@@ -79,6 +94,8 @@ def test_pyfunc_labels_files_like_predict_in_a_process_without_the_checkout(logg
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "/code/genre_ray/" in got["genre_ray"], got["genre_ray"]
     assert "path" in got["refused"]  # input without a path column: refused by name
+    # what predict imports is in the model's requirements (torchaudio was not: an env built from them failed)
+    assert "torchaudio" in got["needed"] and got["unlisted"] == [], got
     rows = got["rows"]
     assert [r["path"] for r in rows] == paths
     assert rows[-1]["status"] == "error" and rows[-1]["error"] and pd.isna(rows[-1]["genre"])

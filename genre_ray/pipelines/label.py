@@ -837,8 +837,12 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
                              "git_commit": git_commit(), **{f"version.{k}": v for k, v in versions().items()}})
             tracking.log_params({**cfg.flat(), "model_id": model_id, "label_key": key,
                                  "model_version_resolved": extra["model_version"]})  # what @champion meant then
-            summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key, model_id,
-                                           out, t0, resume, notes)
+            try:
+                summary = _label_and_summarise(cfg, files, todo, skipped, bundle, hop, extra, dim, rule, key,
+                                               model_id, out, t0, resume, notes)
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or `ray job stop`'s SIGTERM: stopped, not failed
+                mlflow.end_run("KILLED")  # the rerun resumes it and names it (genre_ray.previous_run)
+                raise
             _log_mlflow(summary, out)
     _print_summary(summary)
     return summary
@@ -850,7 +854,8 @@ RUN_FILE = "label_run.json"
 
 def _close_dead_run(out: Path) -> str | None:
     """The MLflow run id of the previous label run into ``out``, marked KILLED if it is still RUNNING — its driver is
-    dead: the caller holds OUT's lock. None when there was none (or the store does not know it)."""
+    dead (SIGKILL): the caller holds OUT's lock; a run stopped by Ctrl-C or ``ray job stop`` marked itself KILLED.
+    None when there was none (or the store does not know it)."""
     path = out / RUN_FILE
     if not path.is_file():
         return None

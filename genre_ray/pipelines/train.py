@@ -470,6 +470,14 @@ def _registered_version(client: "mlflow.tracking.MlflowClient", name: str | None
     return str(max(int(v.version) for v in found)) if found else None
 
 
+def _calibration_words(cal: dict[str, Any]) -> str:
+    """``calibrated, T = 0.8`` — or, when calibration was not fitted, ``T = 1, not calibrated: <why>``."""
+    note = str(cal.get("note") or "fitted")
+    if note == "fitted":
+        return f"calibrated, T = {cal['temperature']:.3g}"
+    return f"T = {cal['temperature']:.3g}, not calibrated: {note}"
+
+
 def _describe(client: "mlflow.tracking.MlflowClient", cfg: TrainConfig, version: str, report: dict[str, Any],
               classes: list[str]) -> None:
     """Descriptions a registry browser reads: the version's (model, run, scores, split), the model's when empty."""
@@ -480,7 +488,7 @@ def _describe(client: "mlflow.tracking.MlflowClient", cfg: TrainConfig, version:
     client.update_model_version(cfg.register_as, version, description=(
         f"genre-ray {cfg.model} ({cfg.finetune if cfg.model == 'resnet18' else 'from scratch'}), run "
         f"{report['run_id']}, best epoch {report['best_epoch']}: per-track accuracy val {acc('val')}, test "
-        f"{acc('test')} (calibrated, T = {report['calibration']['temperature']:.3g}); dataset fingerprint "
+        f"{acc('test')} ({_calibration_words(report['calibration'])}); dataset fingerprint "
         f"{report['dataset_fingerprint']}. Label a library: genre-ray label --model models:/{cfg.register_as}/{version}; "
         f"a few files with plain MLflow: mlflow.pyfunc.load_model(URI).predict(pd.DataFrame({{'path': [...]}}))"))
     if not (client.get_registered_model(cfg.register_as).description or "").strip():
