@@ -122,16 +122,17 @@ def log_params(params: dict[str, Any]) -> None:
         mlflow.log_params(dict(items[i:i + 100]))
 
 
-def model_version(uri: str) -> str:
+def model_version(uri: str, client: Any = None) -> str:
     """Registered-model version a ``models:/name/N``, ``models:/name@alias``, ``models:/name/latest`` or
-    ``models:/name/<stage>`` URI stands for, as a number ("" for other URIs, or when the registry cannot say)."""
+    ``models:/name/<stage>`` URI stands for, as a number ("" for other URIs, or when the registry cannot say);
+    ``client`` (default: the current tracking URI's) asks the registry."""
     if not uri.startswith("models:/"):
         return ""
     ref = uri[len("models:/"):].strip("/")
     try:
         import mlflow
 
-        client = mlflow.tracking.MlflowClient()
+        client = client or mlflow.tracking.MlflowClient()
         if "@" in ref:
             name, alias = ref.split("@", 1)
             return str(client.get_model_version_by_alias(name, alias).version)

@@ -173,11 +173,10 @@ def test_model_version_names_the_number_a_registry_uri_stands_for(tmp_path, monk
     from genre_ray.tracking import model_version
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = mlflow.MlflowClient(uri)
     client.create_registered_model("g")
     for _ in range(3):
         client.create_model_version("g", source=str(tmp_path))
     client.set_registered_model_alias("g", "champion", "2")
-    assert [model_version(u) for u in ("models:/g/1", "models:/g@champion", "models:/g/latest", "models:/g/Nope",
-                                       "runs:/abc/model", "models:/g")] == ["1", "2", "3", "", "", ""]
+    assert [model_version(u, client) for u in ("models:/g/1", "models:/g@champion", "models:/g/latest",
+                                               "models:/g/Nope", "runs:/abc/model", "models:/g")] == ["1", "2", "3", "", "", ""]
