@@ -35,7 +35,6 @@ from genre_ray.config import SELECT_METRICS, ConfigError, TrainConfig, absolute_
 from genre_ray.evaluate import aggregate, per_class_metrics, plot_confusion, plot_curves, score_logits
 from genre_ray.features import FeatureConfig
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
-from genre_ray.mlflow_model import log_model as log_labeller
 from genre_ray.models import create_model
 from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
@@ -659,6 +658,8 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             # inside is what label/predict/evaluate load by runs:/ or models:/ URI
             # a driver killed after registering and rerun: the run's version is kept, not registered twice
             earlier = _registered_version(client, cfg.register_as, run.info.run_id) if resume else None
+            from genre_ray.mlflow_model import log_model as log_labeller  # driver only: workers never import it
+
             info = log_labeller(bundle_dir, classes, registered_model_name=None if earlier else cfg.register_as)
             report["model_uri"] = info.model_uri
             report["bundle"] = str(bundle_dir)
