@@ -224,13 +224,19 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, 
     """Window logits ``(N, C)``, labels ``(N,)``, track ids ``(N,)`` → ``{"window": …, "track": …}``
     :func:`classification_metrics` of the label job's probabilities: ``softmax(logits / temperature)`` per window
     (the bundle's calibration), tracks aggregated with ``how`` — so the scores are those of the labels it writes."""
+    p, y, _, track_probs, track_y = _calibrated_tracks(logits, labels, track_ids, how, temperature)
+    return {"window": classification_metrics(p, y, classes), "track": classification_metrics(track_probs, track_y, classes)}
+
+
+def _calibrated_tracks(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, how: str, temperature: float):
+    """``softmax(logits / T)`` per window ``(N, C)`` and labels ``(N,)``, then per track: ids ``(K,)``, aggregated
+    probabilities ``(K, C)`` and labels ``(K,)`` — what both the track metrics and the per-track table are made of."""
     from genre_ray.calibration import softmax_t
 
     p, y = softmax_t(logits, temperature).astype(np.float32), np.asarray(labels).astype(int)
-    track_ids_, track_probs = aggregate(p, track_ids, how)
+    ids, probs = aggregate(p, track_ids, how)
     first = dict(zip(track_ids, y))
-    track_y = np.array([first[i] for i in track_ids_])
-    return {"window": classification_metrics(p, y, classes), "track": classification_metrics(track_probs, track_y, classes)}
+    return p, y, ids, probs, np.array([first[i] for i in ids])
 
 
 def track_predictions(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, classes: Sequence[str],
@@ -239,13 +245,8 @@ def track_predictions(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndar
     ``predicted``, ``confidence``, ``correct``, ``n_windows``, ``p_<class>`` — which tracks a model gets wrong."""
     import pandas as pd
 
-    from genre_ray.calibration import softmax_t
-
-    p, y = softmax_t(logits, temperature).astype(np.float32), np.asarray(labels).astype(int)
-    ids, probs = aggregate(p, track_ids, how)
-    first = dict(zip(track_ids, y))
+    _, _, ids, probs, truth = _calibrated_tracks(logits, labels, track_ids, how, temperature)
     counts = pd.Series(np.asarray(track_ids)).value_counts()
-    truth = np.array([first[i] for i in ids])
     best = probs.argmax(axis=1)
     table = pd.DataFrame({"track_id": ids, "label": [classes[i] for i in truth],
                           "predicted": [classes[i] for i in best], "confidence": probs.max(axis=1),
