@@ -48,6 +48,33 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return accel.to_input(x, device)
 
 
+class EarlyStopping:
+    """Patience on a selection metric: :meth:`update` with each epoch's value says whether it improved on the
+    best so far (strictly: a tie, such as accuracy 1.0 again, is not an improvement); :attr:`stop` is true once
+    ``patience`` epochs in a row have not improved (never when ``patience`` is None). ``mode``: ``"max"`` or
+    ``"min"``. ``best`` and ``since_best`` are plain numbers, saved in checkpoints and restored on resume."""
+
+    def __init__(self, mode: str, patience: int | None, best: float | None = None, since_best: int = 0):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min' (got {mode!r})")
+        self.mode, self.patience, self.best, self.since_best = mode, patience, best, since_best
+
+    def is_better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's ``value``; True when it is the new best."""
+        improved = self.is_better(value)
+        self.best, self.since_best = (value, 0) if improved else (self.best, self.since_best + 1)
+        return improved
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("adam")(torch.optim.Adam)
 OPTIMIZERS.register("adamw")(torch.optim.AdamW)

@@ -169,6 +169,10 @@ def test_label_key_covers_the_new_options():
     keys = {label_key(*base), label_key(*base, temperature=0.8), label_key(*base, temperature=0.9),
             label_key(*base, temperature=0.8, embedding_dim=32), label_key(*base, uncertain_threshold=0.6)}
     assert len(keys) == 5 and label_key(*base, temperature=0.8) == label_key(*base, temperature=0.8)
+    # every positional part decides the rows too: a resumed run with another of them must not reuse old rows
+    variants = [("m2", "f", 1.5, "mean", "pad", 3), ("m", "f2", 1.5, "mean", "pad", 3), ("m", "f", 1.0, "mean", "pad", 3),
+                ("m", "f", 1.5, "logmean", "pad", 3), ("m", "f", 1.5, "mean", "skip", 3), ("m", "f", 1.5, "mean", "pad", 5)]
+    assert len({label_key(*v) for v in [base, *variants]}) == 7
 
 
 def _labels_frame() -> pd.DataFrame:

@@ -22,6 +22,10 @@ def test_aggregators_differ_where_they_should():
     np.testing.assert_allclose(aggregate_track(p, "vote"), [2 / 3, 1 / 3], atol=1e-6)
     lm = aggregate_track(p, "logmean")
     assert abs(lm.sum() - 1) < 1e-5 and lm.argmax() == 1
+    q = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8]])
+    g = np.exp(np.log(q).mean(axis=0))  # the geometric mean of the windows, renormalised
+    np.testing.assert_allclose(aggregate_track(q, "logmean"), g / g.sum(), rtol=1e-6)
+    np.testing.assert_allclose(aggregate_track(q, "mean"), q.mean(axis=0), rtol=1e-6)
     with pytest.raises(ValueError, match="known"):
         aggregate_track(p, "median")
     with pytest.raises(ValueError):

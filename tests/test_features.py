@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from genre_ray.features import FeatureConfig, LogMel, images_from_frames, mel_filterbank
+from genre_ray.features import (FeatureConfig, LogMel, db_to_images, images_from_frames, mel_filterbank,
+                                track_window_images)
 
 CFG = FeatureConfig()
 
@@ -70,3 +71,21 @@ def test_config_validation_and_hash():
     assert FeatureConfig.from_dict(CFG.to_dict()) == CFG
     with pytest.raises(ValueError, match="unknown"):
         FeatureConfig.from_dict({"bogus": 1})
+
+
+def test_non_square_images_are_height_by_width():
+    cfg = FeatureConfig(n_mels=32, height=32, width=48)
+    x = np.random.default_rng(0).standard_normal((2, cfg.window_samples)).astype(np.float32)
+    assert images_from_frames(x, cfg).shape == (2, 1, 32, 48)
+    wave = np.random.default_rng(1).standard_normal(3 * cfg.window_samples).astype(np.float32)
+    imgs = np.concatenate([im for im, _ in track_window_images([wave], cfg)])
+    assert imgs.shape[1:] == (1, 32, 48)
+
+
+def test_db_to_images_references_the_peak_clips_and_resizes_bilinearly():
+    cfg = FeatureConfig(n_mels=4, height=8, width=6, top_db=80.0)
+    db = torch.tensor([[[0.0, -20.0, -40.0], [-60.0, -80.0, -100.0], [-10.0, -30.0, -50.0], [-5.0, -90.0, 0.0]]])
+    scaled = ((db - 0.0 + 80.0) / 80.0).clamp(0, 1)  # peak 0 dB → 1, 80 dB below it or lower → 0
+    expect = torch.nn.functional.interpolate(scaled[:, None], size=(8, 6), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(db_to_images(db, cfg), expect)
+    torch.testing.assert_close(db_to_images(db - 10.0, cfg), expect)  # referenced to its own peak (above -100 + top_db)

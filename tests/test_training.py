@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from genre_ray.training import cosine_schedule, eval_epoch, make_optimizer, recalibrate_bn, train_epoch
+from genre_ray.training import (EarlyStopping, cosine_schedule, epoch_seed, eval_epoch, make_optimizer, predict_logits,
+                                recalibrate_bn, train_epoch, train_step)
 
 CPU = torch.device("cpu")
 
@@ -203,3 +204,95 @@ def test_checkpoint_selection_breaks_ties_toward_the_earliest_epoch():
     assert max(range(4), key=acc.__getitem__) == 1
     loss = [selection_score(v, e, "val_loss") for e, v in enumerate([0.5, 0.2, 0.2, 0.3])]
     assert max(range(4), key=loss.__getitem__) == 1
+
+
+def _tiny(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+
+def test_train_step_uses_this_batch_gradient_only():
+    """Each step's gradient is its own batch's: a missing ``zero_grad`` would add the previous step's."""
+    xa, ya = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    xb, yb = torch.randn(4, 1, 4, 4), torch.tensor([2, 2, 1, 0])
+    model, loss_fn = _tiny(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_step(model, xa, ya, opt, loss_fn, CPU)
+    ref = _tiny()
+    ref.load_state_dict(model.state_dict())  # the weights after step 1 (as they are before step 2's update)
+    loss_fn(ref(xb), yb).backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    train_step(model, xb, yb, opt, loss_fn, CPU)
+    for p, r, b in zip(model.parameters(), ref.parameters(), before):
+        torch.testing.assert_close(p.grad, r.grad)
+        torch.testing.assert_close(p.detach(), b - 0.1 * r.grad)
+
+
+def test_train_step_clips_the_gradient_norm():
+    x, y = 100 * torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    model = _tiny()
+    train_step(model, x, y, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(), CPU, grad_clip=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert float(norm) <= 1e-3 + 1e-6
+
+
+def test_train_step_trains_against_the_augments_targets():
+    """Mixup returns soft targets: the loss is taken against them, not against the batch's hard labels."""
+    x, y = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    soft = torch.nn.functional.one_hot((y + 1) % 3, 3).float()
+    model = _tiny()
+    loss, logits = train_step(model, x, y, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(), CPU,
+                              augment=lambda xx, yy: (xx, soft))
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(logits, soft))
+    assert not torch.isclose(loss, nn.functional.cross_entropy(logits, y))
+
+
+def test_train_epoch_recalibrates_bn_on_its_last_batches():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 2))
+    batches = [(torch.randn(4, 1, 4, 4) + i, torch.randint(0, 2, (4,))) for i in range(8)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # weights fixed: the statistics are those of the last batches
+    train_epoch(model, batches, opt, nn.CrossEntropyLoss(), CPU, bn_batches=2)
+    bn = model[1]
+    assert int(bn.num_batches_tracked) == 2  # reset, then exactly the last 2 batches (8 without recalibration)
+    with torch.no_grad():
+        h = model[0](torch.cat([b[0] for b in batches[-2:]]))
+    torch.testing.assert_close(bn.running_mean, h.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
+
+
+def test_predict_logits_runs_the_model_in_eval_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3))
+    model.train()
+    x = torch.randn(8, 1, 4, 4)
+    a, b = predict_logits(model, x, CPU), predict_logits(model, x, CPU)
+    assert not model.training
+    torch.testing.assert_close(a, b)
+
+
+def test_epoch_seeds_differ_per_rank_and_epoch():
+    seeds = {epoch_seed(0, e, r) for e in range(3) for r in range(4)}
+    assert len(seeds) == 12 and epoch_seed(0, 0, 1) != epoch_seed(0, 1, 0)
+    assert epoch_seed(1, 0, 0) != epoch_seed(0, 0, 0) and epoch_seed(3, 2, 1) == epoch_seed(3, 2, 1)
+
+
+@pytest.mark.parametrize("mode, values, improved", [
+    ("max", [0.5, 0.6, 0.6, 0.55], [True, True, False, False]),  # a tie is not an improvement
+    ("min", [0.5, 0.4, 0.45, 0.4], [True, True, False, False]),
+])
+def test_early_stopping_improvement_is_strict_and_directional(mode, values, improved):
+    es = EarlyStopping(mode, patience=None)
+    assert [es.update(v) for v in values] == improved
+    assert es.best == values[1] and es.since_best == 2 and not es.stop  # no patience: never stops
+
+
+def test_early_stopping_stops_after_exactly_patience_epochs_without_improvement():
+    es = EarlyStopping("max", patience=2)
+    stops = []
+    for v in [0.5, 0.7, 0.7, 0.6]:
+        es.update(v)
+        stops.append(es.stop)
+    assert stops == [False, False, False, True]
+    resumed = EarlyStopping("max", patience=2, best=0.7, since_best=2)  # restored from a checkpoint
+    assert resumed.stop and not resumed.is_better(0.7) and resumed.is_better(0.71)
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping("maximum", 1)

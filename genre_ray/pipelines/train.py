@@ -40,7 +40,7 @@ from genre_ray.pipelines.calibrate import calibrate_and_log, split_logits
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.pipelines.prepare import split_dir
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
-from genre_ray.training import (DeviceCache, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
+from genre_ray.training import (DeviceCache, EarlyStopping, Totals, epoch_seed, lr_schedule, make_optimizer, predict_logits,
                                 seed_everything, train_epoch, unwrap)
 
 log = logging.getLogger("genre_ray")
@@ -238,12 +238,6 @@ def selection_score(value: float, epoch: int, metric: str) -> float:
     return (-value if SELECT_METRICS[metric] == "min" else value) - 1e-9 * epoch
 
 
-def _is_better(value: float, best: float | None, metric: str) -> bool:
-    if best is None:
-        return True
-    return value < best if SELECT_METRICS[metric] == "min" else value > best
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker. Only rank 0 writes checkpoints and reports the epoch's metrics (which
     :class:`EpochLogger` puts into MLflow); on a restart rank 0 tags the MLflow run with it."""
@@ -267,7 +261,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                             int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
-    start_epoch, best, since_best = 0, None, 0
+    start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
     # a sweep passes run_id "": its driver alone writes that run
     client = mlflow.tracking.MlflowClient(config["tracking_uri"]) if rank == 0 and config["run_id"] else None
     run_id = config["run_id"]
@@ -275,7 +269,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart after a failure: continue after the last reported epoch
         state = restore_checkpoint(ckpt, model, optimizer, scheduler)
-        start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
+        start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
         if client is not None:
             restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1
             client.set_tag(run_id, "genre_ray.restarts", str(restarts))
@@ -297,7 +291,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         log_effective(client, run_id, {"device_cache": int(votes[0]) == world,
                                        "fused_optimizer": bool(optimizer.defaults.get("fused")),
                                        "device": str(device)})
-    stop = start_epoch >= cfg.epochs or (cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience)
+    stop = start_epoch >= cfg.epochs or plateau.stop
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
             break
@@ -312,27 +306,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tr_s = Totals.summary(_allreduce(tr.as_tensor(), device))
         _broadcast_buffers(model)
         va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate, rank, world)
-        if _is_better(va[cfg.select_metric], best, cfg.select_metric):
-            best, since_best = va[cfg.select_metric], 0
-        else:
-            since_best += 1
+        plateau.update(va[cfg.select_metric])
         metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"], **va,
-                   f"best_{cfg.select_metric}": best, "lr": scheduler.get_last_lr()[0],
+                   f"best_{cfg.select_metric}": plateau.best, "lr": scheduler.get_last_lr()[0],
                    **({"lr_backbone": scheduler.get_last_lr()[1]} if len(optimizer.param_groups) > 1 else {}),
                    "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9),
                    SELECTION: selection_score(va[cfg.select_metric], epoch, cfg.select_metric)}
-        stop = cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience
+        stop = plateau.stop
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
-                            "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
+                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
+                            "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
         else:
             ray.train.report(metrics)
         if stop and rank == 0:
-            worker_print(f"early stop: {cfg.select_metric} has not improved for {since_best} epochs")
+            worker_print(f"early stop: {cfg.select_metric} has not improved for {plateau.since_best} epochs")
 
 
 class EpochLogger(ray.train.UserCallback):

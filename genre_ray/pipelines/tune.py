@@ -53,13 +53,14 @@ from genre_ray.features import FeatureConfig
 from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.pipelines.prepare import split_dir
-from genre_ray.pipelines.train import (CKPT_FILE, _batches, _is_better, _model_kwargs, device_cache_on,
+from genre_ray.pipelines.train import (CKPT_FILE, _batches, _model_kwargs, device_cache_on,
                                       load_device_cache, restore_checkpoint, row_bytes, train_loop_per_worker,
                                       validate)
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
-from genre_ray.training import epoch_seed, lr_schedule, make_optimizer, seed_everything, train_epoch, unwrap
+from genre_ray.training import (EarlyStopping, epoch_seed, lr_schedule, make_optimizer, seed_everything, train_epoch,
+                                unwrap)
 
 log = logging.getLogger("genre_ray")
 
@@ -144,16 +145,18 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
                             int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
-    start_epoch, best, since_best = 0, None, 0
+    start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
     ckpt = ray.tune.get_checkpoint()
     if ckpt:  # the sweep was resumed, or Tune retried this trial
         state = restore_checkpoint(ckpt, model, optimizer, scheduler)
-        start_epoch, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
+        start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
         print(f"trial resumed after epoch {state['epoch']}", flush=True)
     cache = None  # device_cache's rule, CPU auto off: trials run side by side and each would hold its own copy
     if start_epoch < cfg.epochs and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
         cache = load_device_cache(train_ds, cfg, device, "tune trial")
     for epoch in range(start_epoch, cfg.epochs):
+        if plateau.stop:  # resumed after the epoch that ended its patience
+            break
         seed = epoch_seed(cfg.seed, epoch)
         seed_everything(seed)
         t0 = time.time()
@@ -163,18 +166,15 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
                          cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
         train_s = time.time() - t0
         va = validate(model, val_ds, cfg.batch_size, device, classes, cfg.aggregate)
-        if _is_better(va[cfg.select_metric], best, cfg.select_metric):
-            best, since_best = va[cfg.select_metric], 0
-        else:
-            since_best += 1
-        stop = cfg.early_stop_patience is not None and since_best >= cfg.early_stop_patience
+        plateau.update(va[cfg.select_metric])
+        stop = plateau.stop
         tr_s = {"loss": tr.loss_sum / max(tr.n, 1), "accuracy": tr.correct / max(tr.n, 1), "n": tr.n}
-        metrics = _metrics(epoch, tr_s, va, cfg, best, scheduler.get_last_lr()[0], t0, train_s, stop)
+        metrics = _metrics(epoch, tr_s, va, cfg, plateau.best, scheduler.get_last_lr()[0], t0, train_s, stop)
         if tcfg.checkpoint_trials:
             with tempfile.TemporaryDirectory() as d:
                 torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best,
-                            "since_best": since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
+                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
+                            "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
         else:
             ray.tune.report(metrics)
