@@ -2,7 +2,7 @@
 # An MLflow tracking server for genre-ray jobs; point every job at it with MLFLOW_TRACKING_URI.
 #
 #   One box (sqlite + a local artifact folder; default):
-#     cluster/mlflow-server.sh [DIR]                  # DIR default: $GENRE_RAY_HOME or ./genre-ray-runs/server
+#     cluster/mlflow-server.sh [DIR]                  # DIR default: $GENRE_RAY_HOME/server, else genre-ray-runs/server in this checkout
 #     → http://127.0.0.1:5000  (DIR/mlflow.db, DIR/mlartifacts)
 #
 #   A team (PostgreSQL for runs and the model registry, S3 or MinIO for artifacts):

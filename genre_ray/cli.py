@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from genre_ray import __version__
@@ -49,13 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write a deterministic synthetic genre corpus (GTZAN layout)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Write OUT/<genre>/<genre>.NNNNN.<fmt>: synthetic clips whose genres differ in "
                                    "tempo, rhythm, timbre, pitch range and texture. Same arguments → identical files.")
     p.add_argument("out")
     p.add_argument("--genres", type=int, default=10, help="number of genres (1-10, GTZAN names in order)")
     p.add_argument("--per-genre", type=int, default=10, help="clips per genre")
     p.add_argument("--seconds", type=float, default=30.0, help="clip length in seconds")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the corpus")
     p.add_argument("--start-index", type=int, default=0, help="first clip number (write unseen clips with e.g. 1000)")
     p.add_argument("--format", dest="fmt", default="wav", help="wav, flac, ogg or mp3")
     p.add_argument("--sr", type=int, default=22_050, help="sample rate in Hz (GTZAN: 22050; CD audio: 44100)")
@@ -286,6 +288,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.aggregate is not None:
         AGGREGATORS.lookup(args.aggregate)
+    if not Path(args.model).expanduser().exists():  # runs:/… or models:/…: the store label and evaluate read
+        from genre_ray import tracking
+
+        tracking.use_store()
     bundle = label_model(args.model)  # a missing, broken or code-carrying bundle: one message, exit 2
     args.aggregate = args.aggregate or bundle.aggregate
     model, classes = bundle.build_model(), bundle.classes

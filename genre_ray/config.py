@@ -13,10 +13,11 @@ import typing
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Annotated, Any, Callable, Sequence, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from genre_ray.features import FeatureConfig
 from genre_ray.registry import Registry
@@ -96,10 +97,21 @@ def default_home() -> Path:
     return Path(os.environ.get("GENRE_RAY_HOME", "genre-ray-runs")).expanduser().resolve()
 
 
+def _auto_is_null(value: Any) -> Any:
+    """``auto`` (any case) for a setting whose null means "decided by the job": the same as null."""
+    return None if isinstance(value, str) and value.strip().lower() == "auto" else value
+
+
+AutoBool = Annotated[bool | None, BeforeValidator(_auto_is_null)]
+"""A switch whose null (also spelt ``auto``) lets the job decide."""
+AutoInt = Annotated[int | None, BeforeValidator(_auto_is_null)]
+AutoFloat = Annotated[float | None, BeforeValidator(_auto_is_null)]
+
+
 class RayConfig(_Base):
     address: str | None = Field(None, description="Ray address; None → RAY_ADDRESS or a new local instance")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a new local instance")
-    dashboard: bool | None = Field(None, description="a new local instance starts Ray's dashboard (127.0.0.1:8265): "
+    dashboard: AutoBool = Field(None, description="a new local instance starts Ray's dashboard (127.0.0.1:8265): "
                                    "null → when its packages are installed (ray[default]; a bare `ray` install, as "
                                    "on the GPU machine's kit, has none); true → always (Ray fails without them); "
                                    "false → no dashboard UI or modules (Ray keeps a minimal head) — they and the "
@@ -192,7 +204,7 @@ class TrainConfig(_Base):
     grad_clip: float | None = Field(5.0, gt=0)
     augment: AugmentConfig = AugmentConfig()
     bn_recalibrate_batches: int = Field(16, ge=0, description="precise-BN batches after each epoch (0 = off)")
-    fused_optimizer: bool | None = Field(None, description="torch's fused optimizer update; null → on when the "
+    fused_optimizer: AutoBool = Field(None, description="torch's fused optimizer update; null → on when the "
                                          "parameters are on a GPU (training.make_optimizer)")
     cudnn_benchmark: bool = Field(True, description="on a GPU: cuDNN times its convolution algorithms on the first "
                                   "batch of each shape and keeps the fastest (torch.backends.cudnn.benchmark); "
@@ -213,11 +225,11 @@ class TrainConfig(_Base):
                                 "compilation costs more than it saves)")
     prefetch_batches: int = Field(2, ge=0, description="batches Ray Data prepares ahead of the training step "
                                   "(iter_torch_batches; pinned host memory when use_gpu)")
-    cache_in_memory: bool | None = Field(None, description="read the prepared train/val splits once into Ray's "
+    cache_in_memory: AutoBool = Field(None, description="read the prepared train/val splits once into Ray's "
                                          "object store before training, so an epoch does not start a Parquet read "
                                          "again; None → when their files take under a quarter of the object store "
                                          "(not with deterministic_data)")
-    device_cache: bool | None = Field(None, description="each worker reads its share of the train split once into "
+    device_cache: AutoBool = Field(None, description="each worker reads its share of the train split once into "
                                       "its device's memory and draws every epoch's batches there, in a seeded random "
                                       "order over the whole share (no host→GPU copy per step); None → on a GPU worker "
                                       "when the share takes under a quarter of the GPU's free memory, on a CPU "
@@ -489,22 +501,22 @@ class LabelConfig(_Base):
                                 "default: only when none is); every file always gets its row")
     too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
                            "status ok) | skip (status too-short); both warn")
-    batch_size: int | None = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
+    batch_size: AutoInt = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
                                    "classifier actor's device, measured during its first calls (CPU: 2…64, "
                                    "GPU: 64…2048)")
-    call_windows: int | None = Field(None, ge=1, description="windows per classifier-actor call (Ray Data batch; at "
+    call_windows: AutoInt = Field(None, ge=1, description="windows per classifier-actor call (Ray Data batch; at "
                                      "least batch_size); None → 64 on CPU, 2048 on GPU. Smaller: results stream out "
                                      "sooner, more per-call overhead")
-    num_actors: int | None = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
+    num_actors: AutoInt = Field(None, ge=1, description="classifier actors (each loads the model once); None → "
                                    "two per GPU with use_gpu (0.5 GPU each: one prepares its call while the "
                                    "other's batch runs; one per GPU where two would take over half the CPUs), else "
                                    "one per CPU of the cluster (see actor_cpus); more actors than GPUs share them "
                                    "equally")
-    actor_cpus: float | None = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
+    actor_cpus: AutoFloat = Field(None, gt=0, description="CPUs reserved per classifier actor (torch threads = "
                                      "max(1, round(actor_cpus))); None → 1 with use_gpu or featurize=actor, else 0.5: "
                                      "one-thread actors on half the logical CPUs, the featurize tasks on the rest, the "
                                      "OS sharing the cores between whichever stage has work")
-    use_gpu: bool | None = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
+    use_gpu: AutoBool = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
                                  "Ray cluster has GPUs")
     torch_compile: bool = Field(False, description="torch.compile each classifier actor's model (one static shape: "
                                 "every forward batch is batch_size windows — None → 1,024 on GPU, 64 on CPU — the "

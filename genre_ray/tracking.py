@@ -68,6 +68,17 @@ def check_server(uri: str, timeout_s: float | None = None) -> None:
         ) from exc
 
 
+def use_store() -> str:
+    """Point MLflow at the project's store (:func:`tracking_uri`) to read from it — a ``runs:/`` or ``models:/``
+    model URI — without creating an experiment; an unreachable server raises :class:`TrackingError`."""
+    uri = tracking_uri()
+    check_server(uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def setup(experiment: str) -> tuple[str, str]:
     """Point MLflow at the store, make sure ``experiment`` exists, and return ``(tracking_uri, experiment_id)``.
 

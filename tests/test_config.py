@@ -190,3 +190,20 @@ def test_tune_paths_are_absolute_in_best_config(tmp_path, monkeypatch):
     got = _absolute_tune(cfg)
     assert got.data == str(tmp_path / "prepared") and got.out == str(tmp_path / "sweeps" / "s1")
     assert got.train["pretrained"] == str(tmp_path / "w.pth") and got.base().pretrained == str(tmp_path / "w.pth")
+
+
+def test_auto_is_null_for_settings_the_job_decides():
+    """The README says `device_cache` and `cache_in_memory` default to auto: `--set device_cache=auto` was refused."""
+    from genre_ray.config import LabelConfig, RayConfig, TrainConfig
+
+    cfg = TrainConfig(data="d", out="o", device_cache="auto", cache_in_memory="Auto", fused_optimizer="auto")
+    assert cfg.device_cache is None and cfg.cache_in_memory is None and cfg.fused_optimizer is None
+    lab = LabelConfig(input="i", model="m", out="o", batch_size="auto", call_windows="auto", num_actors="auto",
+                      actor_cpus="auto", use_gpu="auto")
+    assert (lab.batch_size, lab.call_windows, lab.num_actors, lab.actor_cpus, lab.use_gpu) == (None,) * 5
+    assert RayConfig(dashboard="auto").dashboard is None
+    assert TrainConfig(data="d", out="o", device_cache=True).device_cache is True
+    with pytest.raises(ValueError, match="device_cache"):
+        TrainConfig(data="d", out="o", device_cache="sometimes")
+    with pytest.raises(ValueError, match="grad_clip"):  # null there is "no clipping", not a decision: no auto
+        TrainConfig(data="d", out="o", grad_clip="auto")

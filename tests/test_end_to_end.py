@@ -3,6 +3,7 @@ MLflow → label (Ray Data actor pool) → predict. Real Ray, real MLflow (sqlit
 
 from __future__ import annotations
 
+import os
 import json
 from pathlib import Path
 
@@ -171,6 +172,24 @@ def test_predict_cli_json(trained, capsys):
     assert main(["predict", str(clip), "--model", "models:/genre-ray-e2e/1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "ok" and len(out["timeline"]) == out["n_windows"] == 3
+
+
+
+def test_predict_reads_a_registry_uri_from_the_project_store_in_a_new_process(trained, tmp_path):
+    """A fresh `genre-ray predict` (no MLFLOW_TRACKING_URI, run from another folder) found no such model: MLflow
+    looked in ./mlflow.db of the working folder instead of the project's store (GENRE_RAY_HOME)."""
+    import subprocess
+    import sys
+
+    work, _, _ = trained
+    clip = sorted((work / "corpus").rglob("*.wav"))[0]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "genre_ray.cli", "predict", str(clip), "--model",
+                           "models:/genre-ray-e2e/1", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "ok"
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_calibration_embeddings_and_similar(trained, tmp_path, capsys):

@@ -246,3 +246,33 @@ def test_a_stopped_label_run_is_killed_not_failed(setup, tmp_path, monkeypatch):
         label.run_label(cfg.model_copy(update={"out": str(out)}))
     run_id = json.loads((out / "label_run.json").read_text())["run_id"]
     assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+
+
+def test_an_interrupted_stream_keeps_every_finished_track(setup, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or `ray job stop`) mid-stream: the finished tracks not yet in a shard are written before the driver
+    goes, and the rerun labels only the rest — exactly one row per file. (The rerun asks for a timeline the first
+    run did not write: it says the files labelled before have none.)"""
+    import genre_ray.pipelines.label as label
+    from genre_ray.pipelines.label import read_labels
+
+    _, expected, _, cfg, _ = setup
+    monkeypatch.setattr(label, "FLUSH_S", 1e9)  # no shard by time: only shard_rows or the end would write one
+    real_update, seen = label.Progress.update, []
+
+    def interrupted(self, row, now=None):
+        real_update(self, row, now)
+        seen.append(row["path"])
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(label.Progress, "update", interrupted)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        label.run_label(cfg.model_copy(update={"out": str(out), "shard_rows": 1000, "timeline": False}))
+    kept = read_labels(out)
+    assert sorted(kept["path"]) == sorted(seen)  # all three, though no shard was due
+    monkeypatch.setattr(label.Progress, "update", real_update)
+    resumed = label.run_label(cfg.model_copy(update={"out": str(out), "shard_rows": 1000}))
+    assert resumed["skipped_already_labelled"] == 3 and resumed["labelled_now"] == len(expected) - 3
+    assert "the 3 file(s) labelled before" in capsys.readouterr().out
+    assert sorted(read_labels(out)["path"]) == sorted(expected)

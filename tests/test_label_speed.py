@@ -120,6 +120,7 @@ def test_actor_plan(kw, cpus, gpus, use_gpu, expect):
     (1, 0, False, 0.0), (4, 4, True, 1.0), (2, 4, True, 1.0),  # one GPU each, spare GPUs left free
     (2, 1, True, 0.5), (3, 1, True, 0.3333), (4, 2, True, 0.5),  # more actors than GPUs: an equal share each
     (1, 0, True, 1.0),  # use_gpu where Ray sees no GPU yet (an autoscaling cluster adds one): a whole GPU is asked for
+    (8, 0, True, 0.5),  # … and several actors ask for two to a GPU: num_actors 8 starts 4 GPU nodes, not 8
 ])
 def test_actor_gpus(num_actors, gpus, use_gpu, expect):
     assert actor_gpus(num_actors, gpus, use_gpu) == expect
@@ -249,3 +250,29 @@ def test_compiled_classifier_compiles_once_and_gives_the_same_probabilities(tmp_
         np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
         np.testing.assert_allclose(a["emb"], b["emb"], atol=1e-4)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # compiled once for all three calls
+
+
+def test_progress_heartbeat_speaks_while_nothing_finishes(capsys):
+    p = Progress(total=5, every_s=0.05, already=0)
+    p.restart()
+    with p.heartbeat(lambda: "Ray: 1 node(s) alive"):
+        time.sleep(0.4)
+    out = capsys.readouterr().out
+    assert "[label] waiting: no track finished for" in out and "(0/5 files); Ray: 1 node(s) alive" in out
+    time.sleep(0.2)
+    assert capsys.readouterr().out == ""  # the thread ends with the block
+
+    def broken() -> str:
+        raise ConnectionError("GCS unreachable")
+
+    q = Progress(total=2, every_s=0.05, already=0)
+    with q.heartbeat(broken):
+        time.sleep(0.3)
+    assert "cluster state unavailable: GCS unreachable" in capsys.readouterr().out
+
+    busy = Progress(total=100, every_s=0.15, already=0)
+    with busy.heartbeat(lambda: "x"):
+        for _ in range(40):  # a track every 10 ms: never idle for a whole period
+            busy.update({"status": "ok", "duration_s": 1.0})
+            time.sleep(0.01)
+    assert "waiting" not in capsys.readouterr().out

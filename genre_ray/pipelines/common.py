@@ -21,9 +21,19 @@ def job_working_dir() -> str | None:
     return (submitted_job().get("runtime_env") or {}).get("working_dir") or None
 
 
+FOLDER_OUTPUTS = ("out", "storage_path")
+"""Job settings naming an output folder (the rest of a job's outputs are files, such as label's review_list)."""
+
+
 def check_job_outputs(cfg: _Base, *outputs: str) -> None:
-    """In a submitted Ray job with a ``working_dir``, refuse (before any work) relative output paths and an MLflow
-    store that would land in the job's temporary folder: both would be deleted with it, silently."""
+    """Before any work: refuse an output folder (``out``, ``storage_path``) that is an existing file; and, in a
+    submitted Ray job with a ``working_dir``, relative output paths and an MLflow store that would land in the
+    job's temporary folder (both would be deleted with it, silently)."""
+    for name in set(outputs) & set(FOLDER_OUTPUTS):
+        value = getattr(cfg, name, None)
+        if value and "://" not in str(value) and os.path.exists(os.path.expanduser(value)) \
+                and not os.path.isdir(os.path.expanduser(value)):
+            raise ConfigError(f"{name}={value}: exists and is not a folder")
     where = job_working_dir()
     if where is None:
         return

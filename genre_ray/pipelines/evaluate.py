@@ -47,8 +47,6 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     check_job_outputs(cfg, "out")
     cfg = absolute_paths(cfg, "data", "out", if_exists=("model",))  # as logged and saved
     announce("evaluate", cfg)
-    if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise ConfigError(f"out={cfg.out}: exists and is not a folder")
     meta = preflight.prepared_data(cfg.data)
     if meta["windows"].get(cfg.split, 0) == 0:
         raise ConfigError(f"data={cfg.data} has no {cfg.split} windows ({meta['windows']})")

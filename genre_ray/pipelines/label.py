@@ -25,8 +25,10 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import contextlib
 import math
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -473,6 +475,36 @@ class Progress:
         """Seconds from the start of the stream to the first finished track."""
         return (self.first_t - self.t0) if self.first_t is not None else 0.0
 
+    def since(self, t_start: float) -> float:
+        """Seconds from ``t_start`` (the job's start) to the first finished track (0 when none finished)."""
+        return (self.first_t - t_start) if self.first_t is not None else 0.0
+
+    @contextlib.contextmanager
+    def heartbeat(self, state: Callable[[], str]) -> Iterator[None]:
+        """While the block runs, a line every ``every_s`` seconds in which no track finished — a stalled stream (a
+        lost node, actors waiting for resources) is said, not silent: ``[label] waiting: no track finished for …``
+        and ``state()`` (what the cluster has)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.every_s):
+                idle = time.time() - self.last_t
+                if idle >= self.every_s:
+                    try:
+                        what = state()
+                    except Exception as exc:  # noqa: BLE001 - a heartbeat never fails the job
+                        what = f"cluster state unavailable: {str(exc).splitlines()[0][:120]}"
+                    print(f"[label] waiting: no track finished for {idle:.0f} s ({self.done}/{self.total} files); "
+                          f"{what}", flush=True)
+
+        thread = threading.Thread(target=beat, name="label-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
     @property
     def steady_audio_s_per_s(self) -> float:
         """Audio seconds per second after the first batch of finished tracks (0 when everything came at once)."""
@@ -671,10 +703,22 @@ def input_blocks(files: int, cpus: int, files_per_block: int = 16) -> int:
 
 def actor_gpus(num_actors: int, gpus: float, use_gpu: bool) -> float:
     """GPUs reserved per classifier actor: 1 each, or an equal share when there are more actors than GPUs
-    (``num_actors=2`` on one GPU: two actors, 0.5 GPU each, so one prepares its batch while the other's runs)."""
+    (``num_actors=2`` on one GPU: two actors, 0.5 GPU each, so one prepares its batch while the other's runs).
+    Where Ray sees no GPU yet (an autoscaling cluster whose GPU nodes start when asked for), several actors ask
+    for :data:`ACTORS_PER_GPU` to a GPU, as they would share one GPU node: ``num_actors: 8`` brings up 4 GPUs."""
     if not use_gpu:
         return 0.0
-    return round(gpus / num_actors, 4) if 0 < gpus < num_actors else 1.0
+    if gpus == 0:
+        return round(1.0 / ACTORS_PER_GPU, 4) if num_actors > 1 else 1.0
+    return round(gpus / num_actors, 4) if gpus < num_actors else 1.0
+
+
+def cluster_state() -> str:
+    """One line on what the Ray cluster has now: alive nodes, free CPUs and GPUs (the label heartbeat's)."""
+    alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+    free, total = ray.available_resources(), ray.cluster_resources()
+    gpu = f", GPU {free.get('GPU', 0):g}/{total['GPU']:g} free" if total.get("GPU") else ""
+    return f"Ray: {alive} node(s) alive, CPU {free.get('CPU', 0):g}/{total.get('CPU', 0):g} free{gpu}"
 
 
 def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra: dict[str, Any],
@@ -738,18 +782,22 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
 
     progress.restart()
     last_flush = time.time()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for row, timeline in assembler.add(batch):
-            done.append((row, timeline))
-            progress.update(row)
-        while len(done) >= cfg.shard_rows:
-            flush(cfg.shard_rows)
-            last_flush = time.time()
-        if done and time.time() - last_flush >= FLUSH_S:
+    try:
+        with progress.heartbeat(cluster_state):
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+                for row, timeline in assembler.add(batch):
+                    done.append((row, timeline))
+                    progress.update(row)
+                while len(done) >= cfg.shard_rows:
+                    flush(cfg.shard_rows)
+                    last_flush = time.time()
+                if done and time.time() - last_flush >= FLUSH_S:
+                    flush(len(done))
+                    last_flush = time.time()
+                progress.maybe_print()
+    finally:  # stopped (Ctrl-C, SIGTERM, a failed stage) or done: every finished track is kept for the rerun
+        if done:
             flush(len(done))
-            last_flush = time.time()
-        progress.maybe_print()
-    flush(len(done))
     if assembler.pending:
         raise RuntimeError(f"{assembler.pending} track(s) never completed in the stream; rerun to finish them")
 
@@ -780,8 +828,6 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
             raise ConfigError("use_gpu=true, and this machine has no CUDA GPU for the local Ray this job starts "
                               "(drop use_gpu, or submit the job to a cluster with GPU nodes)")
     t0 = time.time()
-    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise ConfigError(f"out={cfg.out}: exists and is not a folder")
     notes: dict[str, Any] = {}
     try:
         files = list_inputs(cfg.input, notes)
@@ -818,6 +864,10 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         cfg.save(out / "config.yaml")  # after the check: a refused run leaves the folder's config as it was
         todo = [f for name, f in listed.items() if name not in resume.done]
         skipped = len(files) - len(todo)
+        if cfg.timeline and skipped and not any((out / TIMELINE).glob("*.parquet")):
+            print(f"[label] WARNING: timeline asked for, and the {skipped} file(s) labelled before in {out} have none: "
+                  "only the files labelled now get one (overwrite: true relabels every file with its timeline)",
+                  flush=True)
         print(f"[label] {len(files)} files: {skipped} already labelled (label_key {key}), {len(todo)} to do",
               flush=True)
         if resume.changed or resume.removed:
@@ -898,7 +948,8 @@ def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], sk
     names = {path_text(f) for f in files}
     table = table[table["path"].map(local_key).isin(names)].reset_index(drop=True)
     summary = _summarise(cfg, files, table, progress, skipped, label_s, time.time() - t0, key, model_id, out)
-    summary.update({"uncertain": int(table["uncertain"].sum()), "temperature": bundle.temperature,
+    summary.update({"first_track_s": round(progress.since(t0), 2),  # job start (listing the input) → first track
+                    "uncertain": int(table["uncertain"].sum()), "temperature": bundle.temperature,
                     "uncertain_threshold": rule.threshold, "vote_entropy_threshold": rule.vote_entropy_threshold,
                     "embedding_dim": dim, "relabelled_changed": resume.changed if resume else 0,
                     "removed_gone": resume.removed if resume else 0,
@@ -951,7 +1002,8 @@ def _log_mlflow(summary: dict[str, Any], out: Path) -> None:
                         "unreadable_folders": len(summary.get("unreadable_folders") or []),
                         "hours_of_audio": summary["hours_of_audio"], "audio_s_per_s": summary["audio_s_per_s"],
                         "files_per_s": summary["files_per_s"], "seconds": summary["seconds"],
-                        "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"]})
+                        "steady_audio_s_per_s": summary["steady_audio_s_per_s"], "startup_s": summary["startup_s"],
+                        "first_track_s": summary.get("first_track_s", 0.0)})
     mlflow.log_metric("uncertain", summary.get("uncertain", 0))
     try:  # OUT/report.html: the whole library on one self-contained page (genre_ray/report.py)
         write_report(out)
@@ -973,7 +1025,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"audio:        {s['hours_of_audio']:.3f} h",
         f"throughput:   {s['audio_s_per_s']} audio-s/s, {s['files_per_s']} files/s ({s['label_seconds']} s labelling, "
         f"{s['seconds']} s total); steady state {s.get('steady_audio_s_per_s', 0)} audio-s/s after "
-        f"{s.get('startup_s', 0)} s of start-up",
+        f"{s.get('startup_s', 0)} s of pipeline start-up ({s.get('first_track_s', 0)} s from the job's start to its "
+        f"first track)",
         f"genres:       {genres}",
         f"uncertain:    {s.get('uncertain', 0)} (calibrated confidence < {s.get('uncertain_threshold', float('nan')):.3g} "
         f"or vote entropy > {s.get('vote_entropy_threshold', float('nan')):.3g}; temperature "

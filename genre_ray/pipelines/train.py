@@ -262,19 +262,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
     start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
-    # a sweep passes run_id "": its driver alone writes that run
-    client = mlflow.tracking.MlflowClient(config["tracking_uri"]) if rank == 0 and config["run_id"] else None
-    run_id = config["run_id"]
+    # workers never talk to MLflow: rank 0 may run on a node that cannot reach the driver's store (a sqlite file on
+    # the driver's disk). What this (re)start learnt rides along its first report, and EpochLogger — on the
+    # driver's node — logs it (``report_info``; a sweep's trials report none: its driver alone writes its runs).
+    info: dict[str, Any] = {}
 
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart after a failure: continue after the last reported epoch
         state = restore_checkpoint(ckpt, model, optimizer, scheduler)
         start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
-        if client is not None:
-            restarts = int(client.get_run(run_id).data.tags.get("genre_ray.restarts", "0")) + 1
-            client.set_tag(run_id, "genre_ray.restarts", str(restarts))
-            client.log_metric(run_id, "resumed_at_epoch", start_epoch, step=restarts)
-            worker_print(f"resumed from the checkpoint of epoch {state['epoch']} (restart {restarts})")
+        info["resumed_at_epoch"] = start_epoch
+        if rank == 0:
+            worker_print(f"resumed from the checkpoint of epoch {state['epoch']}")
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -287,10 +286,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     votes = _allreduce(torch.tensor([float(on)]), device)
     if int(votes[0]) == world and start_epoch < cfg.epochs:
         cache = load_device_cache(train_shard, cfg, device, f"train rank {rank}")
-    if client is not None:  # what the run's null (auto) settings became, beside the settings themselves
-        log_effective(client, run_id, {"device_cache": int(votes[0]) == world,
-                                       "fused_optimizer": bool(optimizer.defaults.get("fused")),
-                                       "device": str(device)})
+    # what the run's null (auto) settings became, beside the settings themselves
+    info["effective"] = {"device_cache": int(votes[0]) == world, "fused_optimizer": bool(optimizer.defaults.get("fused")),
+                         "device": str(device)}
+    if not config.get("report_info"):
+        info = {}
     stop = start_epoch >= cfg.epochs or plateau.stop
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
@@ -318,7 +318,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
                             "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+                ray.train.report({**metrics, **({INFO_KEY: info} if info else {})},
+                                 checkpoint=ray.train.Checkpoint.from_directory(d))
+            info = {}
             worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
         else:
             ray.train.report(metrics)
@@ -341,11 +343,27 @@ class EpochLogger(ray.train.UserCallback):
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         from mlflow.entities import Metric
 
-        m = metrics[0]  # rank 0's report (every rank reports the same all-reduced numbers)
+        m = dict(metrics[0])  # rank 0's report (every rank reports the same all-reduced numbers)
+        info = m.pop(INFO_KEY, None)
         now, step = int(time.time() * 1000), int(m["epoch"])
-        mlflow.tracking.MlflowClient(self.tracking_uri).log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k not in ("epoch", SELECTION)])
+        client = mlflow.tracking.MlflowClient(self.tracking_uri)
+        client.log_batch(self.run_id,
+                         metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k not in ("epoch", SELECTION)])
+        if info:
+            self.log_info(client, info)
 
+    def log_info(self, client: "mlflow.tracking.MlflowClient", info: dict[str, Any]) -> None:
+        """The worker's facts of one (re)start: ``resumed_at_epoch`` (a restart from a checkpoint: counted in the
+        ``genre_ray.restarts`` tag) and ``effective`` (what auto settings became, :func:`log_effective`)."""
+        if "resumed_at_epoch" in info:
+            restarts = int(client.get_run(self.run_id).data.tags.get("genre_ray.restarts", "0")) + 1
+            client.set_tag(self.run_id, "genre_ray.restarts", str(restarts))
+            client.log_metric(self.run_id, "resumed_at_epoch", info["resumed_at_epoch"], step=restarts)
+        log_effective(client, self.run_id, info.get("effective", {}))
+
+
+INFO_KEY = "genre_ray_info"
+"""Key of a worker's first report after a (re)start holding what the driver's :class:`EpochLogger` logs for it."""
 
 FINAL_KEY = {"val": "val_final", "test": "test"}
 """MLflow key prefix of the selected checkpoint's scores per split (``val_final_track_accuracy``,
@@ -584,7 +602,7 @@ def run_train(cfg: TrainConfig) -> dict[str, Any]:
             trainer = ray.train.torch.TorchTrainer(
                 train_loop_per_worker,
                 train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": classes, "model_kwargs": model_kwargs,
-                                   "n_train": meta["windows"]["train"], "tracking_uri": uri, "run_id": run.info.run_id,
+                                   "n_train": meta["windows"]["train"], "report_info": True,
                                    "row_bytes": row_bytes(features), "splits_cached": cached},
                 scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                       resources_per_worker={"CPU": cfg.cpus_per_worker}),

@@ -201,7 +201,6 @@ def multi_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict[
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "classes": sweep["classes"],
                            "model_kwargs": _model_kwargs(cfg, features), "n_train": sweep["n_train"],
-                           "tracking_uri": sweep["tracking_uri"], "run_id": "",
                            # device_cache's rules: on a GPU when the share fits; not on CPU, where trials run side
                            # by side and each would hold its own copy of the split
                            "row_bytes": row_bytes(features), "splits_cached": False},
@@ -546,7 +545,7 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
                     for split, columns in (("train", ["image", "label_idx"]), ("val", ["image", "label_idx", "track_id"]))}
         kind = "single-worker" if base.num_workers == 1 else "multi-worker"
         sweep = {"tune": cfg.model_dump(mode="json"), "classes": classes, "features": features.to_dict(),
-                 "n_train": meta["windows"]["train"], "tracking_uri": uri, "train_storage": f"{storage.rstrip('/')}/train"}
+                 "n_train": meta["windows"]["train"], "train_storage": f"{storage.rstrip('/')}/train"}
         trainable = ray.tune.with_parameters(TRIALS.lookup(kind), train_ds=datasets["train"], val_ds=datasets["val"],
                                              sweep=sweep)
         gpus = cfg.trial_gpus if kind == "single-worker" else 0
