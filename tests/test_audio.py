@@ -201,3 +201,20 @@ def test_a_cut_off_flac_yields_what_decodes_then_says_where_it_stopped(tmp_path)
     with pytest.raises(audio.DecodeError) as info:
         list(audio.decode_stream(tmp_path / "broken.flac", SR))
     assert not isinstance(info.value, audio.TruncatedAudio)
+
+
+def test_nan_and_inf_samples_decode_as_silence(tmp_path):
+    """A float WAV holding NaN/inf samples (a broken export) decodes to finite samples, streamed or whole: one NaN
+    made the whole track's spectrogram — and its label — NaN."""
+    wave = tone(440.0, 2.0)
+    bad = [10, 5_000, 30_000]
+    wave[bad] = [np.nan, np.inf, -np.inf]
+    sf.write(tmp_path / "nan.wav", wave, SR, subtype="FLOAT")
+    assert not np.isfinite(sf.read(tmp_path / "nan.wav", dtype="float32")[0]).all()  # they are in the file
+    for got in (np.concatenate(list(audio.decode_stream(tmp_path / "nan.wav", SR, block_s=0.5))),
+                audio.decode(tmp_path / "nan.wav", SR)):
+        assert got.shape == wave.shape and np.isfinite(got).all()
+        assert (got[bad] == 0).all()
+        keep = np.isfinite(wave)
+        np.testing.assert_array_equal(got[keep], wave[keep])
+

@@ -25,6 +25,42 @@ def test_spec_augment_masks_whole_bands_only():
     assert torch.equal(out[kept], x[kept])
 
 
+def _bands(out):
+    """Per image: (fully masked rows, fully masked columns) of a strictly positive batch after masking."""
+    zero = out[:, 0] == 0
+    return zero.all(dim=2).sum(dim=1), zero.all(dim=1).sum(dim=1)
+
+
+def test_spec_augment_time_masks_alone_mask_columns():
+    """Time masks are applied on their own (no frequency mask asked for): vertical bands, no horizontal one."""
+    torch.manual_seed(1)
+    x = torch.rand(16, 1, 40, 60) + 1.0
+    out = spec_augment(x, freq_masks=0, freq_max=0.2, time_masks=2, time_max=0.2)
+    rows, cols = _bands(out)
+    assert cols.sum() > 0 and rows.sum() == 0
+    assert torch.equal(out == 0, (out == 0).all(dim=2, keepdim=True).expand_as(out))  # zeros only in whole columns
+
+
+def test_spec_augment_applies_every_mask_asked_for():
+    """Four masks of at most 10 % each can cover more than one mask's width: all four are drawn, not one."""
+    torch.manual_seed(2)
+    x = torch.rand(32, 1, 60, 60) + 1.0
+    rows, cols = _bands(spec_augment(x, freq_masks=4, freq_max=0.1, time_masks=4, time_max=0.1))
+    assert rows.max() <= 24 and cols.max() <= 24
+    assert rows.max() > 6 and cols.max() > 6  # one mask is at most round(0.1 × 60) = 6 wide
+
+
+def test_batch_augment_uses_each_axis_own_width():
+    """BatchAugment's freq_max bounds the frequency bands and time_max the time bands (not the other way round)."""
+    torch.manual_seed(3)
+    x, y = torch.rand(32, 1, 40, 40) + 1.0, torch.zeros(32, dtype=torch.long)
+    out, target = BatchAugment(num_classes=2, freq_masks=1, freq_max=0.5, time_masks=1, time_max=0.05)(x, y)
+    rows, cols = _bands(out)
+    assert target is y
+    assert rows.max() <= 20 and cols.max() <= 2
+    assert rows.max() > 2  # frequency bands wider than time_max allows
+
+
 def test_spec_augment_with_zero_masks_is_identity():
     x = torch.rand(4, 1, 8, 8)
     assert torch.equal(spec_augment(x, 0, 0.2, 0, 0.2), x)

@@ -361,6 +361,18 @@ def test_from_manifest_errors(tmp_path: Path) -> None:
         from_manifest(tmp_path / "absent.csv")
 
 
+def test_labels_differing_only_in_case_or_inner_spacing_are_refused(tmp_path: Path) -> None:
+    """"Hip Hop" and "hip  hop" (two spaces) are one genre typed two ways: refused, naming both, rather than two
+    classes that split the genre's tracks. Genres that really differ are kept."""
+    m = tmp_path / "m.csv"
+    pd.DataFrame({"path": ["a.wav", "b.wav", "c.wav"], "label": ["Hip Hop", "hip  hop", "Rock"]}).to_csv(m, index=False)
+    with pytest.raises(ValueError, match="differ only in case or spacing") as err:
+        from_manifest(m)
+    assert "'Hip Hop' (1)" in str(err.value) and "'hip  hop' (1)" in str(err.value) and "Rock" not in str(err.value)
+    pd.DataFrame({"path": ["a.wav", "b.wav"], "label": ["Hip Hop", "Hip-Hop"]}).to_csv(m, index=False)
+    assert sorted(from_manifest(m)["label"]) == ["Hip Hop", "Hip-Hop"]
+
+
 # ---------------------------------------------------------------------------------- load_catalog
 
 

@@ -142,6 +142,8 @@ def test_vote_entropy_and_rule():
     one_hot = np.eye(4)
     assert vote_entropy(one_hot[[0, 0, 0]]) == 0.0 and str(vote_entropy(one_hot[[0, 0, 0]])) == "0.0"  # not -0.0
     assert vote_entropy(one_hot[[0]]) == 0.0
+    # the entropy of the windows' top-1 votes, not of their probabilities: two unsure windows that agree are 0
+    assert vote_entropy(np.array([[0.6, 0.4], [0.6, 0.4]])) == 0.0
     assert vote_entropy(one_hot[[0, 1]]) == pytest.approx(1.0)  # 2 windows, 2 genres: as split as can be
     assert vote_entropy(one_hot[[0, 1, 2, 3, 0, 1, 2, 3]]) == pytest.approx(1.0)
     q = np.array([2, 1]) / 3
@@ -273,6 +275,7 @@ def test_predict_embeddings_are_unit_norm_and_temperature_only_softens(tmp_path)
         assert row2["genre"] == row["genre"] or row["vote_entropy"] > 0  # the mean of tempered votes may differ
         np.testing.assert_array_equal(p1.argmax(1), p2.argmax(1))
         assert (p2.max(1) <= p1.max(1) + 1e-6).all()  # T > 1 only softens
+        assert (p2.max(1) < p1.max(1) - 1e-3).any()  # … and does soften: predict used to be able to ignore T
         assert row2["vote_entropy"] == row["vote_entropy"]
 
 
@@ -289,6 +292,63 @@ def test_calibration_is_not_fitted_on_too_few_tracks_or_no_error():
     assert cal.temperature == 1.0 and "no validation track wrong" in cal.note
     cal, *_ = calibrate(logits, ids, labels)
     assert cal.note == "fitted" and cal.temperature == pytest.approx(3.0, rel=0.15)
+
+
+def test_calibration_needs_twenty_tracks():
+    """The documented minimum is 20 validation tracks: 19 keep T = 1 (the four-track split that doubled the test
+    ECE would be fitted again if the bar dropped), 20 are fitted."""
+    assert MIN_TRACKS == 20
+    logits, ids, labels = _miscalibrated(3.0, tracks=400)
+    order = np.unique(ids)
+    for n, fitted in ((19, False), (20, True)):
+        keep = np.isin(ids, order[:n])
+        assert len(np.unique(labels[keep][::3])) > 1 and (logits[keep][::3].argmax(1) != labels[keep][::3]).any()
+        cal, *_ = calibrate(logits[keep], ids[keep], labels[keep])
+        assert cal.n_tracks == n and (cal.note == "fitted") == fitted, cal.note
+        if not fitted:
+            assert cal.temperature == 1.0 and "fewer than 20" in cal.note
+
+
+def test_calibration_never_raises_the_validation_ece(monkeypatch):
+    """A temperature that lowers the NLL but raises the ECE on the same tracks is not applied: the confidence users
+    read must not get worse. (A well-calibrated split, and a fit forced to a bad T = 5.)"""
+    import genre_ray.calibration as calibration
+
+    logits, ids, labels = _miscalibrated(1.0, tracks=400)
+    monkeypatch.setattr(calibration, "fit_temperature", lambda *a, **k: 5.0)
+    _, flat = calibration.track_probs(logits, ids, 5.0)
+    cal, before, after, y = calibrate(logits, ids, labels)
+    assert expected_calibration_error(flat, y) > cal.ece_before  # T = 5 really is worse here
+    assert cal.note == "fitted" and cal.temperature == 1.0
+    np.testing.assert_array_equal(after, before)
+    assert cal.ece_after == cal.ece_before
+
+
+def test_threshold_and_errors_flagged_come_from_calibrated_errors():
+    """The threshold is fitted on the calibrated probabilities (what label reports), and errors_flagged is the
+    share of the validation errors below it — over-confident raw probabilities gave another threshold."""
+    logits, ids, labels = _miscalibrated(3.0, tracks=400)
+    cal, before, after, y = calibrate(logits, ids, labels)
+    assert cal.note == "fitted" and cal.temperature > 2.0
+    conf, correct = after.max(axis=1), after.argmax(axis=1) == y
+    assert cal.uncertain_threshold == uncertainty_threshold(conf, correct)
+    assert cal.uncertain_threshold != uncertainty_threshold(before.max(axis=1), before.argmax(axis=1) == y)
+    flagged = conf < cal.uncertain_threshold
+    assert cal.errors_flagged == pytest.approx(flagged[~correct].mean())
+    assert abs(flagged[~correct].mean() - flagged[correct].mean()) > 0.1  # the two readings differ here
+    assert cal.tracks_flagged == pytest.approx(flagged.mean())
+
+
+def test_calibrate_fits_with_the_aggregation_it_is_given():
+    """A model trained with `logmean` is calibrated with `logmean`: its temperature is the one that minimises the
+    logmean track NLL (calibrate used to fit `mean` whatever it was told)."""
+    rng = np.random.default_rng(4)
+    logits, ids, labels = _miscalibrated(3.0, tracks=300)
+    logits = logits + rng.normal(0, 4.0, size=logits.shape)  # windows of a track disagree: mean ≠ logmean
+    t_log, t_mean = fit_temperature(logits, ids, labels, "logmean"), fit_temperature(logits, ids, labels, "mean")
+    assert abs(t_log - t_mean) > 0.05
+    cal, *_ = calibrate(logits, ids, labels, how="logmean")
+    assert cal.aggregate == "logmean" and cal.temperature == pytest.approx(t_log)
 
 
 def test_macro_f1_counts_only_the_genres_a_split_holds():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from genre_ray.features import (FeatureConfig, LogMel, db_to_images, images_from_frames, mel_filterbank,
-                                track_window_images)
+from genre_ray.features import (FeatureConfig, LogMel, TrackWindower, db_to_images, images_from_frames,
+                                mel_filterbank, track_window_images)
 
 CFG = FeatureConfig()
 
@@ -89,3 +89,19 @@ def test_db_to_images_references_the_peak_clips_and_resizes_bilinearly():
     expect = torch.nn.functional.interpolate(scaled[:, None], size=(8, 6), mode="bilinear", align_corners=False)
     torch.testing.assert_close(db_to_images(db, cfg), expect)
     torch.testing.assert_close(db_to_images(db - 10.0, cfg), expect)  # referenced to its own peak (above -100 + top_db)
+
+
+def test_track_peak_is_the_loudest_sample_of_any_chunk():
+    """A track whose last chunk is digital silence (a fade-out, a silent outro) is not silent: its peak is the
+    loudest sample of the whole track, not of the last chunk (label refuses tracks whose peak is ~0)."""
+    from genre_ray.inference import SILENCE_PEAK
+
+    cfg = FeatureConfig(n_mels=32, height=32, width=32)
+    w = TrackWindower(cfg)
+    w.push(tone(440, amp=0.3)[: cfg.sample_rate])
+    w.push(np.zeros(cfg.sample_rate, np.float32))
+    w.push(np.zeros(0, np.float32))
+    w.finish()
+    assert w.peak == pytest.approx(0.3, rel=1e-3) and w.peak > SILENCE_PEAK
+    assert w.n_samples == 2 * cfg.sample_rate
+

@@ -40,8 +40,20 @@ def test_label_row():
     row = label_row("x.wav", 6.0, "ok", "", probs, ["a", "b", "c"], "mean", 2, {"model_uri": "m"})
     assert row["genre"] == "a" and row["confidence"] == pytest.approx(0.6) and row["n_windows"] == 2
     assert row["top_k_genres"] == ["a", "b"] and row["p_b"] == pytest.approx(0.3) and row["model_uri"] == "m"
+    # each probability beside its own genre: the p_ columns and top_k_probs in the order of the genres they name
+    assert [row["p_a"], row["p_b"], row["p_c"]] == pytest.approx([0.6, 0.3, 0.1])
+    assert row["top_k_probs"] == pytest.approx([0.6, 0.3])
     err = label_row("y.wav", 0.0, "error", "boom", None, ["a", "b", "c"], "mean", 2, {})
     assert err["genre"] is None and np.isnan(err["p_a"]) and err["error"] == "boom"
+
+
+def test_a_track_ending_in_long_silence_is_not_silent(tmp_path):
+    """A track whose last decoded block is all zeros (a long silent outro) is labelled, not refused as silent."""
+    t = np.arange(3 * 22_050) / 22_050
+    y = np.concatenate([0.3 * np.sin(2 * np.pi * 440 * t), np.zeros(25 * 22_050)]).astype(np.float32)
+    sf.write(tmp_path / "outro.wav", y, 22_050)
+    track = featurize_track(tmp_path / "outro.wav", CFG, hop_s=3.0)
+    assert track.status == "ok" and track.error == "" and track.images.shape[0] == 9
 
 
 def test_list_inputs_folder_glob_manifest(tmp_path):

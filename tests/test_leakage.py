@@ -67,6 +67,22 @@ def test_content_hash_of_copies_reencodes_and_silence(tmp_path):
     assert content_hash(wave, seconds=5.0) != content_hash(wave)  # the length is part of the digest
 
 
+def test_file_hash_reads_past_a_long_silent_lead_in(tmp_path):
+    """A copy with a long digital-silence lead-in hashes as the original: the file is read until ``seconds`` of
+    audio after the silence, however the decoder's blocks fall (it stopped after ``seconds`` of samples, and a
+    20-s lead-in left the copy with 1.8 s of content — a different hash, a leak not caught)."""
+    wave = _tone(12.0, 440.0)
+    sf.write(tmp_path / "a.wav", wave, 22_050, subtype="PCM_16")
+    sf.write(tmp_path / "late.wav", np.concatenate([np.zeros(20 * 22_050, np.float32), wave]), 22_050,
+             subtype="PCM_16")
+    sf.write(tmp_path / "short late.wav", np.concatenate([np.zeros(3 * 22_050, np.float32), wave]), 22_050,
+             subtype="PCM_16")
+    a = file_content_hash(str(tmp_path / "a.wav"))
+    assert a is not None and file_content_hash(str(tmp_path / "late.wav")) == a
+    two = file_content_hash(str(tmp_path / "a.wav"), seconds=2.0)
+    assert file_content_hash(str(tmp_path / "short late.wav"), seconds=2.0) == two != a
+
+
 # ------------------------------------------------------------------------------------------ offenders
 
 

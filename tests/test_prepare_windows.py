@@ -45,6 +45,40 @@ def test_val_and_test_windows_stay_clean(tmp_path):
         assert [r["start_s"] for r in rows] == [0.0, 3.0, 6.0] and not any(r["augmented"] for r in rows)
 
 
+def _track(tmp_path, name, wave, track_id="ab12cd34ef", split="train", **kw):
+    sf.write(tmp_path / name, wave.astype(np.float32), 22050)
+    row = {"track_id": track_id, "label_idx": 1, "path": str(tmp_path / name), "split": split}
+    return list(track_windows(row, FEATURES, seed=0, **kw))
+
+
+def test_silent_and_too_short_tracks_are_reported_not_dropped(tmp_path):
+    """A silent clip and a training clip shorter than one window each give one `_failed` row saying why (meta.json
+    lists them): a silent clip teaches nothing about its label, and a short one used to vanish without a word."""
+    for name, seconds, why in (("silent.wav", 9.5, "silent"), ("short.wav", 1.0, "shorter than one 3.0 s window")):
+        t = np.arange(int(seconds * 22050)) / 22050
+        wave = np.zeros_like(t) if name == "silent.wav" else 0.3 * np.sin(2 * np.pi * 440 * t)
+        rows = _track(tmp_path, name, wave, noise_copies=1, noise_snr_db=10.0, offset_copies=1)
+        assert len(rows) == 1 and rows[0]["split"] == "_failed" and why in rows[0]["error"], rows
+        assert rows[0]["track_id"] == "ab12cd34ef" and rows[0]["window_idx"] == -1
+
+
+def test_noise_copies_differ_between_tracks(tmp_path):
+    """The noise of a training copy is seeded by the seed and the track: two tracks with the same audio (or two
+    quiet intros) do not get the very same noise, which would teach the model that noise pattern."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(6.5 * 22050)) / 22050
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)
+    a, b = (_track(tmp_path, f"{tid}.wav", wave, track_id=tid, noise_copies=1, noise_snr_db=10.0)
+            for tid in ("ab12cd34ef", "0123456789"))
+    clean = [(x["image"], y["image"]) for x, y in zip(a, b) if not x["augmented"]]
+    noisy = [(x["image"], y["image"]) for x, y in zip(a, b) if x["augmented"]]
+    assert len(clean) == len(noisy) == 2
+    assert all(np.array_equal(x, y) for x, y in clean)
+    assert not any(np.array_equal(x, y) for x, y in noisy)
+    again = _track(tmp_path, "ab12cd34ef.wav", wave, track_id="ab12cd34ef", noise_copies=1, noise_snr_db=10.0)
+    assert all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, again))  # and repeatable
+
+
 def _manifest(tmp_path, rows):
     import pandas as pd
 

@@ -123,6 +123,28 @@ def test_random_split_covers_labels_with_three_artists() -> None:
         assert (summary.loc[list(SPLITS), "big"] > 0).all()
 
 
+def test_random_split_coverage_does_not_send_a_big_artist_to_a_small_split() -> None:
+    """Each label has one prolific artist (20 of its 40 tracks) and ten 2-track artists. Giving val and test their
+    first track of a label must pick an artist that fits their target (6 tracks), not the big one: that put half a
+    genre in val and left train with a fraction of it."""
+    rows = []
+    for lab in ("blues", "jazz", "metal", "pop"):
+        sizes = [20] + [2] * 10
+        i = 0
+        for a, size in enumerate(sizes):
+            for _ in range(size):
+                rows.append({"path": f"/d/{lab}/{i:03d}.wav", "rel_path": f"{lab}/{i:03d}.wav", "label": lab,
+                             "artist": f"{lab} artist {a}"})
+                i += 1
+    table = make_table(rows)
+    for seed in range(8):
+        out = assign_splits(table, seed=seed)
+        check_no_leakage(out)
+        fractions = split_summary(out).loc[list(SPLITS)].drop(columns="total") / 40
+        for name, want in zip(SPLITS, (0.7, 0.15, 0.15)):
+            assert ((fractions.loc[name] - want).abs() <= 0.125).all(), (seed, fractions)  # 5 tracks
+
+
 def test_random_split_returns_copy_and_keeps_extra_columns() -> None:
     table = plain_table(10)
     table["duration_s"] = 30.0
