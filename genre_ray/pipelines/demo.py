@@ -6,6 +6,7 @@ Everything lands in one work folder; MLflow uses the default project-local store
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dic
     result = {"test_track_accuracy": test_acc, "unseen_label_accuracy": unseen_acc,
               "seconds": round(time.time() - t0, 1), "labels": summary["labels"], "mlflow": uri,
               "run_id": report["run_id"]}
-    ui = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000" if uri.startswith("sqlite") \
+    beside = Path(sys.executable).parent / "mlflow"  # this venv's, on PATH or not (make demo does not activate it)
+    mlflow_cmd = str(beside) if beside.is_file() else "mlflow"
+    ui = f"{mlflow_cmd} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000" if uri.startswith("sqlite") \
         else f"open {uri}"
     print("\n".join([
         "",
