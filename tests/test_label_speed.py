@@ -270,9 +270,9 @@ def test_progress_heartbeat_speaks_while_nothing_finishes(capsys):
         time.sleep(0.3)
     assert "cluster state unavailable: GCS unreachable" in capsys.readouterr().out
 
-    busy = Progress(total=100, every_s=0.15, already=0)
+    busy = Progress(total=100, every_s=0.5, already=0)
     with busy.heartbeat(lambda: "x"):
-        for _ in range(40):  # a track every 10 ms: never idle for a whole period
+        for _ in range(100):  # a track every 10 ms: never idle for a whole period (0.5 s: margin for a loaded box)
             busy.update({"status": "ok", "duration_s": 1.0})
             time.sleep(0.01)
     assert "waiting" not in capsys.readouterr().out
