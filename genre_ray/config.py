@@ -516,6 +516,11 @@ class LabelConfig(_Base):
                                      "max(1, round(actor_cpus))); None → 1 with use_gpu or featurize=actor, else 0.5: "
                                      "one-thread actors on half the logical CPUs, the featurize tasks on the rest, the "
                                      "OS sharing the cores between whichever stage has work")
+    actor_gpus: AutoFloat = Field(None, gt=0, le=1, description="GPU share reserved per classifier actor with "
+                                  "use_gpu; None → 1, or an equal share of the GPUs Ray sees at start when there are "
+                                  "more actors (0.5 when it sees none yet). Set it with num_actors on a cluster whose "
+                                  "GPU nodes start on demand: num_actors 8 × 0.5 asks for 4 GPUs however many are "
+                                  "up when the job starts")
     use_gpu: AutoBool = Field(None, description="one GPU per classifier actor, bf16 autocast; None → when the "
                                  "Ray cluster has GPUs")
     torch_compile: bool = Field(False, description="torch.compile each classifier actor's model (one static shape: "

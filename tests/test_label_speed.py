@@ -126,6 +126,13 @@ def test_actor_gpus(num_actors, gpus, use_gpu, expect):
     assert actor_gpus(num_actors, gpus, use_gpu) == expect
 
 
+def test_actor_gpus_asked_for_wins_over_what_ray_sees_at_start():
+    """configs/label-library.yaml: 8 actors at 0.5 GPU. One GPU node left up at start gave them 0.125 each, all on
+    that node, and the autoscaler was never asked for the other three."""
+    assert actor_gpus(8, 1, True, asked=0.5) == 0.5 and actor_gpus(8, 0, True, asked=0.5) == 0.5
+    assert actor_gpus(8, 1, False, asked=0.5) == 0.0  # no GPUs used: nothing reserved
+
+
 def test_featurize_auto_is_actor_without_gpus_and_tasks_with_them():
     auto = LabelConfig(input="x", model="m", out="o")
     assert auto.featurize == "auto"

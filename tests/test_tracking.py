@@ -180,3 +180,30 @@ def test_model_version_names_the_number_a_registry_uri_stands_for(tmp_path, monk
     client.set_registered_model_alias("g", "champion", "2")
     assert [model_version(u, client) for u in ("models:/g/1", "models:/g@champion", "models:/g/latest",
                                                "models:/g/Nope", "runs:/abc/model", "models:/g")] == ["1", "2", "3", "", "", ""]
+
+
+def test_epoch_logger_logs_each_starts_facts_and_each_epoch_once(tmp_path):
+    """Training workers never open the MLflow store (rank 0 may run on a node that cannot reach the driver's sqlite
+    file): each (re)start reports what it knows before its first epoch and the driver's EpochLogger logs it — also
+    for a restart that fails again before finishing an epoch."""
+    from mlflow.tracking import MlflowClient
+
+    from genre_ray.pipelines.train import INFO_KEY, SELECTION, EpochLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    logger = EpochLogger(uri, run_id)
+    effective = {"device_cache": False, "fused_optimizer": False, "device": "cpu"}
+    logger.after_report(None, [{INFO_KEY: {"effective": effective}}, {INFO_KEY: {}}], None)  # the first start
+    logger.after_report(None, [{"epoch": 0, "val_accuracy": 0.5, SELECTION: 0.5}] * 2, None)
+    logger.after_report(None, [{INFO_KEY: {"resumed_at_epoch": 1, "effective": effective}}], None)  # a restart …
+    logger.after_report(None, [{INFO_KEY: {"resumed_at_epoch": 1, "effective": effective}}], None)  # … failing again
+    logger.after_report(None, [{"epoch": 1, "val_accuracy": 0.75, SELECTION: 0.75}], None)
+    run = client.get_run(run_id)
+    assert run.data.tags["genre_ray.restarts"] == "2"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "resumed_at_epoch")] == [(1, 1.0), (2, 1.0)]
+    assert {k: v for k, v in run.data.params.items() if k.startswith("effective.")} == {
+        "effective.device_cache": "False", "effective.fused_optimizer": "False", "effective.device": "cpu"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")] == [(0, 0.5), (1, 0.75)]
+    assert SELECTION not in run.data.metrics and "epoch" not in run.data.metrics

@@ -701,13 +701,16 @@ def input_blocks(files: int, cpus: int, files_per_block: int = 16) -> int:
     return max(1, min(files, max(4 * cpus, math.ceil(files / files_per_block))))
 
 
-def actor_gpus(num_actors: int, gpus: float, use_gpu: bool) -> float:
+def actor_gpus(num_actors: int, gpus: float, use_gpu: bool, asked: float | None = None) -> float:
     """GPUs reserved per classifier actor: 1 each, or an equal share when there are more actors than GPUs
     (``num_actors=2`` on one GPU: two actors, 0.5 GPU each, so one prepares its batch while the other's runs).
     Where Ray sees no GPU yet (an autoscaling cluster whose GPU nodes start when asked for), several actors ask
-    for :data:`ACTORS_PER_GPU` to a GPU, as they would share one GPU node: ``num_actors: 8`` brings up 4 GPUs."""
+    for :data:`ACTORS_PER_GPU` to a GPU, as they would share one GPU node: ``num_actors: 8`` brings up 4 GPUs.
+    ``asked`` (the config's ``actor_gpus``) wins whenever GPUs are used."""
     if not use_gpu:
         return 0.0
+    if asked:
+        return asked
     if gpus == 0:
         return round(1.0 / ACTORS_PER_GPU, 4) if num_actors > 1 else 1.0
     return round(gpus / num_actors, 4) if gpus < num_actors else 1.0
@@ -734,7 +737,7 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     num_actors, actor_cpus = actor_plan(cfg, cluster.get("CPU", 1), gpus, use_gpu, mode)
     if mode == "actor":  # each actor takes whole files: no more actors than files (Ray Data warns of idle ones)
         num_actors = max(1, min(num_actors, len(todo)))
-    gpu_share = actor_gpus(num_actors, gpus, use_gpu)
+    gpu_share = actor_gpus(num_actors, gpus, use_gpu, cfg.actor_gpus)
     where = ("each decoding, featurizing and classifying whole tracks" if mode == "actor"
              else f"featurize {cfg.decode_workers} ({mode}) on the other CPUs")
     print(f"[label] featurize={mode}: {num_actors} classifier actor(s) × {actor_cpus:g} "
@@ -777,11 +780,13 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     done: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []  # finished tracks not yet in a shard
 
     def flush(n: int) -> None:
-        writer.write([r for r, _ in done[:n]], [w for _, tl in done[:n] for w in tl])
-        del done[:n]
+        batch = done[:n]
+        del done[:n]  # out first: a write cut short (a second signal, a full disk) is relabelled, never written twice
+        writer.write([r for r, _ in batch], [w for _, tl in batch for w in tl])
 
     progress.restart()
     last_flush = time.time()
+    streamed = False
     try:
         with progress.heartbeat(cluster_state):
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
@@ -795,9 +800,17 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
                     flush(len(done))
                     last_flush = time.time()
                 progress.maybe_print()
+        streamed = True
     finally:  # stopped (Ctrl-C, SIGTERM, a failed stage) or done: every finished track is kept for the rerun
-        if done:
-            flush(len(done))
+        pending = len(done)
+        if pending and streamed:
+            flush(pending)
+        elif pending:
+            try:
+                flush(pending)
+            except Exception as exc:  # noqa: BLE001 - on the way out through another error, that error is the news
+                log.warning("[label] %d finished track(s) not written on the way out (%s: %s); the rerun labels them",
+                            pending, type(exc).__name__, exc)
     if assembler.pending:
         raise RuntimeError(f"{assembler.pending} track(s) never completed in the stream; rerun to finish them")
 

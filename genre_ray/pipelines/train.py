@@ -1,4 +1,5 @@
-"""Ray Train ``train``: DDP over prepared windows, rank-0 MLflow logging and checkpoints, then a per-track
+"""Ray Train ``train``: DDP over prepared windows, rank-0 checkpoints and reports (logged to MLflow by the driver's
+:class:`EpochLogger`: workers never open the store), then a per-track
 evaluation of the best checkpoint on the held-out splits, and the model bundle logged to MLflow.
 
 Effective batch size = ``batch_size × num_workers``; the learning rate is not rescaled automatically.
@@ -240,7 +241,9 @@ def selection_score(value: float, epoch: int, metric: str) -> float:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker. Only rank 0 writes checkpoints and reports the epoch's metrics (which
-    :class:`EpochLogger` puts into MLflow); on a restart rank 0 tags the MLflow run with it."""
+    :class:`EpochLogger` puts into MLflow). With ``report_info``, every (re)start first reports what it found —
+    the epoch it resumes at, what auto settings became (``INFO_KEY``) — which the driver logs: no worker opens the
+    MLflow store."""
     cfg = TrainConfig.model_validate(config["cfg"])
     classes = config["classes"]
     ctx = ray.train.get_context()
@@ -289,8 +292,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # what the run's null (auto) settings became, beside the settings themselves
     info["effective"] = {"device_cache": int(votes[0]) == world, "fused_optimizer": bool(optimizer.defaults.get("fused")),
                          "device": str(device)}
-    if not config.get("report_info"):
-        info = {}
+    if config.get("report_info"):  # every rank reports (a report is collective), rank 0's carries the facts: logged
+        # now, not with the first epoch — a restart that fails again before one, or has no epoch left, is counted too
+        ray.train.report({INFO_KEY: info if rank == 0 else {}})
     stop = start_epoch >= cfg.epochs or plateau.stop
     for epoch in range(start_epoch, cfg.epochs):
         if stop:
@@ -318,9 +322,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
                             "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
-                ray.train.report({**metrics, **({INFO_KEY: info} if info else {})},
-                                 checkpoint=ray.train.Checkpoint.from_directory(d))
-            info = {}
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
         else:
             ray.train.report(metrics)
@@ -345,12 +347,13 @@ class EpochLogger(ray.train.UserCallback):
 
         m = dict(metrics[0])  # rank 0's report (every rank reports the same all-reduced numbers)
         info = m.pop(INFO_KEY, None)
-        now, step = int(time.time() * 1000), int(m["epoch"])
         client = mlflow.tracking.MlflowClient(self.tracking_uri)
-        client.log_batch(self.run_id,
-                         metrics=[Metric(k, float(v), now, step) for k, v in m.items() if k not in ("epoch", SELECTION)])
-        if info:
+        if info:  # a (re)start's own report, before its first epoch
             self.log_info(client, info)
+        if "epoch" in m:
+            now, step = int(time.time() * 1000), int(m["epoch"])
+            client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items()
+                                                   if k not in ("epoch", SELECTION)])
 
     def log_info(self, client: "mlflow.tracking.MlflowClient", info: dict[str, Any]) -> None:
         """The worker's facts of one (re)start: ``resumed_at_epoch`` (a restart from a checkpoint: counted in the
@@ -363,7 +366,8 @@ class EpochLogger(ray.train.UserCallback):
 
 
 INFO_KEY = "genre_ray_info"
-"""Key of a worker's first report after a (re)start holding what the driver's :class:`EpochLogger` logs for it."""
+"""Key of the report each (re)start of the workers makes before its first epoch: what the driver's
+:class:`EpochLogger` logs for it (``resumed_at_epoch``, ``effective``)."""
 
 FINAL_KEY = {"val": "val_final", "test": "test"}
 """MLflow key prefix of the selected checkpoint's scores per split (``val_final_track_accuracy``,

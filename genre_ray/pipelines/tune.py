@@ -152,7 +152,7 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
         start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
         print(f"trial resumed after epoch {state['epoch']}", flush=True)
     cache = None  # device_cache's rule, CPU auto off: trials run side by side and each would hold its own copy
-    if start_epoch < cfg.epochs and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
+    if start_epoch < cfg.epochs and not plateau.stop and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
         cache = load_device_cache(train_ds, cfg, device, "tune trial")
     for epoch in range(start_epoch, cfg.epochs):
         if plateau.stop:  # resumed after the epoch that ended its patience
@@ -188,7 +188,7 @@ def multi_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict[
 
     The inner run has its own name per attempt and ``max_failures=0``: a worker failure fails the attempt and
     Tune's ``max_trial_failures`` decides on a retry, which starts the trial afresh (Train checkpoints are not
-    carried across attempts — the worker loop's restart path writes to an MLflow run this trial does not own).
+    carried across attempts: each attempt is a new Train run, and its trial's MLflow run is the sweep driver's).
     """
     from ray.tune.integration.ray_train import TuneReportCallback
 
