@@ -72,10 +72,10 @@ def use_store() -> str:
     """Point MLflow at the project's store (:func:`tracking_uri`) to read from it — a ``runs:/`` or ``models:/``
     model URI — without creating an experiment; an unreachable server raises :class:`TrackingError`."""
     uri = tracking_uri()
-    check_server(uri)
+    check_server(uri)  # before importing mlflow: an unreachable server fails in seconds
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # (MLflow 3 also exports it as MLFLOW_TRACKING_URI)
     return uri
 
 
@@ -85,8 +85,7 @@ def setup(experiment: str) -> tuple[str, str]:
     Fails fast with :class:`TrackingError` when the store cannot be reached; call it before starting Ray
     or creating output folders so that a failure leaves nothing half-written.
     """
-    uri = tracking_uri()
-    check_server(uri)  # before importing mlflow: an unreachable server fails in seconds
+    uri = use_store()  # an unreachable server fails here, in seconds
 
     import mlflow
 
@@ -96,7 +95,6 @@ def setup(experiment: str) -> tuple[str, str]:
         db.parent.mkdir(parents=True, exist_ok=True)
         # beside the database, whoever chose it: MLflow's own default is ./mlruns in whatever folder the job ran from
         artifacts = (db.parent.resolve() / "mlartifacts").as_uri()
-    mlflow.set_tracking_uri(uri)  # (MLflow 3 also exports it as MLFLOW_TRACKING_URI)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
         if exp is None:

@@ -266,7 +266,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
     start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
     # workers never talk to MLflow: rank 0 may run on a node that cannot reach the driver's store (a sqlite file on
-    # the driver's disk). What this (re)start learnt rides along its first report, and EpochLogger — on the
+    # the driver's disk). What this (re)start learnt is its own first report, and EpochLogger — on the
     # driver's node — logs it (``report_info``; a sweep's trials report none: its driver alone writes its runs).
     info: dict[str, Any] = {}
 
