@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from genre_ray import atomic
-from genre_ray.evaluate import aggregate, expected_calibration_error
+from genre_ray.evaluate import aggregate, expected_calibration_error, softmax_t
 
 T_MIN, T_MAX = 0.25, 10.0
 """Bounds of the fitted temperature. A validation split the model gets entirely right has no error to measure
@@ -39,14 +39,6 @@ MIN_TRACKS = 20
 """Fewest validation tracks that temperature and threshold are fitted on."""
 THRESHOLD_MIN, THRESHOLD_MAX = 0.5, 0.9
 TARGET_ERRORS_FLAGGED = 0.8
-
-
-def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """``(N, C)`` logits → ``(N, C)`` float64 ``softmax(logits / temperature)``."""
-    z = np.asarray(logits, np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def track_probs(window_logits: np.ndarray, track_ids: Sequence, temperature: float = 1.0,

@@ -219,6 +219,14 @@ def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, 
     return score_logits(logits, labels, ids, classes, how, temperature)
 
 
+def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``(N, C)`` logits → ``(N, C)`` float64 ``softmax(logits / temperature)``."""
+    z = np.asarray(logits, np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, classes: Sequence[str],
                  how: str = "mean", temperature: float = 1.0) -> dict:
     """Window logits ``(N, C)``, labels ``(N,)``, track ids ``(N,)`` → ``{"window": …, "track": …}``
@@ -231,8 +239,6 @@ def score_logits(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, 
 def _calibrated_tracks(logits: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, how: str, temperature: float):
     """``softmax(logits / T)`` per window ``(N, C)`` and labels ``(N,)``, then per track: ids ``(K,)``, aggregated
     probabilities ``(K, C)`` and labels ``(K,)`` — what both the track metrics and the per-track table are made of."""
-    from genre_ray.calibration import softmax_t
-
     p, y = softmax_t(logits, temperature).astype(np.float32), np.asarray(labels).astype(int)
     ids, probs = aggregate(p, track_ids, how)
     first = dict(zip(track_ids, y))
