@@ -33,7 +33,7 @@ test: venv browser
 	$(BIN)/python -m pytest -q -ra --durations=25
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 clean:
 	rm -rf genre-ray-runs .pytest_cache

@@ -7,16 +7,16 @@
   ``torch.compile``; :func:`to_input` the matching ``(B, 1, H, W)`` input layout.
 * :func:`inference_model` — an inference-only form of a model: BatchNorm folded into the convolution before it,
   max-pools moved ahead of the monotone activations that feed them (``torch.fx``), same outputs up to rounding.
-* :func:`fastest_batch_size` — the inference batch size chosen by measurement on the device at hand (a sweep up
-  front: benchmarks); :class:`BatchSizeTuner` — the same choice made during the real work (the label job's actors).
+* :class:`BatchSizeTuner` — the inference batch size chosen by measurement on the device at hand, during the real
+  work (the label job's actors).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -67,6 +67,19 @@ def autocast_for(device: torch.device | str, precision: str = "auto") -> context
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def pick_device(use_gpu: bool) -> torch.device:
+    """The device a job's process computes on: ``cuda`` when the config asks for GPUs, else ``cpu``. A process that
+    was given GPUs but sees no CUDA device (a driver or CUDA_VISIBLE_DEVICES problem) raises instead of computing
+    on its CPU unseen, 10–100 × slower, while holding the GPUs it reserved."""
+    if not use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("use_gpu is set, but this process sees no CUDA device (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch {torch.__version__}, built for CUDA "
+                           f"{torch.version.cuda}): check the node's driver and torch build, or set use_gpu: false")
+    return torch.device("cuda")
 
 
 def memory_format(device: torch.device | str) -> torch.memory_format:
@@ -190,57 +203,18 @@ def inference_model(model: nn.Module) -> nn.Module:
 
 
 BATCH_CANDIDATES: dict[str, tuple[int, ...]] = {"cpu": (2, 4, 8, 16, 32, 64), "cuda": (64, 128, 256, 512, 1024, 2048)}
-"""Inference batch sizes :func:`fastest_batch_size` tries per device type, smallest first."""
-
-
-def fastest_batch_size(run: Callable[[np.ndarray, int], object], image_shape: tuple[int, ...],
-                       device: torch.device | str, candidates: Sequence[int] | None = None,
-                       min_windows: int = 16, give_up: float = 0.9, seed: int = 0) -> tuple[int, dict[int, float]]:
-    """The batch size at which ``run(images, batch_size)`` classifies the most windows per second, by measurement.
-
-    ``images`` are one random ``(size, *image_shape)`` float16 batch (what the label job's actors receive). Each
-    candidate (smallest first; :data:`BATCH_CANDIDATES` by default) gets one warm-up call, then
-    ``max(2, ⌈min_windows / size⌉)`` calls timed — by the process's CPU time on CPU (robust to whatever else runs
-    on the machine), by wall time after a synchronize on CUDA. Throughput rises with the batch to a peak, then falls or flattens: the sweep stops at the
-    first size below ``give_up`` × the best so far. → ``(best size, {size: windows/s})``.
-    """
-    import time
-
-    device = torch.device(device)
-    sizes = sorted(candidates or BATCH_CANDIDATES.get(device.type, BATCH_CANDIDATES["cpu"]))
-    rng = np.random.default_rng(seed)
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    rates: dict[int, float] = {}
-    for size in sizes:
-        images = rng.random((size, *image_shape), dtype=np.float32).astype(np.float16)  # one batch, reused
-        repeats = max(2, -(-min_windows // size))
-        run(images, size)  # warm-up: allocator, cuDNN algorithm choice for this shape
-        sync()
-        t0 = clock()
-        for _ in range(repeats):
-            run(images, size)
-        sync()
-        rates[size] = repeats * size / max(clock() - t0, 1e-9)
-        if rates[size] < give_up * max(rates.values()):
-            break
-    best = max(rates, key=rates.get)
-    return best, {k: round(v, 2) for k, v in rates.items()}
+"""Inference batch sizes :class:`BatchSizeTuner` tries per device type, smallest first."""
 
 
 class BatchSizeTuner:
     """Chooses the inference batch size *while the real work runs*: no probe at start-up (on a 2-core box the
-    start-up probe of :func:`fastest_batch_size` cost each classifier actor 1.1–2.5 s before its first window).
+    start-up probe this replaced cost each classifier actor 1.1–2.5 s before its first window).
 
     Each candidate (smallest first, :data:`BATCH_CANDIDATES`) serves real calls: the first call at a size is a
     warm-up and not counted, then calls are timed — process CPU time on CPU, wall time on CUDA (the caller's
     results reach the host, which synchronizes) — until ``min_windows`` windows ran at that size. The sweep stops
-    at the first size below ``give_up`` × the best so far, as :func:`fastest_batch_size` does; then :attr:`size`
-    is the best. Use: ``t0 = tuner.clock(); run(images, tuner.size); tuner.record(size, len(images), tuner.clock()
+    at the first size below ``give_up`` × the best so far (throughput rises with the batch to a peak, then
+    falls or flattens); then :attr:`size` is the best. Use: ``t0 = tuner.clock(); run(images, tuner.size); tuner.record(size, len(images), tuner.clock()
     - t0)``.
     """
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from genre_ray import __version__
-from genre_ray.config import (ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig, TuneConfig,
-                              load_config)
+from genre_ray.config import (LABEL_EXPORTS, ConfigError, DemoConfig, LabelConfig, PrepareConfig, TrainConfig,
+                              TuneConfig, load_config)
 from genre_ray.registry import Registry
 from genre_ray.splits import LeakageError
 from genre_ray.tracking import TrackingError
@@ -29,6 +29,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number (got {text})")
     return value
 
 
@@ -114,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="bundle folder or MLflow model URI (runs:/…, models:/name/version, models:/name@alias)")
     p.add_argument("--out", help="output folder")
     p.add_argument("--timeline", action="store_true", default=None, help="also write a per-window table (OUT/timeline)")
-    p.add_argument("--export", action="append", choices=["csv", "jsonl"], help="also write OUT/labels.csv / .jsonl")
+    p.add_argument("--export", action="append", choices=LABEL_EXPORTS, help="also write OUT/labels.csv / .jsonl")
     p.add_argument("--overwrite", action="store_true", default=None, help="relabel everything instead of resuming")
     p.add_argument("--retry-errors", dest="retry_errors", action="store_true", default=None,
                    help="resuming, label again the files an earlier run could not read (their error rows are replaced)")
@@ -146,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(and each file's timeline with --timeline); --plot saves bar charts + timelines.")
     p.add_argument("paths", nargs="+", metavar="FILE")
     p.add_argument("--model", required=True, help="bundle folder or MLflow model URI")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--hop", type=float, help="window hop in seconds (default: the model's)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="genres listed per file (default 3)")
+    p.add_argument("--hop", type=_positive_float, help="window hop in seconds (default: the model's)")
     p.add_argument("--aggregate", default=None, help="mean | logmean | vote (default: the model's, as trained)")
     p.add_argument("--timeline", action="store_true", help="also print each window's top genre")
     p.add_argument("--plot", metavar="OUT.png", help="save a bar chart and a timeline per file")
@@ -286,8 +293,8 @@ def _predict(args: argparse.Namespace) -> int:
     from genre_ray.preflight import label_model
     from genre_ray.uncertainty import DEFAULT_THRESHOLD, UncertaintyRule
 
-    if args.aggregate is not None:
-        AGGREGATORS.lookup(args.aggregate)
+    if args.aggregate is not None and args.aggregate not in AGGREGATORS:
+        raise ConfigError(f"--aggregate {args.aggregate!r}: choose one of {', '.join(sorted(AGGREGATORS))}")
     if not Path(args.model).expanduser().exists():  # runs:/… or models:/…: the store label and evaluate read
         from genre_ray import tracking
 

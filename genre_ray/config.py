@@ -334,6 +334,9 @@ DISTRIBUTIONS.register("grid")(Distribution("grid_search", _values, spread=False
 
 #: built-in searchers (grid: every combination of `grid`/`choice` values; random: `num_samples` draws) and
 #: schedulers (asha: asynchronous successive halving on the validation metric; fifo: every trial runs to the end)
+LABEL_EXPORTS = ("csv", "jsonl")  # names of label.EXPORTERS (a test keeps each list and its registry alike)
+TOO_SHORT_POLICIES = ("pad", "skip")  # inference.TOO_SHORT
+FEATURIZE_MODES = ("actor", "cpu", "device")  # label_device.FEATURIZE_STAGES ("auto" picks one of them)
 TUNE_SEARCHERS = ("random", "grid")
 TUNE_SCHEDULERS = ("asha", "fifo")
 #: TrainConfig keys a sweep may not vary: paths and registry names, resources, and `epochs` (ASHA's budget)
@@ -569,23 +572,24 @@ class LabelConfig(_Base):
     @field_validator("too_short")
     @classmethod
     def _too_short(cls, v: str) -> str:
-        if v not in ("pad", "skip"):
-            raise ValueError(f"too_short must be pad or skip (got {v!r})")
+        if v not in TOO_SHORT_POLICIES:
+            raise ValueError(f"too_short must be {' or '.join(TOO_SHORT_POLICIES)} (got {v!r})")
         return v
 
     @field_validator("export")
     @classmethod
     def _export(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in ("csv", "jsonl")]
+        bad = [x for x in v if x not in LABEL_EXPORTS]
         if bad:
-            raise ValueError(f"unknown export format(s) {bad}; known: csv, jsonl")
+            raise ValueError(f"unknown export format(s) {bad}; known: {', '.join(LABEL_EXPORTS)}")
         return list(dict.fromkeys(v))
 
     @field_validator("featurize")
     @classmethod
     def _featurize(cls, v: str) -> str:
-        if v not in ("auto", "actor", "cpu", "device"):
-            raise ValueError(f"featurize must be auto, actor, cpu or device (got {v!r})")
+        if v != "auto" and v not in FEATURIZE_MODES:
+            raise ValueError(f"featurize must be auto, {', '.join(FEATURIZE_MODES[:-1])} or {FEATURIZE_MODES[-1]} "
+                             f"(got {v!r})")
         return v
 
     @field_validator("decode_workers")

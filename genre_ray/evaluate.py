@@ -63,9 +63,12 @@ def aggregate(window_probs: np.ndarray, track_ids: Sequence, how: str = "mean") 
         raise ValueError(f"{ids.shape[0]} track ids for {window_probs.shape[0]} windows")
     uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     order = np.argsort(first)
-    out = np.stack([aggregate_track(window_probs[inverse == k], how) for k in order]) if len(order) else \
-        np.zeros((0, window_probs.shape[1]), np.float32)
-    return uniq[order], out
+    if not len(order):
+        return uniq, np.zeros((0, window_probs.shape[1]), np.float32)
+    # each track's windows in their own order, one slice per track: O(N log N), not a mask over N per track
+    by_track = np.argsort(inverse.reshape(-1), kind="stable")
+    groups = np.split(by_track, np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(uniq)))[:-1])
+    return uniq[order], np.stack([aggregate_track(window_probs[groups[k]], how) for k in order])
 
 
 def top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
@@ -206,17 +209,6 @@ def window_logits(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, 
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, object)
     return np.concatenate(logits), np.concatenate(labels), np.concatenate(ids)
-
-
-def score_windows(model: "torch.nn.Module", batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  classes: Sequence[str], how: str = "mean", temperature: float = 1.0,
-                  device: "torch.device | None" = None) -> dict:
-    """A model scored on labelled windows: ``batches`` of ``(images (B, 1, H, W), labels (B,), track_ids (B,))``
-    → :func:`score_logits` of its :func:`window_logits`."""
-    logits, labels, ids = window_logits(model, batches, device)
-    if not len(labels):
-        raise ValueError("no windows to score")
-    return score_logits(logits, labels, ids, classes, how, temperature)
 
 
 def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -213,7 +213,7 @@ class TrackWindower:
                  max_windows: int = 32, block_frames: int = 512):
         cfg.check_current()
         self.cfg, self.pad_short, self.max_windows, self.block_frames = cfg, pad_short, max_windows, block_frames
-        self.hop = int(round((hop_s or cfg.hop_s) * cfg.sample_rate))
+        self.hop = int(round((cfg.hop_s if hop_s is None else hop_s) * cfg.sample_rate))
         if self.hop <= 0:
             raise ValueError(f"window hop must be > 0 samples (got hop_s={hop_s})")
         self.win, self.nf, self.hl, self.half = cfg.window_samples, window_frames(cfg), cfg.hop_length, cfg.n_fft // 2

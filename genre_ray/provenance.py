@@ -46,15 +46,22 @@ def _checkout_commit(path: str | Path | None) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the libraries a result depends on."""
-    import mlflow
-    import ray
+    """Versions of the libraries a result depends on: torch's with its build (``+cu130``), Ray's and MLflow's as
+    installed (Ray itself is imported only by the pipelines)."""
+    from importlib import metadata
+
     import torch
 
     import genre_ray
 
-    return {"genre_ray": genre_ray.__version__, "torch": torch.__version__, "ray": ray.__version__,
-            "mlflow": mlflow.__version__}
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"genre_ray": genre_ray.__version__, "torch": torch.__version__, "ray": installed("ray"),
+            "mlflow": installed("mlflow")}
 
 
 def dataset_fingerprint(tracks: pd.DataFrame, feature_hash: str) -> str:

@@ -122,13 +122,31 @@ def redact(key: str, value: Any) -> str:
     return URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
-def log_params(params: dict[str, Any]) -> None:
-    import mlflow
+def redact_tree(value: Any, key: str = "") -> Any:
+    """A config (nested dicts and lists, as ``model_dump(mode="json")`` gives) with :func:`redact`'s rule applied to
+    every leaf, types kept where nothing is hidden: what a config file logged as an artifact may show."""
+    if isinstance(value, dict):
+        return {k: redact_tree(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v, key) for v in value]
+    if value is None or not (isinstance(value, str) or SECRET_KEY.search(key.rsplit(".", 1)[-1])):
+        return value
+    return redact(key, value)
 
-    clean = {k: redact(k, v)[:MAX_PARAM_LEN] for k, v in params.items()}
-    items = list(clean.items())
+
+def log_params(params: dict[str, Any], client: Any = None, run_id: str | None = None) -> None:
+    """Log ``params`` to the active run — or to ``run_id`` through ``client`` — redacted (:func:`redact`), each
+    value cut to ``MAX_PARAM_LEN``, in batches of 100 (MLflow's limit per call)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, redact(k, v)[:MAX_PARAM_LEN]) for k, v in params.items()]
     for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i:i + 100]))
+        if client is None:
+            import mlflow
+
+            mlflow.log_params({p.key: p.value for p in items[i:i + 100]})
+        else:
+            client.log_batch(run_id, params=items[i:i + 100])
 
 
 def model_version(uri: str, client: Any = None) -> str:

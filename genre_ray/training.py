@@ -161,12 +161,6 @@ def lr_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int, w
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
-                    warmup_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then cosine decay from the base lr to 5 % of it over ``total_steps``."""
-    return lr_schedule(optimizer, "cosine", total_steps, warmup_steps)
-
-
 class Totals:
     """Running sums for a pass over batches (kept as sums so workers can all-reduce them). The loss and the
     correct count are summed on the device the logits are on, so a step never waits for the GPU: reading
@@ -331,27 +325,6 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> t
         return model(to_device(x, device)).float()
 
 
-@torch.no_grad()
-def eval_epoch(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: nn.Module,
-               device: torch.device) -> Totals:
-    totals = Totals()
-    for x, y in batches:
-        logits = predict_logits(model, x, device)
-        y = y.to(device).long()
-        totals.add(loss_fn(logits, y), logits, y)
-    return totals
-
-
 def batched(arr: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for i in range(0, arr.shape[0], size):
         yield arr[i:i + size]
-
-
-@torch.no_grad()
-def predict_probs(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """``(N, 1, H, W)`` images (any float dtype) → ``(N, C)`` float32 softmax probabilities."""
-    out = [torch.softmax(predict_logits(model, torch.from_numpy(np.ascontiguousarray(b)), device), dim=1).cpu()
-           for b in batched(images, batch_size)]
-    if not out:
-        return np.zeros((0, 0), np.float32)
-    return torch.cat(out).numpy().astype(np.float32)

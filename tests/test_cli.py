@@ -66,3 +66,18 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert main(["synth", "nowhere"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--hop", "0"], "--hop: must be a positive number"), (["--hop", "-1"], "--hop: must be a positive number"),
+    (["--hop", "nan"], "--hop: must be a positive number"), (["--top-k", "0"], "--top-k: must be at least 1"),
+    (["--aggregate", "median"], "--aggregate 'median': choose one of logmean, mean, vote"),
+])
+def test_predict_refuses_bad_flags_in_one_line_before_loading_anything(flags, needle, tmp_path, capsys):
+    try:  # argparse exits 2 on a bad value; main returns 2 on a ConfigError
+        code = main(["predict", str(tmp_path / "a.wav"), "--model", str(tmp_path / "no-such-bundle"), *flags])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

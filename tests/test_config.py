@@ -207,3 +207,20 @@ def test_auto_is_null_for_settings_the_job_decides():
         TrainConfig(data="d", out="o", device_cache="sometimes")
     with pytest.raises(ValueError, match="grad_clip"):  # null there is "no clipping", not a decision: no auto
         TrainConfig(data="d", out="o", grad_clip="auto")
+
+
+def test_label_config_names_match_the_registries_that_run_them():
+    """The config validates names before Ray starts, without importing the Ray pipelines: its lists and the
+    registries (and the CLI's choices) must not drift apart."""
+    from genre_ray.cli import build_parser
+    from genre_ray.config import FEATURIZE_MODES, LABEL_EXPORTS, TOO_SHORT_POLICIES
+    from genre_ray.inference import TOO_SHORT
+    from genre_ray.pipelines.label import EXPORTERS
+    from genre_ray.pipelines.label_device import FEATURIZE_STAGES
+
+    assert sorted(LABEL_EXPORTS) == sorted(EXPORTERS)
+    assert sorted(TOO_SHORT_POLICIES) == sorted(TOO_SHORT)
+    assert sorted(FEATURIZE_MODES) == sorted(FEATURIZE_STAGES)
+    label = build_parser()._subparsers._group_actions[0].choices["label"]
+    export = next(a for a in label._actions if a.dest == "export")
+    assert list(export.choices) == list(LABEL_EXPORTS)

@@ -19,7 +19,7 @@ from genre_ray.evaluate import expected_calibration_error
 from genre_ray.inference import label_key, label_row, predict_file
 from genre_ray.models import create_model
 from genre_ray.similarity import SimilarityError, load_index, nearest, resolve_track, similar
-from genre_ray.training import predict_probs
+from genre_ray.training import predict_logits
 from genre_ray.uncertainty import UncertaintyRule, review_table, vote_entropy, write_review_list
 from label_lib import CLASSES, FEATURES, KWARGS, make_library, sharp_bundle
 
@@ -41,7 +41,8 @@ def test_window_outputs_are_tempered_softmax_and_embed():
     model = create_model("homebrew", 4, **KWARGS).eval()
     images = np.random.default_rng(0).random((70, 1, 48, 48)).astype(np.float16)
     p1, f1 = window_outputs(model, images, torch.device("cpu"), batch_size=16)
-    np.testing.assert_allclose(p1, predict_probs(model, images, torch.device("cpu")), atol=1e-6)
+    probs = torch.softmax(predict_logits(model, torch.from_numpy(images), torch.device("cpu")), dim=1).numpy()
+    np.testing.assert_allclose(p1, probs, atol=1e-6)
     with torch.no_grad():
         x = torch.from_numpy(images).float()
         logits, feats = model(x).numpy(), model.embed(x).numpy()

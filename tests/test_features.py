@@ -105,3 +105,11 @@ def test_track_peak_is_the_loudest_sample_of_any_chunk():
     assert w.peak == pytest.approx(0.3, rel=1e-3) and w.peak > SILENCE_PEAK
     assert w.n_samples == 2 * cfg.sample_rate
 
+
+
+def test_a_zero_hop_is_refused_not_replaced_by_the_default():
+    from genre_ray.features import FeatureConfig, TrackWindower
+
+    with pytest.raises(ValueError, match="window hop must be > 0"):
+        TrackWindower(FeatureConfig(), hop_s=0.0)
+    assert TrackWindower(FeatureConfig(), hop_s=None).hop == round(FeatureConfig().hop_s * FeatureConfig().sample_rate)

@@ -37,24 +37,6 @@ def _fake_forward(cost_per_window: dict[int, float]):
     return run, calls
 
 
-def test_fastest_batch_size_picks_the_cheapest_and_stops_after_the_peak():
-    cost = {2: 4e-4, 4: 2e-4, 8: 1e-4, 16: 3e-4, 32: 3e-4, 64: 3e-4}
-    run, calls = _fake_forward(cost)
-    best, rates = accel.fastest_batch_size(run, (1, 8, 8), "cpu", candidates=[2, 4, 8, 16, 32, 64])
-    assert best == 8
-    assert list(rates) == [2, 4, 8, 16]  # 16 is < 0.9 × the best so far: 32 and 64 never tried
-    assert rates[8] > rates[4] > rates[2] and rates[16] < 0.9 * rates[8]
-    assert {bs for _, bs in calls} == {2, 4, 8, 16}
-    assert all(n == bs for n, bs in calls)  # one batch of the candidate's size per call
-
-
-def test_fastest_batch_size_default_candidates_per_device():
-    run, calls = _fake_forward({bs: 1e-5 for bs in accel.BATCH_CANDIDATES["cpu"]})
-    best, rates = accel.fastest_batch_size(run, (1, 4, 4), "cpu", give_up=0.0)
-    assert set(rates) == set(accel.BATCH_CANDIDATES["cpu"]) and best in rates
-    assert accel.BATCH_CANDIDATES["cuda"][0] >= 64
-
-
 def _tune(tuner: accel.BatchSizeTuner, run, windows_per_call: int, max_calls: int = 200) -> int:
     """Drive ``tuner`` as the actor does: real calls at ``tuner.size`` until it settles; → calls made."""
     for n in range(1, max_calls + 1):
@@ -170,6 +152,7 @@ def test_classifier_measures_its_batch_size_and_gives_the_same_probabilities(tmp
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in auto.model.embed_graph.modules())
 
 
+@pytest.mark.slow
 def test_process_age_counts_from_the_process_start():
     """What the actor's start-up line reports: a fresh process that sleeps 1 s before asking is at least 1 s old,
     and no older than the wall time around it."""
@@ -195,6 +178,23 @@ def test_progress_start_up_and_steady_state():
     q = Progress(total=1, every_s=1e9, already=0)
     q.update({"status": "ok", "duration_s": 30.0}, now=q.t0 + 1.0)
     assert q.steady_audio_s_per_s == 0.0  # one batch only: no steady state to speak of
+
+
+def test_progress_counts_a_stream_batch_at_one_time(monkeypatch):
+    """The job's path (update_batch, no clock passed): every track of one batch arrives at the same time, so the
+    steady rate starts after the whole first batch — a clock read per track counted all but its first track."""
+    import genre_ray.pipelines.label as label
+
+    ticks = iter(float(t) for t in range(100, 200))
+    monkeypatch.setattr(label.time, "time", lambda: next(ticks))
+    p = Progress(total=6, every_s=1e9, already=0)
+    p.restart()
+    ok = {"status": "ok", "duration_s": 30.0}
+    p.update_batch([ok, ok, ok])
+    first = p.first_t
+    p.update_batch([ok, ok, ok])
+    assert p.first_audio == 90.0
+    assert p.steady_audio_s_per_s == pytest.approx(90.0 / (p.last_t - first))
 
 
 def test_train_splits_are_cached_in_memory_when_small(tmp_path):
@@ -232,6 +232,7 @@ def test_device_cache_rule(tmp_path, monkeypatch):
     assert not device_cache_on(cfg.model_copy(update={"device_cache": False}), cpu, 1, small_splits=True)
 
 
+@pytest.mark.slow
 def test_compiled_classifier_compiles_once_and_gives_the_same_probabilities(tmp_path):
     """``torch_compile``: one static forward shape — calls of any size, the last batch padded — and the eager
     classifier's probabilities and embeddings. (Compiling on CPU takes tens of seconds: one small model, once.)"""

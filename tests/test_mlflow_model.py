@@ -40,7 +40,9 @@ def logged(tmp_path_factory):
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = store
     mlflow.set_tracking_uri(store)
-    mlflow.set_experiment("pyfunc-test")
+    # artifacts beside the store: MLflow's default for a sqlite store is ./mlruns of the current folder (the checkout)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "pyfunc-test", artifact_location=(tmp_path / "artifacts").as_uri()))
     with mlflow.start_run() as run:
         info = log_model(bundle, CLASSES, registered_model_name="genre-pyfunc")
     yield tmp_path, bundle, info, run.info.run_id, store
@@ -51,6 +53,7 @@ def logged(tmp_path_factory):
         os.environ["MLFLOW_TRACKING_URI"] = old
 
 
+@pytest.mark.slow
 def test_pyfunc_labels_files_like_predict_in_a_process_without_the_checkout(logged):
     tmp_path, bundle, info, run_id, store = logged
     clips = write_corpus(tmp_path / "clips", genres=["blues", "rock"], per_genre=1, seconds=8.0, fmt="flac")

@@ -222,3 +222,23 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]  # no temporary left behind
     atomic.write_json(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 2}
+
+
+def test_config_trees_and_client_params_are_redacted_too(tmp_path):
+    """The tune job logs its trials' params through a client (not the active run) and its config file as an artifact:
+    both pass the same rule as every job's params."""
+    import mlflow
+
+    from genre_ray.tracking import log_params, redact_tree
+
+    tree = {"storage_path": "s3://AKIA:hunter2@bucket/tune", "train": {"lr": 0.001, "api_key": "sekret",
+            "model_kwargs": {"token": 5}, "tags": ["ray://bob:pw@head:1", 3]}, "note": None}
+    assert redact_tree(tree) == {"storage_path": "s3://AKIA:***@bucket/tune", "train": {
+        "lr": 0.001, "api_key": "***", "model_kwargs": {"token": "***"}, "tags": ["ray://bob:***@head:1", 3]},
+        "note": None}
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rid = client.create_run(client.create_experiment("redact")).info.run_id
+    log_params({f"k{i}": i for i in range(150)} | {"train.api_key": "sekret", "ray.address": "ray://a:pw@h:1"},
+               client, rid)
+    params = client.get_run(rid).data.params
+    assert len(params) == 152 and params["train.api_key"] == "***" and params["ray.address"] == "ray://a:***@h:1"

@@ -242,6 +242,7 @@ def feature_sets():
     return make(0, range(8)), make(1, range(100, 104))
 
 
+@pytest.mark.slow
 def test_genres_are_separable_by_a_nearest_centroid(feature_sets):
     (x_train, y_train), (x_test, y_test) = feature_sets
     accuracy = float((_nearest_centroid(x_train, y_train, x_test) == y_test).mean())

@@ -207,3 +207,28 @@ def test_epoch_logger_logs_each_starts_facts_and_each_epoch_once(tmp_path):
         "effective.device_cache": "False", "effective.fused_optimizer": "False", "effective.device": "cpu"}
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")] == [(0, 0.5), (1, 0.75)]
     assert SELECTION not in run.data.metrics and "epoch" not in run.data.metrics
+
+
+def test_train_resume_state_new_run_only_when_the_state_or_the_run_is_gone(tmp_path, monkeypatch):
+    """OUT/train_run.json unreadable, or its MLflow run deleted from the store: a new run. A store that does not
+    answer is an error — reading it as "start afresh" once abandoned a run's checkpoints for a blip."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.train import resumable_run
+
+    cfg = TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "out"))
+    state = tmp_path / "train_run.json"
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    state.write_text("{not json")
+    assert resumable_run(state, cfg, client) is None
+    state.write_text('{"run_id": "0123456789abcdef0123456789abcdef", "config": {}}')
+    assert resumable_run(state, cfg, client) is None  # no such run in the store
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(MlflowException):
+        resumable_run(state, cfg, mlflow.tracking.MlflowClient(f"http://127.0.0.1:{port}"))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from genre_ray.training import (EarlyStopping, cosine_schedule, epoch_seed, eval_epoch, make_optimizer, predict_logits,
-                                recalibrate_bn, train_epoch, train_step)
+from genre_ray.training import (EarlyStopping, epoch_seed, lr_schedule, make_optimizer, predict_logits, recalibrate_bn,
+                                train_epoch, train_step)
 
 CPU = torch.device("cpu")
 
@@ -33,18 +33,18 @@ def test_train_epoch_learns_a_separable_problem():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(4, 2))
     opt = make_optimizer(model, 1e-2, 0.0)
-    sched = cosine_schedule(opt, total_steps=10 * 8)
+    sched = lr_schedule(opt, "cosine", 10 * 8)
     batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
     for _ in range(10):
         tr = train_epoch(model, batches, opt, nn.CrossEntropyLoss(), CPU, sched, grad_clip=1.0, bn_batches=4)
-    ev = eval_epoch(model, batches, nn.CrossEntropyLoss(), CPU)
-    assert tr.n == 256 and ev.correct / ev.n > 0.9
+    accuracy = (predict_logits(model, x, CPU).argmax(1) == y).float().mean().item()
+    assert tr.n == 256 and accuracy > 0.9
     assert abs(sched.get_last_lr()[0] - 1e-2 * 0.05) < 1e-6  # decayed to the floor
 
 
 def test_cosine_warmup():
     opt = make_optimizer(nn.Linear(1, 1), 1.0, 0.0)
-    s = cosine_schedule(opt, total_steps=10, warmup_steps=2)
+    s = lr_schedule(opt, "cosine", 10, 2)
     lrs = []
     for _ in range(10):
         lrs.append(s.get_last_lr()[0])
@@ -296,3 +296,50 @@ def test_early_stopping_stops_after_exactly_patience_epochs_without_improvement(
     assert resumed.stop and not resumed.is_better(0.7) and resumed.is_better(0.71)
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping("maximum", 1)
+
+
+def test_train_and_tune_build_the_same_parts_from_a_config():
+    """One builder for a Ray Train worker and a single-worker Tune trial: channels_last, torch_compile, the LR
+    schedule over the workers' shared steps — a sweep once trained without compile or channels_last."""
+    from genre_ray.config import TrainConfig
+    from genre_ray.pipelines.train import build_parts, checkpoint_state, epoch_metrics
+
+    cfg = TrainConfig(data="d", out="o", model="homebrew", epochs=3, batch_size=4, torch_compile=True,
+                      schedule="cosine", model_kwargs={"channels": [2, 2, 2, 2], "dense": [4], "input_size": [16, 16]})
+    parts = build_parts(cfg, 3, dict(cfg.model_kwargs), n_train=40, world=2, device=torch.device("cpu"))
+    conv = next(m for m in parts.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert parts.model._compiled_call_impl is not None  # compiled in place
+    assert parts.plateau.mode == "max" and parts.plateau.patience == cfg.early_stop_patience
+    alone = build_parts(cfg.model_copy(update={"torch_compile": False}), 3, dict(cfg.model_kwargs), 40, 1,
+                        torch.device("cpu"))
+    for p in (parts, alone):
+        for _ in range(cfg.epochs * 5):  # 40 samples / (4 × 2 workers) = 5 steps per epoch
+            p.optimizer.step()
+            p.scheduler.step()
+    # two workers share the samples: their schedule is at its end after 15 steps, one worker's half-way (30)
+    assert parts.scheduler.get_last_lr()[0] < 0.1 * alone.scheduler.get_last_lr()[0]
+    parts.plateau.update(0.5)
+    m = epoch_metrics(cfg, parts, 2, {"loss": 1.0, "accuracy": 0.5, "n": 40},
+                      {"val_loss": 1.0, "val_accuracy": 0.5, "val_track_accuracy": 0.5}, 0.0, 2.0)
+    assert m["patience_stop"] == 0 and m["samples_per_second"] == 20.0 and m["best_val_accuracy"] == 0.5
+    state = checkpoint_state(parts, 2, m)
+    assert state["epoch"] == 2 and "_orig_mod" not in "".join(state["model"])  # loadable into a plain model
+
+
+def test_stop_reason_of_a_trial():
+    from genre_ray.pipelines.tune import stop_reason
+
+    assert stop_reason({"training_iteration": 5}, 5) == "completed"
+    assert stop_reason({"training_iteration": 2, "patience_stop": 1}, 5) == "patience"
+    assert stop_reason({"training_iteration": 2, "patience_stop": 0}, 5) == "asha"
+    assert stop_reason({}, 5) == "asha"
+
+
+def test_a_gpu_asked_for_but_not_seen_is_an_error(monkeypatch):
+    from genre_ray import accel
+
+    assert accel.pick_device(False).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="use_gpu is set, but this process sees no CUDA device"):
+        accel.pick_device(True)

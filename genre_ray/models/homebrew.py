@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from genre_ray.models import register_model
+from genre_ray.models.factory import register_model
 
 
 class HomebrewCNN(nn.Module):

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genre_ray.models import register_model
+from genre_ray.models.factory import register_model
 
 log = logging.getLogger(__name__)
 

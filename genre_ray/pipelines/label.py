@@ -470,6 +470,13 @@ class Progress:
         self.audio_s += row["duration_s"]
         self.maybe_print()
 
+    def update_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Count the tracks one stream batch finished: they arrived together, at one time (the steady rate is
+        measured from the end of the first such batch)."""
+        now = time.time()
+        for row in rows:
+            self.update(row, now)
+
     @property
     def startup_s(self) -> float:
         """Seconds from the start of the stream to the first finished track."""
@@ -790,9 +797,9 @@ def _stream(cfg: LabelConfig, todo: list[str], bundle: Bundle, hop: float, extra
     try:
         with progress.heartbeat(cluster_state):
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-                for row, timeline in assembler.add(batch):
-                    done.append((row, timeline))
-                    progress.update(row)
+                finished = list(assembler.add(batch))
+                done.extend(finished)
+                progress.update_batch([row for row, _ in finished])
                 while len(done) >= cfg.shard_rows:
                     flush(cfg.shard_rows)
                     last_flush = time.time()
@@ -854,7 +861,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     if cfg.aggregate is None:  # the model's own: its temperature and threshold were fitted with it
         cfg = cfg.model_copy(update={"aggregate": bundle.aggregate})
         print(f"[label] windows aggregated per track with the model's rule: {cfg.aggregate}", flush=True)
-    hop = cfg.hop_s or bundle.features.hop_s
+    hop = bundle.features.hop_s if cfg.hop_s is None else cfg.hop_s
     model_id = model_fingerprint(bundle.state_dict or {})
     rule = uncertainty_rule(cfg, bundle)
     dim = embedding_dim(bundle.build_model()) if cfg.embeddings else None

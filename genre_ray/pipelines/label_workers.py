@@ -96,7 +96,7 @@ class Classifier:
                  embeddings: bool = False, compile: bool = False):
         t0, age = time.time(), process_age_s()
         torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.device = accel.pick_device(use_gpu)
         # BatchNorm folded, pools before activations (accel.inference_model): +27 % windows/s, the demo's CNN on CPU
         self.model = accel.inference_model(accel.prepare_model(bundle.build_model(), self.device))
         self.n_classes = len(bundle.classes)

@@ -13,7 +13,6 @@ track is ever trained on. Output layout::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -54,7 +53,9 @@ def track_windows(row: dict[str, Any], features: FeatureConfig, noise_copies: in
     base = {"track_id": row["track_id"], "label_idx": int(row["label_idx"])}
     empty = np.zeros(features.image_shape, np.float16)
     try:
-        # the label job's featurization exactly: streamed decode, one spectrogram per track, sliced
+        # the label job's featurization exactly: streamed decode, one spectrogram per track, sliced. One difference
+        # on purpose: a file whose decoding fails part-way (audio.TruncatedAudio) is left out and reported here — a
+        # training set takes whole files only — while the label job labels such a file from what decoded
         wave = np.concatenate(list(audio.decode_stream(row["path"], features.sample_rate)))
         peak = float(np.abs(wave).max())
         if peak <= SILENCE_PEAK:  # a silent clip teaches nothing about its label: reported, as label does
@@ -297,9 +298,3 @@ def read_failed(prepared: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_meta(prepared: str | Path) -> dict[str, Any]:
-    p = Path(prepared) / "meta.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"{prepared}: no meta.json — run `genre-ray prepare` first (a prepare killed "
-                                "part-way leaves none: run it again)")
-    return json.loads(p.read_text())

@@ -16,7 +16,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import mlflow
 import numpy as np
@@ -239,6 +239,66 @@ def selection_score(value: float, epoch: int, metric: str) -> float:
     return (-value if SELECT_METRICS[metric] == "min" else value) - 1e-9 * epoch
 
 
+class TrainParts(NamedTuple):
+    """What one training process builds from its config (:func:`build_parts`): the same for a Ray Train worker and
+    a Tune trial, so a sweep trains exactly what the training job would."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    augment: BatchAugment
+    plateau: EarlyStopping
+
+
+def build_parts(cfg: TrainConfig, num_classes: int, model_kwargs: dict[str, Any], n_train: int, world: int,
+                device: torch.device, wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> TrainParts:
+    """Seed, model (on ``device``, channels_last where it pays, then ``wrap`` — Ray Train's ``prepare_model`` —
+    and ``torch_compile``), optimizer, LR schedule over ``n_train`` samples shared by ``world`` workers, loss,
+    batch augmentation and early stopping, as ``cfg`` says."""
+    seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
+    model = create_model(cfg.model, num_classes=num_classes, **model_kwargs)
+    accel.cudnn_autotune(device, cfg.cudnn_benchmark)
+    model = wrap(model.to(device, memory_format=accel.memory_format(device)))
+    if cfg.torch_compile:
+        unwrap(model).compile()  # in place: state_dict keys unchanged
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
+                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0, cfg.fused_optimizer)
+    steps_per_epoch = max(1, -(-n_train // (cfg.batch_size * world)))
+    scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
+                            int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
+    return TrainParts(model, optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                      BatchAugment(num_classes=num_classes, **cfg.augment.model_dump()),
+                      EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience))
+
+
+def epoch_metrics(cfg: TrainConfig, parts: TrainParts, epoch: int, train: dict[str, float], val: dict[str, float],
+                  t0: float, train_s: float) -> dict[str, Any]:
+    """One epoch's report (Ray Train's and Tune's alike): train/val figures, the best value so far, learning rates,
+    throughput, whether early stopping ends the run here (``patience_stop``) and the checkpoint score."""
+    lrs = parts.scheduler.get_last_lr()
+    return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"], **val,
+            f"best_{cfg.select_metric}": parts.plateau.best, "lr": lrs[0],
+            **({"lr_backbone": lrs[1]} if len(lrs) > 1 else {}),
+            "epoch_seconds": time.time() - t0, "samples_per_second": train["n"] / max(train_s, 1e-9),
+            "patience_stop": int(parts.plateau.stop),
+            SELECTION: selection_score(val[cfg.select_metric], epoch, cfg.select_metric)}
+
+
+def checkpoint_state(parts: TrainParts, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds (``CKPT_FILE``; :func:`restore_checkpoint` reads it back)."""
+    return {"model": unwrap(parts.model).state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), "epoch": epoch, "best": parts.plateau.best,
+            "since_best": parts.plateau.since_best, "metrics": metrics}
+
+
+def resume_parts(ckpt: "ray.train.Checkpoint", parts: TrainParts) -> int:
+    """Load a checkpoint into ``parts`` (weights, optimizer, schedule, early-stopping state); the epoch to go on at."""
+    state = restore_checkpoint(ckpt, parts.model, parts.optimizer, parts.scheduler)
+    parts.plateau.best, parts.plateau.since_best = state["best"], state["since_best"]
+    return state["epoch"] + 1
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker. Only rank 0 writes checkpoints and reports the epoch's metrics (which
     :class:`EpochLogger` puts into MLflow). With ``report_info``, every (re)start first reports what it found —
@@ -250,21 +310,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if not cfg.use_gpu:  # intra-op threads = reserved CPUs; more would oversubscribe the node
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    seed_everything(cfg.seed)  # same init everywhere; DDP also broadcasts rank 0's weights
-    model = create_model(cfg.model, num_classes=len(classes), **config["model_kwargs"])
     device = ray.train.torch.get_device()
-    accel.cudnn_autotune(device, cfg.cudnn_benchmark)
-    model = ray.train.torch.prepare_model(model.to(memory_format=accel.memory_format(device)))
-    if cfg.torch_compile:
-        unwrap(model).compile()  # in place: state_dict keys unchanged
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0, cfg.fused_optimizer)
-    steps_per_epoch = max(1, -(-config["n_train"] // (cfg.batch_size * world)))
-    scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
-                            int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
-    start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
+    parts = build_parts(cfg, len(classes), config["model_kwargs"], config["n_train"], world, device,
+                        wrap=ray.train.torch.prepare_model)
+    model, optimizer, plateau = parts.model, parts.optimizer, parts.plateau
+    start_epoch = 0
     # workers never talk to MLflow: rank 0 may run on a node that cannot reach the driver's store (a sqlite file on
     # the driver's disk). What this (re)start learnt is its own first report, and EpochLogger — on the
     # driver's node — logs it (``report_info``; a sweep's trials report none: its driver alone writes its runs).
@@ -272,11 +322,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart after a failure: continue after the last reported epoch
-        state = restore_checkpoint(ckpt, model, optimizer, scheduler)
-        start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
+        start_epoch = resume_parts(ckpt, parts)
         info["resumed_at_epoch"] = start_epoch
         if rank == 0:
-            worker_print(f"resumed from the checkpoint of epoch {state['epoch']}")
+            worker_print(f"resumed from the checkpoint of epoch {start_epoch - 1}")
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -304,24 +353,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         t0 = time.time()
         batches = (cache.batches(cfg.batch_size, seed) if cache is not None else
                    _batches(train_shard, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda", seed=seed))
-        tr = train_epoch(model, batches, optimizer, loss_fn, device,
-                         scheduler, cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
+        tr = train_epoch(model, batches, optimizer, parts.loss_fn, device, parts.scheduler, cfg.grad_clip,
+                         cfg.bn_recalibrate_batches, parts.augment if parts.augment.active else None)
         train_s = time.time() - t0
         tr_s = Totals.summary(_allreduce(tr.as_tensor(), device))
         _broadcast_buffers(model)
         va = validate(model, val_shard, cfg.batch_size, device, classes, cfg.aggregate, rank, world)
         plateau.update(va[cfg.select_metric])
-        metrics = {"epoch": epoch, "train_loss": tr_s["loss"], "train_accuracy": tr_s["accuracy"], **va,
-                   f"best_{cfg.select_metric}": plateau.best, "lr": scheduler.get_last_lr()[0],
-                   **({"lr_backbone": scheduler.get_last_lr()[1]} if len(optimizer.param_groups) > 1 else {}),
-                   "epoch_seconds": time.time() - t0, "samples_per_second": tr_s["n"] / max(train_s, 1e-9),
-                   SELECTION: selection_score(va[cfg.select_metric], epoch, cfg.select_metric)}
+        metrics = epoch_metrics(cfg, parts, epoch, tr_s, va, t0, train_s)
         stop = plateau.stop
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
-                            "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
+                torch.save(checkpoint_state(parts, epoch, metrics), Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
             worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
         else:
@@ -353,7 +396,7 @@ class EpochLogger(ray.train.UserCallback):
         if "epoch" in m:
             now, step = int(time.time() * 1000), int(m["epoch"])
             client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in m.items()
-                                                   if k not in ("epoch", SELECTION)])
+                                                   if k not in NOT_LOGGED])
 
     def log_info(self, client: "mlflow.tracking.MlflowClient", info: dict[str, Any]) -> None:
         """The worker's facts of one (re)start: ``resumed_at_epoch`` (a restart from a checkpoint: counted in the
@@ -364,6 +407,10 @@ class EpochLogger(ray.train.UserCallback):
             client.log_metric(self.run_id, "resumed_at_epoch", info["resumed_at_epoch"], step=restarts)
         log_effective(client, self.run_id, info.get("effective", {}))
 
+
+NOT_LOGGED = ("epoch", "patience_stop", SELECTION)
+"""Report keys that are not MLflow metrics: the step itself, a flag (the run's early-stop shows in the log and
+its epochs), the checkpoint score."""
 
 INFO_KEY = "genre_ray_info"
 """Key of the report each (re)start of the workers makes before its first epoch: what the driver's
@@ -406,10 +453,19 @@ def resumable_run(path: Path, cfg: TrainConfig, client: "mlflow.tracking.MlflowC
     new run (nothing there, another config or data, the run finished, or its MLflow run is gone)."""
     if not path.is_file():
         return None
+    from mlflow.exceptions import MlflowException
+
     try:
         saved = json.loads(path.read_text())
         run = client.get_run(saved["run_id"])
-    except Exception:  # noqa: BLE001 - unreadable state or a run deleted from MLflow: a new run
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable state file: a new run
+        print(f"[train] {path} is unreadable ({type(exc).__name__}: {exc}): starting a new run", flush=True)
+        return None
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # the store did not answer: stopping beats abandoning the run's checkpoints for a new one
+        print(f"[train] the MLflow run {saved.get('run_id')} of {path} is gone from the store: starting a new run",
+              flush=True)
         return None
     before = {k: v for k, v in (saved.get("config") or {}).items() if k not in ("ray", "cpus_per_worker")}  # older
     changed = ("config" if before != _identity(cfg) else

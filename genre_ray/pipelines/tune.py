@@ -36,31 +36,28 @@ from typing import Any, Iterator
 
 import mlflow
 import pandas as pd
+import yaml
 import ray
 import ray.train
 import ray.train.torch
 import ray.tune
 import torch
-from mlflow.entities import Metric, Param
-from torch import nn
+from mlflow.entities import Metric
 
 from genre_ray import accel, tracking
 from genre_ray import atomic, preflight
-from genre_ray.augment import BatchAugment
 from genre_ray.config import (DISTRIBUTIONS, SELECT_METRICS, ConfigError, TrainConfig, TuneConfig, absolute_paths,
                               local_path)
 from genre_ray.features import FeatureConfig
-from genre_ray.models import create_model
 from genre_ray.pipelines.common import announce, check_job_outputs, init_ray
 from genre_ray.pipelines.prepare import split_dir
-from genre_ray.pipelines.train import (CKPT_FILE, _batches, _model_kwargs, device_cache_on,
-                                      load_device_cache, restore_checkpoint, row_bytes, train_loop_per_worker,
-                                      validate)
+from genre_ray.pipelines.train import (CKPT_FILE, _batches, _model_kwargs, build_parts, checkpoint_state,
+                                      device_cache_on, epoch_metrics, load_device_cache, resume_parts, row_bytes,
+                                      train_loop_per_worker, validate)
 from genre_ray.leakage import enforce, find_leakage, leakage_tags
 from genre_ray.provenance import dataset_fingerprint, git_commit, versions
 from genre_ray.registry import Registry
-from genre_ray.training import (EarlyStopping, epoch_seed, lr_schedule, make_optimizer, seed_everything, train_epoch,
-                                unwrap)
+from genre_ray.training import Totals, epoch_seed, seed_everything, train_epoch
 
 log = logging.getLogger("genre_ray")
 
@@ -119,38 +116,22 @@ def trial_dirname(trial) -> str:
 
 # ---------------------------------------------------------------- trials
 
-def _metrics(epoch: int, tr: dict[str, float], va: dict[str, float], cfg: TrainConfig, best: float, lr: float,
-             t0: float, train_s: float, patience_stop: bool) -> dict[str, Any]:
-    return {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], **va,
-            f"best_{cfg.select_metric}": best, "lr": lr, "epoch_seconds": time.time() - t0,
-            "samples_per_second": tr["n"] / max(train_s, 1e-9), "patience_stop": int(patience_stop)}
-
-
 def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict[str, Any]) -> None:
-    """One trial in one process: the training job's epoch/validation code on the prepared datasets, one Tune
-    report per epoch (with a checkpoint when ``checkpoint_trials``), resuming from Tune's checkpoint if any."""
+    """One trial in one process: the training job's own parts (:func:`~genre_ray.pipelines.train.build_parts`),
+    epoch, validation and report code on the prepared datasets — one Tune report per epoch (with a checkpoint when
+    ``checkpoint_trials``), resuming from Tune's checkpoint if any."""
     tcfg = TuneConfig.model_validate(sweep["tune"])
     cfg = tcfg.trial_config(config)
     classes, features = sweep["classes"], FeatureConfig.from_dict(sweep["features"])
     if not cfg.use_gpu:  # intra-op threads = the trial's CPUs
         torch.set_num_threads(max(1, int(tcfg.trial_cpus)))
-    device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
-    accel.cudnn_autotune(device, cfg.cudnn_benchmark)
-    seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes=len(classes), **_model_kwargs(cfg, features)).to(device)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer,
-                               cfg.backbone_lr_factor if cfg.finetune == "discriminative" else 1.0, cfg.fused_optimizer)
-    steps_per_epoch = max(1, -(-sweep["n_train"] // cfg.batch_size))
-    scheduler = lr_schedule(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
-                            int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    augment = BatchAugment(num_classes=len(classes), **cfg.augment.model_dump())
-    start_epoch, plateau = 0, EarlyStopping(SELECT_METRICS[cfg.select_metric], cfg.early_stop_patience)
+    device = accel.pick_device(cfg.use_gpu)
+    parts = build_parts(cfg, len(classes), _model_kwargs(cfg, features), sweep["n_train"], 1, device)
+    start_epoch, plateau = 0, parts.plateau
     ckpt = ray.tune.get_checkpoint()
     if ckpt:  # the sweep was resumed, or Tune retried this trial
-        state = restore_checkpoint(ckpt, model, optimizer, scheduler)
-        start_epoch, plateau.best, plateau.since_best = state["epoch"] + 1, state["best"], state["since_best"]
-        print(f"trial resumed after epoch {state['epoch']}", flush=True)
+        start_epoch = resume_parts(ckpt, parts)
+        print(f"trial resumed after epoch {start_epoch - 1}", flush=True)
     cache = None  # device_cache's rule, CPU auto off: trials run side by side and each would hold its own copy
     if start_epoch < cfg.epochs and not plateau.stop and device_cache_on(cfg, device, sweep["n_train"] * row_bytes(features)):
         cache = load_device_cache(train_ds, cfg, device, "tune trial")
@@ -160,25 +141,21 @@ def single_worker_trial(config: dict[str, Any], *, train_ds, val_ds, sweep: dict
         seed = epoch_seed(cfg.seed, epoch)
         seed_everything(seed)
         t0 = time.time()
-        batches = cache.batches(cfg.batch_size, seed) if cache is not None else _batches(train_ds, cfg.batch_size,
-                                                                                          True, seed=seed)
-        tr = train_epoch(model, batches, optimizer, loss_fn, device, scheduler,
-                         cfg.grad_clip, cfg.bn_recalibrate_batches, augment if augment.active else None)
+        batches = (cache.batches(cfg.batch_size, seed) if cache is not None else
+                   _batches(train_ds, cfg.batch_size, True, cfg.prefetch_batches, device.type == "cuda", seed=seed))
+        tr = train_epoch(parts.model, batches, parts.optimizer, parts.loss_fn, device, parts.scheduler, cfg.grad_clip,
+                         cfg.bn_recalibrate_batches, parts.augment if parts.augment.active else None)
         train_s = time.time() - t0
-        va = validate(model, val_ds, cfg.batch_size, device, classes, cfg.aggregate)
+        va = validate(parts.model, val_ds, cfg.batch_size, device, classes, cfg.aggregate)
         plateau.update(va[cfg.select_metric])
-        stop = plateau.stop
-        tr_s = {"loss": tr.loss_sum / max(tr.n, 1), "accuracy": tr.correct / max(tr.n, 1), "n": tr.n}
-        metrics = _metrics(epoch, tr_s, va, cfg, plateau.best, scheduler.get_last_lr()[0], t0, train_s, stop)
+        metrics = epoch_metrics(cfg, parts, epoch, Totals.summary(tr.as_tensor()), va, t0, train_s)
         if tcfg.checkpoint_trials:
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch, "best": plateau.best,
-                            "since_best": plateau.since_best, "metrics": metrics}, Path(d) / CKPT_FILE)
+                torch.save(checkpoint_state(parts, epoch, metrics), Path(d) / CKPT_FILE)
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
         else:
             ray.tune.report(metrics)
-        if stop:
+        if plateau.stop:
             break
 
 
@@ -269,9 +246,7 @@ class TrialRuns(ray.tune.Callback):
                 params = {}
                 client.set_tag(rid, "genre_ray.config_error", str(exc)[:5000])
             params.update({f"space.{k}": v for k, v in values.items()})
-            items = [Param(k, str(v)[:tracking.MAX_PARAM_LEN]) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                client.log_batch(rid, params=items[i:i + 100])
+            tracking.log_params(params, client, rid)  # redacted, as every job's params
             self._steps[tid] = set()
         self._runs[tid] = rid
         return rid
@@ -291,10 +266,7 @@ class TrialRuns(ray.tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         client, rid = self._client(), self.run_id(trial)
-        last = trial.last_result or {}
-        epochs = int(last.get("training_iteration", 0))
-        planned = TuneConfig.model_validate(self.tune_cfg).base().epochs
-        reason = "completed" if epochs >= planned else "patience" if last.get("patience_stop") else "asha"
+        reason = stop_reason(trial.last_result or {}, TuneConfig.model_validate(self.tune_cfg).base().epochs)
         client.set_tag(rid, "genre_ray.stop_reason", reason)
         client.set_terminated(rid, "FINISHED")
 
@@ -315,6 +287,13 @@ class TrialRuns(ray.tune.Callback):
 #: result keys mirrored into a trial's MLflow run (Tune adds its own bookkeeping keys to every result)
 _REPORTED = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_track_accuracy", "lr", "epoch_seconds",
              "samples_per_second", *(f"best_{m}" for m in SELECT_METRICS)}
+
+
+def stop_reason(last: dict[str, Any], planned_epochs: int) -> str:
+    """Why a trial that did not fail stopped, from its last result: it ran every planned epoch (``completed``), its
+    early stopping ended it (``patience``), or the scheduler did (``asha``; FIFO never stops a trial early)."""
+    epochs = int(last.get("training_iteration", 0) or 0)
+    return "completed" if epochs >= planned_epochs else "patience" if last.get("patience_stop") else "asha"
 
 
 def _error_text(trial) -> str:
@@ -342,8 +321,7 @@ def summarize(results, cfg: TuneConfig, runs: dict[str, str]) -> pd.DataFrame:
         m = r.metrics or {}
         epochs = int(m.get("training_iteration", 0) or 0)
         status = "ERROR" if r.error else "TERMINATED"
-        reason = ("error" if r.error else "completed" if epochs >= base.epochs
-                  else "patience" if m.get("patience_stop") else "asha")
+        reason = "error" if r.error else stop_reason(m, base.epochs)
         row = {"trial_id": tid, "status": status, "stop_reason": reason, "epochs": epochs,
                f"best_{metric}": m.get(f"best_{metric}", float("nan")), f"last_{metric}": m.get(metric, float("nan")),
                **{k: r.config.get(k) for k in cfg.search_space}, "run_id": runs.get(tid, ""),
@@ -489,8 +467,6 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     state_file = out / "sweep.json"
     finished = state_file.is_file() and json.loads(state_file.read_text()).get("status") == "finished"
     if saved.is_file() and (cfg.resume or finished):  # another config into a used --out: refused, finished or not
-        import yaml
-
         old = yaml.safe_load(saved.read_text())
         try:  # a sweep saved before its paths were made absolute: compared as absolute too
             old = _identity(_absolute_tune(TuneConfig.model_validate(old)))
@@ -515,7 +491,11 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
     leak = enforce(find_leakage(pd.read_parquet(Path(cfg.data) / "tracks.parquet")), base.allow_leakage,
                    f"tune {cfg.data}")  # before MLflow and Ray, as in train
     uri, exp_id = tracking.setup(cfg.experiment)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", f"{cfg.snapshot_s:g}")  # read when the Tune loop starts
+    # read when the Tune loop starts; the config's value wins over an earlier sweep's or the shell's
+    if os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", f"{cfg.snapshot_s:g}") != f"{cfg.snapshot_s:g}":
+        log.warning("TUNE_GLOBAL_CHECKPOINT_S=%s in the environment is replaced by snapshot_s=%g",
+                    os.environ["TUNE_GLOBAL_CHECKPOINT_S"], cfg.snapshot_s)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = f"{cfg.snapshot_s:g}"
     # each trial checkpoint (num_to_keep=1) forces a state snapshot — what resume relies on; don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(cfg.ray)
@@ -530,13 +510,14 @@ def run_tune(cfg: TuneConfig) -> dict[str, Any]:
         flat = {**{k: v for k, v in cfg.flat().items() if not k.startswith("search_space.")},
                 **{f"search_space.{k}": json.dumps(v) for k, v in cfg.search_space.items()},
                 "feature_hash": meta["feature_hash"], "classes": ",".join(classes)}
-        items = [Param(k, str(v)[:tracking.MAX_PARAM_LEN]) for k, v in flat.items()]
-        for i in range(0, len(items), 100):
-            client.log_batch(parent, params=items[i:i + 100])
+        tracking.log_params(flat, client, parent)
         client.set_tag(parent, "dataset_fingerprint", fingerprint)
         for key, value in leakage_tags(leak).items():
             client.set_tag(parent, key, value)
-        client.log_artifact(parent, str(saved))
+        with tempfile.TemporaryDirectory() as d:  # the saved config, secrets hidden (tracking.redact)
+            shown = Path(d) / saved.name
+            shown.write_text(yaml.safe_dump(tracking.redact_tree(cfg.model_dump(mode="json")), sort_keys=False))
+            client.log_artifact(parent, str(shown))
     atomic.write_text(state_file, json.dumps({"parent_run_id": parent, "experiment_path": exp_path, "status": "running"}))
 
     with runs_closed_on_exit(client, exp_id, parent):  # a stopped job (SIGTERM) or a failure leaves no RUNNING run
