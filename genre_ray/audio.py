@@ -40,6 +40,30 @@ class TruncatedAudio(DecodeError):
         self.decoded_s, self.reason = decoded_s, reason
 
 
+class DamagedAudio(TruncatedAudio):
+    """Decoded to its end, but not cleanly: corrupt packets were skipped, or the first decoder failed part-way and
+    the next one decoded on from the same sample (a bad rip, a download with a damaged stretch). Raised by
+    :func:`decode_stream` after everything has been yielded; ``decoded_s``: the audio decoded, ``reason``: what
+    was damaged. A :class:`TruncatedAudio`: a caller that labels part of a file labels this one too."""
+
+    def __init__(self, path: str, decoded_s: float, reason: str):
+        DecodeError.__init__(self, f"{path}: damaged: {reason}")
+        self.decoded_s, self.reason = decoded_s, reason
+
+
+class _PacketsSkipped(Exception):
+    """End of a PyAV stream that skipped ``count`` corrupt packets (every good one was yielded)."""
+
+    def __init__(self, count: int):
+        super().__init__(f"{count} corrupt packet(s)")
+        self.count = count
+
+
+MAX_BAD_PACKETS = 200
+"""Corrupt packets a PyAV stream skips before it gives up (then the file is truncated there): a damaged stretch
+of an MP3 or AAC file is a few packets, a file of garbage after its header is thousands."""
+
+
 # ---------------------------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------------------------
@@ -219,20 +243,43 @@ def _stream_pyav(src: object, block_frames: int) -> tuple[int, Iterator[np.ndarr
     stream = container.streams.audio[0]
     sr = int(stream.codec_context.sample_rate or stream.rate or 0)
 
+    def decoded() -> Iterator[object]:
+        """The stream's frames, packet by packet: a corrupt packet (FFmpeg's InvalidDataError) is skipped and
+        counted — one bad packet costs its ~26 ms, not the rest of the file — up to :data:`MAX_BAD_PACKETS`."""
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                skipped[0] += 1
+                if skipped[0] > MAX_BAD_PACKETS:
+                    raise
+                continue
+            yield from frames
+
+    skipped = [0]
+
     def blocks() -> Iterator[np.ndarray]:
         resampler = av.AudioResampler(format="fltp")  # planar float32 in the source layout
         pending: list[np.ndarray] = []
         n = 0
+        failure: Exception | None = None
         with container:
-            frames = (out for frame in container.decode(stream) for out in resampler.resample(frame))
-            for out in itertools.chain(frames, resampler.resample(None)):
-                pending.append(out.to_ndarray().T.astype(np.float32, copy=False))  # (t, C)
-                n += pending[-1].shape[0]
-                if n >= block_frames:
-                    yield np.concatenate(pending)
-                    pending, n = [], 0
+            try:
+                frames = (out for frame in decoded() for out in resampler.resample(frame))
+                for out in itertools.chain(frames, resampler.resample(None)):
+                    pending.append(out.to_ndarray().T.astype(np.float32, copy=False))  # (t, C)
+                    n += pending[-1].shape[0]
+                    if n >= block_frames:
+                        yield np.concatenate(pending)
+                        pending, n = [], 0
+            except Exception as exc:  # noqa: BLE001 - what decoded before the failure is yielded first
+                failure = exc
         if pending:
             yield np.concatenate(pending)
+        if failure is not None:
+            raise failure
+        if skipped[0]:
+            raise _PacketsSkipped(skipped[0])
 
     return sr, blocks()
 
@@ -256,6 +303,12 @@ def check_local_file(path: str) -> None:
     if "://" in path and not path.startswith("file://"):
         return
     local = path[len("file://"):] if path.startswith("file://") else path
+    try:
+        os.stat(local)
+    except PermissionError:  # a folder on the way cannot be searched: not "no such file"
+        raise DecodeError(f"{path}: permission denied (a folder on its path cannot be searched)") from None
+    except OSError:
+        pass
     if not os.path.exists(local):
         if os.path.islink(local):
             try:
@@ -298,22 +351,88 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
     path = str(path)
     check_local_file(path)
     errors: list[str] = []
-    for name in backends or tuple(STREAM_DECODERS):
-        src = None
-        try:
-            src = _open_source(path)
-            sr_in, blocks = STREAM_DECODERS[name](src, max(1, int(block_s * 48_000)))
-        except Exception as exc:  # each backend raises its own types; we report them all
-            errors.append(_backend_error(name, exc))
-            if src is not None and not isinstance(src, str):
-                src.close()
+    names = tuple(backends or STREAM_DECODERS)
+    block_frames = max(1, int(block_s * 48_000))
+    for i, name in enumerate(names):
+        opened = _open_stream(path, name, block_frames, errors)
+        if opened is None:
             continue
-        if sr_in <= 0:
-            errors.append(f"{name}: invalid sample rate {sr_in}")
-            continue
-        yield from _mono_resampled(path, blocks, sr_in, sr)
+        sr_in, blocks = opened
+        yield from _mono_resampled(path, _spliced(path, name, sr_in, blocks, names[i + 1:], block_frames), sr_in, sr)
         return
     raise DecodeError(f"{path}: no decoder could read it ({'; '.join(errors)})")
+
+
+def _open_stream(path: str, name: str, block_frames: int, errors: list[str]) -> tuple[int, Iterator[np.ndarray]] | None:
+    """Backend ``name``'s ``(sample rate, blocks)`` for ``path``, or None with the reason appended to ``errors``."""
+    src = None
+    try:
+        src = _open_source(path)
+        sr_in, blocks = STREAM_DECODERS[name](src, block_frames)
+    except Exception as exc:  # each backend raises its own types; we report them all
+        errors.append(_backend_error(name, exc))
+        if src is not None and not isinstance(src, str):
+            src.close()
+        return None
+    if sr_in <= 0:
+        errors.append(f"{name}: invalid sample rate {sr_in}")
+        return None
+    return sr_in, blocks
+
+
+class _Recovered(Exception):
+    """End of a stream that decoded to its end, but not cleanly (``reason``): :class:`DamagedAudio` to callers."""
+
+
+def _spliced(path: str, name: str, sr_in: int, blocks: Iterator[np.ndarray], others: tuple[str, ...],
+             block_frames: int) -> Iterator[np.ndarray]:
+    """Backend ``name``'s ``(t, C)`` blocks; when it fails part-way — or decodes nothing (a WAV whose header says
+    0 bytes of data) — the next backend that opens the file at the same rate and channel count decodes on from the
+    same sample (what the first gave is skipped), so a file one decoder gives up on loses only what no decoder
+    reads. Ends with :class:`_Recovered` when a second decoder or skipped packets were needed; with the first
+    failure when no other decoder gets further."""
+    done, channels, failure = 0, None, None
+    try:
+        for block in blocks:
+            channels = block.shape[1]
+            done += block.shape[0]
+            yield block
+    except _PacketsSkipped as exc:
+        raise _Recovered(f"{name} skipped {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - handed to the next backend, reported if none does better
+        failure = exc
+    if failure is None and done > 0:
+        return
+    why = (f"{name} stopped after {done / sr_in:.2f} s ({type(failure).__name__}: {str(failure).strip()[:160]})"
+           if failure is not None else f"{name} decoded no samples")
+    for other in others:
+        opened = _open_stream(path, other, block_frames, [])
+        if opened is None or opened[0] != sr_in:
+            continue
+        skip, more, extra = done, opened[1], 0
+        try:
+            for block in more:
+                if channels is not None and block.shape[1] != channels:
+                    break
+                if skip >= block.shape[0]:
+                    skip -= block.shape[0]
+                    continue
+                block, skip = block[skip:], 0
+                extra += block.shape[0]
+                yield block
+        except _PacketsSkipped as exc:
+            if extra:
+                raise _Recovered(f"{why}; {other} decoded on to the end and skipped {exc}") from None
+        except Exception:  # noqa: BLE001 - this one failed too: the first failure is the news
+            if extra:
+                raise _Recovered(f"{why}; {other} decoded {extra / sr_in:.2f} s more, then failed") from None
+        else:
+            if extra:
+                raise _Recovered(f"{why}; {other} decoded on to the end") from None
+        if extra:
+            break
+    if failure is not None:
+        raise failure
 
 
 def _mono_resampled(path: str, blocks: Iterator[np.ndarray], sr_in: int, sr: int) -> Iterator[np.ndarray]:
@@ -331,6 +450,8 @@ def _mono_resampled(path: str, blocks: Iterator[np.ndarray], sr_in: int, sr: int
                 yield out.astype(np.float32, copy=False)
     except DecodeError:
         raise
+    except _Recovered as exc:
+        failure = exc
     except Exception as exc:
         if total == 0:
             raise DecodeError(f"{path}: decoding failed at the start: {type(exc).__name__}: "
@@ -342,6 +463,8 @@ def _mono_resampled(path: str, blocks: Iterator[np.ndarray], sr_in: int, sr: int
         tail = stream.resample_chunk(np.zeros(0, np.float32), last=True)
         if tail.shape[0]:
             yield tail.astype(np.float32, copy=False)
+    if isinstance(failure, _Recovered):
+        raise DamagedAudio(path, total / sr_in, str(failure))
     if failure is not None:
         raise TruncatedAudio(path, total / sr_in, f"{type(failure).__name__}: {str(failure).strip()[:200]}") \
             from failure

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -196,6 +197,23 @@ def _stft_consts(cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.hann_window(cfg.n_fft), mel_filterbank(cfg)
 
 
+MIN_PADDED_FRACTION = 1 / 6
+"""A track shorter than one window is zero-padded to one (``pad_short``) only when it holds at least this share of a
+window (0.5 s of a 3-s window): milliseconds of audio padded to a window make an image of near silence that a model
+still labels, confidently — a cut-off download's first kilobyte once came back ``blues`` at 0.90."""
+
+
+def min_padded_samples(cfg: FeatureConfig) -> int:
+    """Fewest samples a track needs to be labelled from one zero-padded window (:data:`MIN_PADDED_FRACTION`)."""
+    return max(1, math.ceil(cfg.window_samples * MIN_PADDED_FRACTION))
+
+
+def too_short_note(duration: float, cfg: FeatureConfig, pad: bool) -> str:
+    """Why a track got no window: shorter than one window (and, with padding on, than a padded window needs)."""
+    need = f" and than the {min_padded_samples(cfg) / cfg.sample_rate:.2f} s a padded window needs" if pad else ""
+    return f"too short: {duration:.2f} s is shorter than one {cfg.window_s:g} s window{need} (skipped)"
+
+
 class TrackWindower:
     """Streaming featurizer for one track: push ``(t,)`` float32 waveform chunks (at ``cfg.sample_rate``), get
     window images back; memory stays O(``block_frames`` + ``max_windows``) whatever the track's length.
@@ -256,7 +274,7 @@ class TrackWindower:
         """Index one past the last window that can be emitted now."""
         total = self.n_samples
         n = 0 if total < self.win else 1 + (total - self.win) // self.hop
-        if final and n == 0 and total > 0 and self.pad_short:
+        if final and n == 0 and total >= min_padded_samples(self.cfg) and self.pad_short:
             n, self.padded = 1, True
         if not final:  # window i needs the samples of the whole block holding its last frame
             while n > self.n_windows and self._samples_for(self._block_end(self._frame0(n - 1) + self.nf - 1)) > total:

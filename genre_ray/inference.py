@@ -24,7 +24,7 @@ from genre_ray import audio
 from genre_ray import atomic
 from genre_ray.embedding import track_embedding, window_outputs
 from genre_ray.evaluate import aggregate_track, top_k
-from genre_ray.features import FeatureConfig, TrackWindower
+from genre_ray.features import FeatureConfig, TrackWindower, too_short_note
 from genre_ray.registry import Registry
 from genre_ray.uncertainty import PADDED, UncertaintyRule, vote_entropy
 
@@ -97,7 +97,7 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
                        f"silent: peak amplitude {windower.peak:.1e} ≤ {SILENCE_PEAK:.0e} (−100 dBFS)")
         return
     if emitted == 0:
-        msg = f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)"
+        msg = too_short_note(duration, features, windower.pad_short)
         log.warning("%s: %s", path, msg)
         yield TrackEnd(path, duration, 0, STATUS_TOO_SHORT, msg)
         return
@@ -115,7 +115,10 @@ def padded_note(duration: float, features: FeatureConfig) -> str:
 
 
 def truncated_note(exc: "audio.TruncatedAudio") -> str:
-    """The note an ok row carries when its file stopped decoding part-way."""
+    """The note an ok row carries when its file stopped decoding part-way (``truncated: …``), or decoded to its
+    end past damage — corrupt packets skipped, a second decoder taking over (``damaged: …``)."""
+    if isinstance(exc, audio.DamagedAudio):
+        return f"damaged: {exc.reason}; labelled from the {exc.decoded_s:.2f} s decoded"
     return f"truncated: decoding stopped after {exc.decoded_s:.2f} s ({exc.reason}); labelled from the audio before"
 
 

@@ -6,6 +6,7 @@ no writer for, is reported as ``skipped`` with the reason. No Ray here.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,10 @@ TagWriter = Callable[[Any, str, bool], str]
 """``(mutagen file object, genre, dry_run) → previous genre ("" if none)``; saves unless ``dry_run``."""
 
 TAG_WRITERS: Registry[TagWriter] = Registry("tag writer")
+
+
+class Unsafe(Exception):
+    """A file that cannot be tagged without changing what it plays: reported as ``skipped``, left as it is."""
 
 
 @dataclass
@@ -38,10 +43,39 @@ def _easy(f: Any, genre: str, dry_run: bool) -> str:
     return previous
 
 
+def iff_mismatch(path: str | Path) -> str:
+    """Why a WAV/AIFF file's chunk sizes do not add up to its length ("" when they do): its container size, then
+    every chunk's declared size, walked to the end of the file. A cut-off recording, a streaming WAV (sizes left
+    at 0 or 0xFFFFFFFF) or a truncated download declares more (or less) than it holds; appending an ID3 chunk
+    to such a file lands inside the declared audio data, so decoders would play the tag's bytes as audio."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"FORM"):
+            return f"not a RIFF/FORM container ({head[:4]!r})"
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        declared = struct.unpack(endian + "I", head[4:8])[0] + 8
+        if declared != size:
+            return f"its header declares {declared} bytes, the file has {size}"
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, csize = struct.unpack(endian + "4sI", fh.read(8))
+            end = pos + 8 + csize + (csize & 1)
+            if end > size + (csize & 1):
+                return f"its {cid.decode('latin-1')!r} chunk declares {csize} bytes past the end of the file"
+            pos = end
+    return ""
+
+
 def _id3_frames(f: Any, genre: str, dry_run: bool) -> str:
-    """WAV/AIFF: an ID3 chunk with a TCON frame."""
+    """WAV/AIFF: an ID3 chunk with a TCON frame — only where the chunk sizes add up (:func:`iff_mismatch`)."""
     from mutagen.id3 import TCON
 
+    bad = iff_mismatch(f.filename)
+    if bad:
+        raise Unsafe(f"not tagged: {bad} (cut off or still being written?); a tag added now would be played as "
+                     "audio")
     if f.tags is None:
         f.add_tags()
     previous = "; ".join(f.tags["TCON"].text) if "TCON" in f.tags else ""
@@ -73,6 +107,8 @@ def write_genre_tag(path: str | Path, genre: str, dry_run: bool = False) -> TagR
         return TagResult(path, genre, "", "skipped", f"{type(exc).__name__}: {exc}")
     try:
         previous = TAG_WRITERS[kind](f, genre, dry_run)
+    except Unsafe as exc:
+        return TagResult(path, genre, "", "skipped", str(exc))
     except Exception as exc:  # read, but the write failed (read-only, immutable, disk full): not a skip
         return TagResult(path, genre, "", "failed", f"{type(exc).__name__}: {exc}")
     if previous == genre:

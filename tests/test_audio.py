@@ -218,3 +218,72 @@ def test_nan_and_inf_samples_decode_as_silence(tmp_path):
         keep = np.isfinite(wave)
         np.testing.assert_array_equal(got[keep], wave[keep])
 
+
+
+def _mp3(path, seconds: float, sr: int = 44_100) -> bytes:
+    sf.write(path, np.stack([tone(440, seconds, sr=sr), tone(660, seconds, sr=sr)], axis=1), sr, format="MP3")
+    return path.read_bytes()
+
+
+def test_a_damaged_stretch_costs_its_packets_not_the_rest_of_the_file(tmp_path):
+    """3 KB of garbage inside an MP3 (a bad rip, a damaged download): libsndfile gives up there, PyAV decodes on from
+    the same sample and skips the corrupt packets — the file decodes to its end, with DamagedAudio saying what
+    happened; the label job labels it ok with a ``damaged:`` note. Garbage near the start once cost the whole file."""
+    from genre_ray.features import FeatureConfig
+    from genre_ray.inference import TrackEnd, featurize_stream
+
+    data = bytearray(_mp3(tmp_path / "clean.mp3", 30.0))
+    for at in (0.2, 0.6):
+        bad = bytearray(data)
+        i = int(len(bad) * at)
+        bad[i:i + 3000] = np.random.default_rng(1).bytes(3000)
+        path = tmp_path / f"bad{int(at * 10)}.mp3"
+        path.write_bytes(bytes(bad))
+        got: list[np.ndarray] = []
+        with pytest.raises(audio.DamagedAudio, match="damaged: .*corrupt packet") as info:
+            for block in audio.decode_stream(path, SR):
+                got.append(block)
+        decoded = sum(len(b) for b in got) / SR
+        assert decoded > 29.0 and info.value.decoded_s == pytest.approx(decoded, abs=0.05)
+        end = [x for x in featurize_stream(path, FeatureConfig()) if isinstance(x, TrackEnd)][0]
+        assert end.status == "ok" and end.error.startswith("damaged: ") and end.duration_s > 29.0
+
+
+def test_a_wav_whose_header_says_no_data_is_decoded_by_the_next_decoder(tmp_path):
+    """An unfinished recording leaves a WAV whose data size is still 0: libsndfile reads no samples, PyAV reads them."""
+    y = tone(440, 5.0, sr=SR)
+    sf.write(tmp_path / "ok.wav", y, SR, subtype="PCM_16")
+    raw = bytearray((tmp_path / "ok.wav").read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at:at + 4] = (0).to_bytes(4, "little")
+    (tmp_path / "unfinished.wav").write_bytes(bytes(raw))
+    got: list[np.ndarray] = []
+    with pytest.raises(audio.DamagedAudio, match="soundfile decoded no samples; pyav decoded on to the end"):
+        for block in audio.decode_stream(tmp_path / "unfinished.wav", SR):
+            got.append(block)
+    np.testing.assert_allclose(np.concatenate(got), y, atol=1e-4)
+
+
+def test_a_cut_off_aac_stream_keeps_every_frame_decoded_before_the_cut(tmp_path):
+    """ADTS AAC cut at 60 %: the frames PyAV decoded before the broken packet are yielded (they were dropped with
+    the block they sat in)."""
+    import av
+
+    sr = 44_100
+    y = tone(440, 10.0, sr=sr)
+    with av.open(str(tmp_path / "full.aac"), "w", format="adts") as out:
+        stream = out.add_stream("aac", rate=sr)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(y[None, :], format="flt", layout="mono")
+        frame.sample_rate = sr
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    data = (tmp_path / "full.aac").read_bytes()
+    (tmp_path / "cut.aac").write_bytes(data[: int(len(data) * 0.6)])
+    got: list[np.ndarray] = []
+    try:
+        for block in audio.decode_stream(tmp_path / "cut.aac", SR):
+            got.append(block)
+    except audio.TruncatedAudio:
+        pass
+    assert 5.5 < sum(len(b) for b in got) / SR < 6.5

@@ -49,7 +49,8 @@ import torch  # noqa: E402
 
 from genre_ray import accel  # noqa: E402
 from genre_ray.bench import format_table, run_all  # noqa: E402
-from genre_ray.bench_stages import QUICK, allocation_bound, shared_bound  # noqa: E402
+from genre_ray.bench import QUICK
+from genre_ray.bench.stages import allocation_bound, shared_bound  # noqa: E402
 from genre_ray.device_features import SegmentFeaturizer, track_segments  # noqa: E402
 from genre_ray.features import FeatureConfig, track_window_images  # noqa: E402
 
@@ -64,7 +65,7 @@ def _rates(obj, path=""):
 
 
 def test_label_bounds_follow_where_each_featurize_mode_does_its_work():
-    from genre_ray.bench_stages import _label_bounds
+    from genre_ray.bench.stages import _label_bounds
 
     per_core = {"decode": 600.0, "featurize": 300.0, "segment": 3000.0, "inference": 100.0, "write": 1e6}
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -295,7 +296,7 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
 
 
 def test_featurizer_call_rate_counts_the_windows_of_each_call():
-    from genre_ray.bench_stages import featurizer_call_rate
+    from genre_ray.bench.stages import featurizer_call_rate
 
     cfg = FeatureConfig(hop_s=1.5)
     wave = np.random.default_rng(0).standard_normal(22_050 * 12).astype(np.float32) * 0.1
@@ -312,7 +313,7 @@ def test_actor_call_rate_times_the_device_actor_on_the_jobs_calls(tmp_path):
     """The featurize=device actor alone on Arrow calls of the job's size (CPU: 64 windows → 2 segment rows), and
     the NumPy-batch A/B, over at least ``min_calls`` calls."""
     from genre_ray.bench import demo_bundle, synth_library
-    from genre_ray.bench_stages import actor_call_rate
+    from genre_ray.bench.stages import actor_call_rate
     from genre_ray.bundle import load_bundle
 
     paths = synth_library(tmp_path / "lib", 3, 7.0)
@@ -326,7 +327,7 @@ def test_actor_call_rate_times_the_device_actor_on_the_jobs_calls(tmp_path):
 
 
 def test_busy_profile_counts_overlap_and_fill():
-    from genre_ray.bench_stages import busy_profile
+    from genre_ray.bench.stages import busy_profile
 
     spans = [(0.0, 2.0), (1.0, 3.0), (1.5, 2.5), (3.0, 4.0)]  # three at once at 1.5–2.0
     p = busy_profile(spans, wall_s=4.0, cpus=2)
@@ -335,7 +336,7 @@ def test_busy_profile_counts_overlap_and_fill():
 
 
 def test_stage_sample_keeps_the_librarys_format_mix():
-    from genre_ray.bench_stages import stage_sample
+    from genre_ray.bench.stages import stage_sample
 
     # the bench library's layout: sorted by genre folder, 5 files of each format per genre
     lib = sorted(Path(f"/lib/{g}/{g}.{i:05d}.{fmt}") for g in "abcdefghij" for fmt in ("wav", "flac", "mp3", "ogg")
@@ -356,7 +357,7 @@ def test_inference_sweep_times_host_and_device_images(tmp_path):
     import torch
 
     from genre_ray.bench import demo_bundle
-    from genre_ray.bench_stages import inference_sweep
+    from genre_ray.bench.stages import inference_sweep
     from genre_ray.bundle import load_bundle
 
     bundle = load_bundle(str(demo_bundle(tmp_path / "bundle")))
@@ -368,7 +369,7 @@ def test_inference_sweep_times_host_and_device_images(tmp_path):
 def test_new_shape_cost_times_first_and_repeated_passes():
     import torch
 
-    from genre_ray.bench_stages import new_shape_cost
+    from genre_ray.bench.stages import new_shape_cost
     from genre_ray.models import create_model
 
     model = create_model("homebrew", 3, **{"input_size": [32, 32], "channels": [4, 8]})

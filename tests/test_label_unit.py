@@ -3,6 +3,7 @@ label images, predict (several files, plot), genre tags."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -349,3 +350,45 @@ def test_tag_writes_restamp_their_rows(library, tmp_path):
     write_tags(read_labels(tmp_path / "out"), tmp_path / "out", dry_run=True)  # unchanged now: not listed again
     log = pd.read_csv(tmp_path / "out" / "tags.csv")
     assert log["action"].tolist() == ["written"] and log["previous"].isna().all()
+
+
+def test_a_wav_whose_sizes_do_not_add_up_is_not_tagged(tmp_path):
+    """A cut-off or still-streaming WAV declares more audio than it holds: an ID3 chunk appended to it would sit
+    inside the declared data, and decoders would play the tag's bytes (an audible click). Skipped, untouched."""
+    from genre_ray.tags import iff_mismatch, write_genre_tag
+
+    y = (0.3 * np.sin(np.arange(22_050 * 2) / 10)).astype(np.float32)
+    sf.write(tmp_path / "ok.wav", y, 22_050, subtype="PCM_16")
+    full = (tmp_path / "ok.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(full[: len(full) // 2])
+    streaming = bytearray(full)
+    streaming[4:8] = streaming[full.index(b"data") + 4:full.index(b"data") + 8] = b"\xff\xff\xff\xff"
+    (tmp_path / "streaming.wav").write_bytes(bytes(streaming))
+    assert iff_mismatch(tmp_path / "ok.wav") == ""
+    for name in ("cut.wav", "streaming.wav"):
+        before = (tmp_path / name).read_bytes()
+        for dry in (True, False):
+            r = write_genre_tag(tmp_path / name, "jazz", dry_run=dry)
+            assert r.action == "skipped" and "not tagged: its header declares" in r.reason, r
+        assert (tmp_path / name).read_bytes() == before
+    assert write_genre_tag(tmp_path / "ok.wav", "jazz").action == "written"
+    assert iff_mismatch(tmp_path / "ok.wav") == ""  # the tagged file still adds up
+    np.testing.assert_array_equal(sf.read(tmp_path / "ok.wav", dtype="int16")[0],
+                                  sf.read(io.BytesIO(full), dtype="int16")[0])
+
+
+@pytest.mark.parametrize("seconds,status", [(0.0005, "too-short"), (0.2, "too-short"), (0.4, "ok"), (1.9, "ok")])
+def test_only_a_track_with_a_share_of_a_window_is_padded(tmp_path, seconds, status):
+    """A padded window needs a sixth of a window of audio (0.33 s of these 2-s windows): the first kilobyte of a
+    cut-off download (milliseconds) is too short, not a confident label made from an image of near silence. The
+    device path's segment rows follow the same rule."""
+    from genre_ray.pipelines.label_device import segment_batch
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, 0.3 * np.sin(np.arange(max(1, int(seconds * 22_050))) * 0.05).astype(np.float32), 22_050)
+    t = featurize_track(path, FEATURES, too_short="pad")
+    assert t.status == status and len(t.images) == (status == "ok")
+    if status == "too-short":
+        assert "than the 0.33 s a padded window needs" in t.error
+    rows = list(segment_batch({"path": np.array([str(path)], object)}, FEATURES, FEATURES.hop_s, "pad"))
+    assert rows[-1]["status"][-1] == status

@@ -70,7 +70,7 @@ ACTORS_PER_GPU = 2  # classifier actors per GPU by default (:func:`actor_plan`)
 DECODE_ACTOR_FILES = 4
 """Files per call of a decode actor (``decode_workers="actors"``): a decode-only pass over 800 × 30-s files on the
 2-core box ran at 2,582–2,600 audio-s/s with 4, 2,412–2,787 with 16, against 2,091–2,387 for the tasks (three
-alternating rounds of a throwaway script, 2026-11-26). Through :func:`genre_ray.bench_stages.decode_pass` (three
+alternating rounds of a throwaway script, 2026-11-26). Through :func:`genre_ray.bench.stages.decode_pass` (three
 alternating rounds): steady state 5,087–5,665 audio-s/s with actors, 4,182–4,284 with tasks, two plain processes
 4,609–5,194 — over the whole ~9-s pass, start-up included, 2,626–2,891 vs 2,444–2,792. Over 10,000 × 30-s files
 (``genre-ray bench label --set num_cpus=2 --set repeat=50``, two runs, 2026-11-26/27): 4,896 and 4,431 audio-s/s

@@ -28,7 +28,7 @@ import torch
 from genre_ray import audio
 from genre_ray.bundle import Bundle
 from genre_ray.device_features import SegmentFeaturizer, SegmentWindower
-from genre_ray.features import FeatureConfig
+from genre_ray.features import FeatureConfig, too_short_note
 from genre_ray.inference import (
     SILENCE_PEAK,
     STATUS_ERROR,
@@ -82,8 +82,7 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
         yield _end(duration, emitted, STATUS_ERROR,
                    f"silent: peak amplitude {w.peak:.1e} ≤ {SILENCE_PEAK:.0e} (−100 dBFS)")
     elif emitted == 0:
-        yield _end(duration, 0, STATUS_TOO_SHORT,
-                   f"too short: {duration:.2f} s is shorter than one {features.window_s:g} s window (skipped)")
+        yield _end(duration, 0, STATUS_TOO_SHORT, too_short_note(duration, features, w.pad_short))
     else:
         if w.padded:
             notes.append(padded_note(duration, features))
@@ -254,7 +253,7 @@ class FeaturizeStage:
     compete with the tasks for the cores), a lot beside decoding 16 × 30-s clips (~0.3 s): a decode-only pass over
     1,000 such files reached 1,835 audio-s/s in 63 tasks, 2,281 in 16 and 2,438 in 8, against 3,170 for two plain
     processes (2026-11-26, medians of 3 alternating runs of a throwaway script timing Ray Data's decode-only pass —
-    :func:`genre_ray.bench_stages.decode_pass`'s layout — at each block count). Featurize
+    :func:`genre_ray.bench.stages.decode_pass`'s layout — at each block count). Featurize
     tasks stream their rows out in 16-MiB blocks whatever the task's length, so they take 64 files. An ``actor``
     call's probability rows are small and leave the actor only when the call ends: 16 files, so results (and a
     killed run's completed shards) keep coming."""

@@ -1,8 +1,8 @@
 """Stage benchmarks (issue #7): decode, spectrogram, prepare, train (Ray Train vs a bare loop), label stages
-(+ pipeline efficiency), spectrogram cache formats. Registered in :data:`genre_ray.bench.BENCHMARKS`.
+(+ pipeline efficiency), spectrogram cache formats. Registered in :data:`genre_ray.bench.core.BENCHMARKS`.
 
 Every benchmark returns a JSON-able dict with a ``table`` (rows ``[what, value, unit]``) that
-``genre-ray bench`` prints. Rates are measured, never asserted; ``QUICK`` holds the CI-friendly sizes
+``genre-ray bench`` prints. Rates are measured, never asserted; ``core.QUICK`` holds the CI-friendly sizes
 (``genre-ray bench NAME --quick``). Ray runs in this process (``init_ray``: an already running Ray is reused);
 MLflow runs of the train/label benchmarks go to a private sqlite store in the benchmark's work folder.
 """
@@ -20,18 +20,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from genre_ray.bench import DEMO_KWARGS, _workdir, demo_bundle, register_benchmark, synth_library, synth_workers
-
-QUICK: dict[str, dict[str, Any]] = {
-    "decode": {"seconds": 10.0, "repeats": 1},
-    "spectrogram": {"seconds": 20.0, "repeats": 1},
-    "prepare": {"tracks": 30, "seconds": 6.0},
-    "train": {"tracks": 30, "seconds": 6.0, "epochs": 1, "bare_epochs": 1},
-    "label": {"tracks": 6, "seconds": 8.0, "batch_sizes": [16, 64], "infer_windows": 64},
-    "cache": {"tracks": 30, "seconds": 6.0, "repeats": 1},
-    "label-memory": {"long_minutes": 3.0, "short_seconds": 6.0, "files": 2},
-}
-"""``--quick`` sizes per benchmark (explicit ``--set`` values win)."""
+from genre_ray.bench.core import (DEMO_KWARGS, _workdir, demo_bundle, register_benchmark, synth_library,
+                                  synth_workers)
 
 SR = 22_050
 
@@ -200,32 +190,6 @@ def machine_busy_s() -> float:
         return 0.0
     busy = sum(fields[:8]) - fields[3] - fields[4]  # user nice system idle iowait irq softirq steal
     return busy / os.sysconf("SC_CLK_TCK")
-
-
-def host_info() -> dict[str, Any]:
-    """Hardware and load at the time of a run (load average from /proc/loadavg)."""
-    import platform
-
-    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    try:
-        info["loadavg"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
-    try:
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                 if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        import ray
-
-        info["ray"] = ray.__version__
-    except ImportError:
-        pass
-    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,7 +487,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
 
     import ray
 
-    from genre_ray.bench import save_partial
+    from genre_ray.bench.core import save_partial
     from genre_ray.config import RayConfig, TrainConfig
     from genre_ray.pipelines.common import init_ray
     from genre_ray.pipelines.train import run_train
@@ -916,7 +880,7 @@ def decode_pass(files: list[str], num_cpus: int, files_per_block: int = 64,
 
 _NODE_DECODER = """
 import sys, time
-from genre_ray.bench_stages import SR, _decode_all
+from genre_ray.bench.stages import SR, _decode_all
 files = open(sys.argv[1]).read().split("\\n")
 print("ready", flush=True)
 sys.stdin.readline()
@@ -1073,7 +1037,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     through Ray Data (:func:`decode_pass`: what Ray's own overhead leaves of it). ``repeat``: the library's files
     hard-linked ``repeat`` times under other names (a long enough stream on a fast node without synthesising more).
     ``end_to_end_first``: label before the stage passes (the job picks its own batch size unless ``batch_size`` is
-    given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.save_partial`).
+    given), one stage pass after; every phase's figures are saved as they come (:func:`genre_ray.bench.core.save_partial`).
     ``torch_compile``: the job's classifier actors compile their model (``LabelConfig.torch_compile``);
     ``call_windows``: windows per actor call (``LabelConfig.call_windows``; None = the job's default);
     ``decode_blocks``: the decode-only pass again at each of these files-per-task sizes (the job's is 64);
@@ -1081,7 +1045,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     with actors). ``library_sr``/``library_channels``: the synthetic library's files — by default 44.1-kHz stereo,
     what music libraries hold (their decoding costs 3–6 × a 22,050-Hz mono file's per audio-second: two channels,
     twice the samples, then downmix and resampling); 22,050 and 1 for a GTZAN-like library."""
-    from genre_ray.bench import repeated_library, save_partial
+    from genre_ray.bench.core import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
     from genre_ray.pipelines.label import actor_plan, featurize_mode, list_inputs, read_labels, run_label

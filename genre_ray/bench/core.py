@@ -4,7 +4,7 @@ and a table (``--quick``: CI-friendly sizes; ``--out FILE.json``; ``bench all``:
 Each benchmark is a function registered in :data:`BENCHMARKS` taking keyword arguments (``--set key=value`` on the
 command line) and returning a JSON-able dict with a ``table``. Add one with ``@register_benchmark("name")``.
 The stage benchmarks (``decode``, ``spectrogram``, ``prepare``, ``train``, ``label``, ``cache``) are in
-:mod:`genre_ray.bench_stages`.
+:mod:`genre_ray.bench.stages`; :mod:`genre_ray.bench` imports both, so every benchmark is registered.
 
 * ``label-memory`` — peak memory of ``genre-ray label`` on one short file, one very long file, and 1× vs 10× as
   many files: the peak resident memory of the biggest Ray worker (``VmHWM``), and of the whole process tree.
@@ -35,6 +35,45 @@ DEMO_KWARGS = {"channels": [16, 32, 64, 64], "dense": [128, 64], "dropout": 0.3}
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+
+
+QUICK: dict[str, dict[str, Any]] = {
+    "decode": {"seconds": 10.0, "repeats": 1},
+    "spectrogram": {"seconds": 20.0, "repeats": 1},
+    "prepare": {"tracks": 30, "seconds": 6.0},
+    "train": {"tracks": 30, "seconds": 6.0, "epochs": 1, "bare_epochs": 1},
+    "label": {"tracks": 6, "seconds": 8.0, "batch_sizes": [16, 64], "infer_windows": 64},
+    "cache": {"tracks": 30, "seconds": 6.0, "repeats": 1},
+    "label-memory": {"long_minutes": 3.0, "short_seconds": 6.0, "files": 2},
+}
+"""``--quick`` sizes per benchmark (explicit ``--set`` values win)."""
+
+def host_info() -> dict[str, Any]:
+    """Hardware and load at the time of a run (load average from /proc/loadavg)."""
+    import platform
+
+    import torch
+
+    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        info["loadavg"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        pass
+    try:
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                 if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import ray
+
+        info["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return info
 
 
 def demo_bundle(out: Path, genres: int = 10, hop_s: float = 3.0, arch: str = "homebrew") -> Path:
@@ -312,12 +351,10 @@ def save_partial(result: dict[str, Any]) -> None:
 
 def run_benchmark(name: str, quick: bool = False, partial_out: str | Path | None = None,
                   **kwargs: Any) -> dict[str, Any]:
-    """Run benchmark ``name`` (``quick``: the CI-friendly sizes of ``bench_stages.QUICK``, explicit keyword
+    """Run benchmark ``name`` (``quick``: the CI-friendly sizes of :data:`QUICK`, explicit keyword
     overrides win); the result — with the host's hardware and load average — also lands in its work folder.
     ``partial_out``: where :func:`save_partial` writes the figures of a run still in progress."""
     global _partial_out
-    from genre_ray.bench_stages import QUICK, host_info
-
     fn = BENCHMARKS.lookup(name)
     if quick:
         kwargs = {**QUICK.get(name, {}), **kwargs}
@@ -372,8 +409,6 @@ def run_all(quick: bool = False, workdir: str | None = None, skip: list[str] | t
 
 
 def _host() -> dict[str, Any]:
-    from genre_ray.bench_stages import host_info
-
     return host_info()
 
 
@@ -394,5 +429,3 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{what:<{width}}  {v:>12}  {unit}")
     return "\n".join(lines)
 
-
-from genre_ray import bench_stages  # noqa: E402,F401  (registers the stage benchmarks)
