@@ -503,7 +503,7 @@ class LabelConfig(_Base):
     fail_on_error: bool = Field(False, description="exit status 1 when any file is not labelled (error/too-short; "
                                 "default: only when none is); every file always gets its row")
     too_short: str = Field("pad", description="a file shorter than one window: pad (zero-pad to one window, "
-                           "status ok, when it holds a sixth of a window; too-short below) | skip (status "
+                           "status ok, when it holds a tenth of a window; too-short below) | skip (status "
                            "too-short); both warn")
     batch_size: AutoInt = Field(None, ge=1, description="windows per forward pass; None → the fastest on each "
                                    "classifier actor's device, measured during its first calls (CPU: 2…64, "

@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -197,15 +196,15 @@ def _stft_consts(cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.hann_window(cfg.n_fft), mel_filterbank(cfg)
 
 
-MIN_PADDED_FRACTION = 1 / 6
-"""A track shorter than one window is zero-padded to one (``pad_short``) only when it holds at least this share of a
-window (0.5 s of a 3-s window): milliseconds of audio padded to a window make an image of near silence that a model
+MIN_PADDED_SHARE = 10
+"""A track shorter than one window is zero-padded to one (``pad_short``) only when it holds at least a tenth of a
+window (0.3 s of a 3-s window): milliseconds of audio padded to a window make an image of near silence that a model
 still labels, confidently — a cut-off download's first kilobyte once came back ``blues`` at 0.90."""
 
 
 def min_padded_samples(cfg: FeatureConfig) -> int:
-    """Fewest samples a track needs to be labelled from one zero-padded window (:data:`MIN_PADDED_FRACTION`)."""
-    return max(1, math.ceil(cfg.window_samples * MIN_PADDED_FRACTION))
+    """Fewest samples a track needs to be labelled from one zero-padded window (:data:`MIN_PADDED_SHARE`)."""
+    return max(1, -(-cfg.window_samples // MIN_PADDED_SHARE))
 
 
 def too_short_note(duration: float, cfg: FeatureConfig, pad: bool) -> str:

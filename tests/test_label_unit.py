@@ -377,9 +377,9 @@ def test_a_wav_whose_sizes_do_not_add_up_is_not_tagged(tmp_path):
                                   sf.read(io.BytesIO(full), dtype="int16")[0])
 
 
-@pytest.mark.parametrize("seconds,status", [(0.0005, "too-short"), (0.2, "too-short"), (0.4, "ok"), (1.9, "ok")])
+@pytest.mark.parametrize("seconds,status", [(0.0005, "too-short"), (0.15, "too-short"), (0.25, "ok"), (1.9, "ok")])
 def test_only_a_track_with_a_share_of_a_window_is_padded(tmp_path, seconds, status):
-    """A padded window needs a sixth of a window of audio (0.33 s of these 2-s windows): the first kilobyte of a
+    """A padded window needs a tenth of a window of audio (0.2 s of these 2-s windows): the first kilobyte of a
     cut-off download (milliseconds) is too short, not a confident label made from an image of near silence. The
     device path's segment rows follow the same rule."""
     from genre_ray.pipelines.label_device import segment_batch
@@ -389,6 +389,6 @@ def test_only_a_track_with_a_share_of_a_window_is_padded(tmp_path, seconds, stat
     t = featurize_track(path, FEATURES, too_short="pad")
     assert t.status == status and len(t.images) == (status == "ok")
     if status == "too-short":
-        assert "than the 0.33 s a padded window needs" in t.error
+        assert "than the 0.20 s a padded window needs" in t.error
     rows = list(segment_batch({"path": np.array([str(path)], object)}, FEATURES, FEATURES.hop_s, "pad"))
     assert rows[-1]["status"][-1] == status
