@@ -308,7 +308,7 @@ def test_resume_takes_out_only_rows_of_files_known_to_be_gone(tmp_path):
     lib, other = tmp_path / "lib", tmp_path / "other"
     for d in (lib / "locked", other):
         d.mkdir(parents=True)
-    files = {n: lib / n for n in ("keep.wav", "changed.wav", "deleted.wav")}
+    files = {n: lib / n for n in ("keep.wav", "changed.wav", "deleted.wav", "now-a-folder.wav")}
     files.update({"locked": lib / "locked" / "x.wav", "other": other / "o.wav"})
     for f in files.values():
         f.write_bytes(b"RIFF")
@@ -318,12 +318,14 @@ def test_resume_takes_out_only_rows_of_files_known_to_be_gone(tmp_path):
     rows = [label_row(p, 3.0, STATUS_OK, "", probs, CLASSES, "mean", 2, {"label_key": "k"}) for p in paths]
     ShardWriter(tmp_path / "out", CLASSES, timeline=False, stamps=file_stamps(paths)).write(rows, [])
     files["deleted.wav"].unlink()
+    files["now-a-folder.wav"].unlink()
+    files["now-a-folder.wav"].mkdir()  # a folder took the file's name: its row goes too
     files["locked"].unlink()  # as a folder the walk could not read would look: its files not listed
     files["changed.wav"].write_bytes(b"RIFF and more")
     listed = {str(files[n]): str(files[n]) for n in ("keep.wav", "changed.wav")}
     got = prepare_output(tmp_path / "out", "k", overwrite=False, listed=listed, scope=str(lib),
                          unreadable=(str(lib / "locked"),))
-    assert got.changed == 1 and got.removed == 1
+    assert got.changed == 1 and got.removed == 2
     assert got.done == {str(files["keep.wav"]), str(files["locked"]), str(files["other"]), unmounted}
 
 
@@ -392,3 +394,18 @@ def test_only_a_track_with_a_share_of_a_window_is_padded(tmp_path, seconds, stat
         assert "than the 0.20 s a padded window needs" in t.error
     rows = list(segment_batch({"path": np.array([str(path)], object)}, FEATURES, FEATURES.hop_s, "pad"))
     assert rows[-1]["status"][-1] == status
+
+
+def test_a_glob_through_a_bracketed_folder_says_how_to_write_it(tmp_path):
+    """Album folders are often named "[2001] Album": in a glob the brackets are a character class, so nothing
+    matches — the message says how to write the folder literally, and that spelling finds the files."""
+    import glob as globmod
+
+    from genre_ray.pipelines.label import list_inputs
+
+    folder = tmp_path / "[2001] Album"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(2205, np.float32) + 0.1, 22_050)
+    with pytest.raises(ValueError, match=r"for a folder named with brackets write .*\[\[\]2001\] Album/\*\.wav"):
+        list_inputs(str(folder / "*.wav"))
+    assert list_inputs(globmod.escape(str(folder)) + "/*.wav") == [str(folder / "a.wav")]

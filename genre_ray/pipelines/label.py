@@ -28,6 +28,7 @@ import logging
 import contextlib
 import math
 import os
+import stat
 import threading
 import time
 import uuid
@@ -103,7 +104,11 @@ def list_inputs(spec: str, notes: dict[str, Any] | None = None) -> list[str]:
     else:
         files = _list_local(spec, notes)
     if not files:
-        raise ValueError(f"no audio files found in {spec}")
+        hint = ""
+        if not _is_uri(spec) and "[" in os.path.dirname(spec) and glob.has_magic(spec):
+            literal = os.path.join(glob.escape(os.path.dirname(spec)), os.path.basename(spec))
+            hint = f" ('[' starts a character class in a glob: for a folder named with brackets write {literal!r})"
+        raise ValueError(f"no audio files found in {spec}{hint}")
     unique = list(dict.fromkeys(local_key(f) for f in files))
     if len(unique) < len(files):
         log.info("%s: %d duplicate entr%s dropped (one file, one row)", spec, len(files) - len(unique),
@@ -350,12 +355,12 @@ def _gone(path: str, scope: str | None, unreadable: tuple[str, ...]) -> bool:
     if not os.path.isdir(os.path.dirname(path)):  # a drive not mounted, a folder moved: say nothing of its files
         return False
     try:
-        os.lstat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return True
     except OSError:  # permission, I/O: not known to be gone
         return False
-    return False
+    return stat.S_ISDIR(st.st_mode)  # a folder took its name: the file the row named is gone (its files are listed)
 
 
 def file_stamps(paths: list[str], threads: int = 16) -> dict[str, str | None]:
