@@ -68,9 +68,19 @@ class _Base(BaseModel):
 
 
 def local_path(path: str) -> str:
-    """A local path made absolute (``~`` expanded, ``.``/``..`` folded, symlinks kept: ``os.path.abspath``); a URI
-    (``s3://…``, ``models:/…``) as given."""
+    """A local path made absolute (``~`` expanded, ``.``/``..`` folded, symlinks kept: ``os.path.abspath``; a
+    ``file://`` URI as the path it names); another URI (``s3://…``, ``models:/…``) as given."""
+    path = file_uri_path(path)
     return path if "://" in path or path.startswith("models:") else os.path.abspath(os.path.expanduser(path))
+
+
+def file_uri_path(path: str) -> str:
+    """``file:///music/a%20b.flac`` → ``/music/a b.flac``; anything else as given."""
+    if not path.startswith("file://"):
+        return path
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(path).path)
 
 
 def absolute_paths(cfg: C, *names: str, if_exists: Sequence[str] = ()) -> C:

@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from genre_ray.config import ConfigError
+from genre_ray.config import ConfigError, file_uri_path
 from genre_ray.features import FeatureConfig
 
 
@@ -21,7 +21,8 @@ def _is_uri(path: str) -> bool:
 
 
 def existing_path(path: str, what: str) -> None:
-    """A local ``path`` must exist (URIs are checked by the job that opens them)."""
+    """A local ``path`` (or ``file://`` URI) must exist (other URIs are checked by the job that opens them)."""
+    path = file_uri_path(path)
     if not _is_uri(path) and not any(ch in path for ch in "*?[") and not Path(path).expanduser().exists():
         raise ConfigError(f"{what} not found: {path}")
 

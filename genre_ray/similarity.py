@@ -91,7 +91,11 @@ def nearest(vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None 
     k = max(0, min(k, n))
     if k == 0:
         return np.zeros(0, int), np.zeros(0, np.float32)
-    part = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+    if k < len(sims):  # the k best, and every row tied with the k-th (argpartition keeps an arbitrary few of them)
+        kth = sims[np.argpartition(-sims, k - 1)[k - 1]]
+        part = np.flatnonzero(sims >= kth)
+    else:
+        part = np.arange(len(sims))
     order = part[np.lexsort((part, -sims[part]))][:k]
     return order, sims[order]
 

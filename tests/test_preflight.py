@@ -242,3 +242,20 @@ def test_config_trees_and_client_params_are_redacted_too(tmp_path):
                client, rid)
     params = client.get_run(rid).data.params
     assert len(params) == 152 and params["train.api_key"] == "***" and params["ray.address"] == "ray://a:***@h:1"
+
+
+def test_file_uris_name_local_paths(tmp_path):
+    """``--input file:///music/My%20Album`` is the folder it names (it was refused as "not found")."""
+    from genre_ray.config import ConfigError, local_path
+    from genre_ray.pipelines.label import list_inputs
+    from genre_ray.preflight import existing_path
+
+    folder = tmp_path / "My Album"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(b"RIFF")
+    uri = folder.as_uri()
+    assert "%20" in uri
+    existing_path(uri, "label input")
+    assert list_inputs(uri) == [str(folder / "a.wav")] and local_path(uri + "/a.wav") == str(folder / "a.wav")
+    with pytest.raises(ConfigError, match="not found"):
+        existing_path((tmp_path / "nowhere").as_uri(), "label input")

@@ -47,7 +47,7 @@ from genre_ray import atomic, preflight, tracking
 from genre_ray.tracking import model_version
 from genre_ray.bundle import Bundle
 from genre_ray.catalog import is_audio_file, list_audio_files
-from genre_ray.config import ConfigError, LabelConfig, absolute_paths, local_path
+from genre_ray.config import ConfigError, LabelConfig, absolute_paths, file_uri_path, local_path
 from genre_ray.inference import (STATUS_ERROR, STATUS_OK, label_key, label_row, model_fingerprint, path_text,
                                  utf8_row)
 from genre_ray.embedding import embedding_dim
@@ -123,6 +123,7 @@ def local_key(path: str) -> str:
 
 
 def _list_local(spec: str, notes: dict[str, Any] | None = None) -> list[str]:
+    spec = file_uri_path(spec)
     p = Path(spec).expanduser()
     if p.is_dir():
         return [str(f) for f in list_audio_files(p, notes=notes)]
@@ -555,8 +556,9 @@ def _export_csv(df: pd.DataFrame, out: Path) -> Path:
 
 @EXPORTERS.register("jsonl")
 def _export_jsonl(df: pd.DataFrame, out: Path) -> Path:
-    df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list)).to_json(
-        out / "labels.jsonl", orient="records", lines=True, force_ascii=False)
+    with atomic.atomic_path(out / "labels.jsonl") as tmp:  # a run killed while writing leaves the old file whole
+        df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list)).to_json(
+            tmp, orient="records", lines=True, force_ascii=False)
     return out / "labels.jsonl"
 
 
