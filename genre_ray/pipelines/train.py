@@ -366,7 +366,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(checkpoint_state(parts, epoch, metrics), Path(d) / CKPT_FILE)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-            worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in ("epoch", SELECTION)))
+            worker_print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k not in NOT_LOGGED))
         else:
             ray.train.report(metrics)
         if stop and rank == 0:
