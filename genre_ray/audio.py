@@ -429,8 +429,6 @@ def _spliced(path: str, name: str, sr_in: int, blocks: Iterator[np.ndarray], oth
         else:
             if extra:
                 raise _Recovered(f"{why}; {other} decoded on to the end") from None
-        if extra:
-            break
     if failure is not None:
         raise failure
 

@@ -84,10 +84,12 @@ def test_prepare_splits_per_track_before_windowing(trained):
 def test_two_worker_ddp_learns_per_track_and_is_in_mlflow(trained):
     work, _, report = trained
     # held out = val + test tracks (48; neither is trained on); runs are not bit-reproducible across Ray schedules
+    # (the streaming split deals other windows to each worker): seen 0.9375–1.0 held out, 0.917–1.0 test (2026-11-27,
+    # 5 runs alone and one in the full suite) — the bounds leave room for that spread, far above chance (0.25)
     val, test = report["val"]["track"], report["test"]["track"]
     acc = (val["accuracy"] * val["n"] + test["accuracy"] * test["n"]) / (val["n"] + test["n"])
-    assert acc >= 0.95, f"held-out per-track accuracy {acc} (val {val['accuracy']}, test {test['accuracy']})"
-    assert test["accuracy"] >= 0.9, f"test per-track accuracy {test['accuracy']} (chance {1 / GENRES})"
+    assert acc >= 0.9, f"held-out per-track accuracy {acc} (val {val['accuracy']}, test {test['accuracy']})"
+    assert test["accuracy"] >= 0.85, f"test per-track accuracy {test['accuracy']} (chance {1 / GENRES})"
     run = mlflow.get_run(report["run_id"])
     assert run.data.params["model"] == "homebrew" and run.data.params["num_workers"] == "2"
     # what the automatic settings became: the config's own params say null
