@@ -243,6 +243,8 @@ def _stream_pyav(src: object, block_frames: int) -> tuple[int, Iterator[np.ndarr
     stream = container.streams.audio[0]
     sr = int(stream.codec_context.sample_rate or stream.rate or 0)
 
+    skipped = [0]  # corrupt packets passed over (decoded() counts them, blocks() reports them)
+
     def decoded() -> Iterator[object]:
         """The stream's frames, packet by packet: a corrupt packet (FFmpeg's InvalidDataError) is skipped and
         counted — one bad packet costs its ~26 ms, not the rest of the file — up to :data:`MAX_BAD_PACKETS`."""
@@ -255,8 +257,6 @@ def _stream_pyav(src: object, block_frames: int) -> tuple[int, Iterator[np.ndarr
                     raise
                 continue
             yield from frames
-
-    skipped = [0]
 
     def blocks() -> Iterator[np.ndarray]:
         resampler = av.AudioResampler(format="fltp")  # planar float32 in the source layout

@@ -207,12 +207,6 @@ def min_padded_samples(cfg: FeatureConfig) -> int:
     return max(1, -(-cfg.window_samples // MIN_PADDED_SHARE))
 
 
-def too_short_note(duration: float, cfg: FeatureConfig, pad: bool) -> str:
-    """Why a track got no window: shorter than one window (and, with padding on, than a padded window needs)."""
-    need = f" and than the {min_padded_samples(cfg) / cfg.sample_rate:.2f} s a padded window needs" if pad else ""
-    return f"too short: {duration:.2f} s is shorter than one {cfg.window_s:g} s window{need} (skipped)"
-
-
 class TrackWindower:
     """Streaming featurizer for one track: push ``(t,)`` float32 waveform chunks (at ``cfg.sample_rate``), get
     window images back; memory stays O(``block_frames`` + ``max_windows``) whatever the track's length.

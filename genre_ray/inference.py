@@ -24,7 +24,7 @@ from genre_ray import audio
 from genre_ray import atomic
 from genre_ray.embedding import track_embedding, window_outputs
 from genre_ray.evaluate import aggregate_track, top_k
-from genre_ray.features import FeatureConfig, TrackWindower, too_short_note
+from genre_ray.features import FeatureConfig, TrackWindower, min_padded_samples
 from genre_ray.registry import Registry
 from genre_ray.uncertainty import PADDED, UncertaintyRule, vote_entropy
 
@@ -112,6 +112,13 @@ def padded_note(duration: float, features: FeatureConfig) -> str:
     """The note an ok row carries when its file was shorter than one window and labelled from one zero-padded
     window; :func:`label_row` flags such a row uncertain (``padded``): the model never saw zero-padded audio."""
     return f"{PADDED}: {duration:.2f} s is shorter than one {features.window_s:g} s window"
+
+
+def too_short_note(duration: float, cfg: FeatureConfig, pad: bool) -> str:
+    """The note of a track that got no window: shorter than one window (and, with padding on, than the
+    :func:`~genre_ray.features.min_padded_samples` a padded window needs)."""
+    need = f" and than the {min_padded_samples(cfg) / cfg.sample_rate:.2f} s a padded window needs" if pad else ""
+    return f"too short: {duration:.2f} s is shorter than one {cfg.window_s:g} s window{need} (skipped)"
 
 
 def truncated_note(exc: "audio.TruncatedAudio") -> str:

@@ -137,13 +137,12 @@ def redact_tree(value: Any, key: str = "") -> Any:
 def log_params(params: dict[str, Any], client: Any = None, run_id: str | None = None) -> None:
     """Log ``params`` to the active run — or to ``run_id`` through ``client`` — redacted (:func:`redact`), each
     value cut to ``MAX_PARAM_LEN``, in batches of 100 (MLflow's limit per call)."""
+    import mlflow
     from mlflow.entities import Param
 
     items = [Param(k, redact(k, v)[:MAX_PARAM_LEN]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         if client is None:
-            import mlflow
-
             mlflow.log_params({p.key: p.value for p in items[i:i + 100]})
         else:
             client.log_batch(run_id, params=items[i:i + 100])

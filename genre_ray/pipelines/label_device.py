@@ -28,7 +28,7 @@ import torch
 from genre_ray import audio
 from genre_ray.bundle import Bundle
 from genre_ray.device_features import SegmentFeaturizer, SegmentWindower
-from genre_ray.features import FeatureConfig, too_short_note
+from genre_ray.features import FeatureConfig
 from genre_ray.inference import (
     SILENCE_PEAK,
     STATUS_ERROR,
@@ -36,6 +36,7 @@ from genre_ray.inference import (
     STATUS_TOO_SHORT,
     TOO_SHORT,
     padded_note,
+    too_short_note,
     truncated_note,
 )
 from genre_ray.pipelines.label_workers import (
