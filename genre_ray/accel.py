@@ -202,6 +202,14 @@ def inference_model(model: nn.Module) -> nn.Module:
     return InferenceModel(model, traced).eval()
 
 
+def compile_embed(model: nn.Module) -> nn.Module:
+    """The label actors' ``torch.compile`` (``LabelConfig.torch_compile``): ``model.embed`` — the network up to its
+    pooled features, where the time goes — compiled for static shapes (``dynamic=False``: the callers feed one batch
+    shape, padding a call's last batch), the small ``classify`` head left eager. In place; returns ``model``."""
+    model.embed = torch.compile(model.embed, dynamic=False)
+    return model
+
+
 BATCH_CANDIDATES: dict[str, tuple[int, ...]] = {"cpu": (2, 4, 8, 16, 32, 64), "cuda": (64, 128, 256, 512, 1024, 2048)}
 """Inference batch sizes :class:`BatchSizeTuner` tries per device type, smallest first."""
 

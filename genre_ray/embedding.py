@@ -59,8 +59,8 @@ def window_outputs(model: nn.Module, images: np.ndarray | torch.Tensor, device: 
             feats.append(e.float())
     if not probs:
         return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if embeddings else None)
-    p = torch.cat(probs).cpu().numpy().astype(np.float32)
-    return p, (torch.cat(feats).cpu().numpy().astype(np.float32) if embeddings else None)
+    p = torch.cat(probs).cpu().numpy()  # float32 already: no second copy of each call's results
+    return p, (torch.cat(feats).cpu().numpy() if embeddings else None)
 
 
 STAGED_AHEAD = 2

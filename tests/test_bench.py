@@ -256,8 +256,8 @@ def test_cpu_benchmarks_quick_via_the_cli(tmp_path, capsys):
 def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     """Every Ray benchmark once at --quick size on the session's Ray: well-formed JSON, positive rates.
     (label-memory starts its own Ray per case in subprocesses; it is left to `genre-ray bench`.)"""
-    result = run_all(quick=True, workdir=str(tmp_path), skip=["decode", "spectrogram", "label-memory"], num_cpus=2,
-                     hop_s=1.5)
+    result = run_all(quick=True, workdir=str(tmp_path), skip=["decode", "spectrogram", "inference", "label-memory"],
+                     num_cpus=2, hop_s=1.5)
     json.dumps(result)  # JSON-able
     res = result["results"]
     assert set(res) == {"prepare", "train", "cache", "label"}
@@ -268,6 +268,10 @@ def test_bench_all_quick(ray_session, mlflow_home, tmp_path):
     # 6-s clips, 3-s windows every 1.5 s: 3 windows a track
     assert res["prepare"]["windows"] == 3 * QUICK["prepare"]["tracks"]
     assert res["train"]["ray_vs_bare"] > 0 and res["train"]["bare_loop"]["samples_per_s"] > 0
+    # Ray Train's own epochs, read back from the run's MLflow history: one per epoch, its median the reported rate
+    per_epoch = res["train"]["ray_train_per_epoch"]
+    assert len(per_epoch) == QUICK["train"]["epochs"] and all(r > 0 for r in per_epoch)
+    assert res["train"]["ray_train_samples_per_s"] == pytest.approx(float(np.median(per_epoch)), abs=0.06)  # rounded
     assert res["label"]["end_to_end"]["status"] == {"ok": QUICK["label"]["tracks"]}
     assert set(res["label"]["stages"]["inference_windows_per_s_by_batch"]) == {"16", "64"}
     assert res["label"]["stages"]["inference_bare_windows_per_s"] > 0 and res["label"]["stages"]["inference_vs_bare"] > 0
@@ -377,3 +381,36 @@ def test_new_shape_cost_times_first_and_repeated_passes():
     assert got["sizes"] == [3, 5] and len(got["first_ms"]) == len(got["again_ms"]) == 2
     assert all(t > 0 for t in got["first_ms"] + got["again_ms"])
     assert isinstance(got["extra_ms_per_new_shape"], float)
+
+
+def test_after_warmup_is_the_median_of_the_epochs_after_the_first():
+    from genre_ray.bench.stages import after_warmup
+
+    assert after_warmup([1_000.0]) is None
+    assert after_warmup([1_000.0, 9_000.0, 11_000.0]) == 10_000.0  # not min(9,000, 11,000), as a 3-epoch median is
+    assert after_warmup([1_000.0, 9_000.0, 11_000.0, 10_000.0]) == 10_000.0
+
+
+def test_inference_benchmark_runs_the_stage_alone(tmp_path):
+    """`bench inference` at --quick size on CPU: host images vs the bare model, no compile unless asked."""
+    from genre_ray.bench import run_benchmark
+
+    got = run_benchmark("inference", quick=True, workdir=str(tmp_path))
+    assert got["arch"] == "homebrew" and set(got["host_images"]) == {"16", "64"}
+    assert got["bare"] > 0 and got["host_vs_bare"] == round(got["host_images"][str(got["best_batch"])] / got["bare"], 3)
+    assert "compiled" not in got and "device_images" not in got  # CPU: no device images, no compile by default
+
+
+@pytest.mark.slow
+def test_compiled_inference_compiles_once_and_times_both_inputs(tmp_path):
+    import torch
+
+    from genre_ray.bench import demo_bundle
+    from genre_ray.bench.stages import compiled_inference
+    from genre_ray.bundle import load_bundle
+
+    bundle = load_bundle(str(demo_bundle(tmp_path / "bundle")))
+    got = compiled_inference(bundle, 8, 16, 1, torch.device("cpu"))
+    assert got["batch_size"] == 8 and got["windows"] == 16 and got["compile_s"] > 0
+    assert all(got[k] > 0 for k in ("host_images", "device_images", "bare"))
+    assert got["device_vs_bare"] == round(got["device_images"] / got["bare"], 3)

@@ -45,6 +45,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "label": {"tracks": 6, "seconds": 8.0, "batch_sizes": [16, 64], "infer_windows": 64},
     "cache": {"tracks": 30, "seconds": 6.0, "repeats": 1},
     "label-memory": {"long_minutes": 3.0, "short_seconds": 6.0, "files": 2},
+    "inference": {"arch": "homebrew", "batch_sizes": [16, 64], "windows": 64},
 }
 """``--quick`` sizes per benchmark (explicit ``--set`` values win)."""
 
@@ -374,7 +375,7 @@ def run_benchmark(name: str, quick: bool = False, partial_out: str | Path | None
     return result
 
 
-ALL_ORDER = ("decode", "spectrogram", "prepare", "train", "cache", "label", "label-memory")
+ALL_ORDER = ("decode", "spectrogram", "inference", "prepare", "train", "cache", "label", "label-memory")
 """``genre-ray bench all``: every stage, cheapest first (benchmarks registered later run after these)."""
 ALL_QUICK = frozenset({"label-memory"})
 """Run at ``--quick`` size inside ``bench all`` even without ``--quick`` (the full label-memory case — a 75-min

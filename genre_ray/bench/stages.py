@@ -433,7 +433,14 @@ def bare_train_rate(model_name: str, model_kwargs: dict[str, Any], images: np.nd
             _sync(device)
             rates.append(totals.n / (time.perf_counter() - t0))
     return {"samples_per_s": round(float(np.median(rates)), 2), "epochs": epochs,
-            "per_epoch": [round(r, 2) for r in rates]}
+            "per_epoch": [round(r, 2) for r in rates], "after_warmup": after_warmup(rates)}
+
+
+def after_warmup(per_epoch: list[float]) -> float | None:
+    """Median samples/s of the epochs after the first — which carries cuDNN's autotuning, the allocator's growth
+    and (with ``torch_compile``) compilation; None with one epoch. The median over every epoch, with three epochs,
+    is the slower of the last two whenever the first is slowest: one noisy epoch decides it."""
+    return round(float(np.median(per_epoch[1:])), 2) if len(per_epoch) > 1 else None
 
 
 def cache_read_rate(prepared: Path, num_cpus: int, batch_size: int = 256) -> dict[str, float]:
@@ -472,7 +479,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
                 use_gpu: bool | None = None, torch_compile: bool = False, cache_in_memory: bool | None = None,
                 device_cache: bool | None = None, hop_s: float = 3.0, workdir: str | None = None,
                 worker_niceness: int | None = None, cudnn_benchmark: bool = True,
-                fused_optimizer: bool | None = None, bare_in_ray: bool = True) -> dict[str, Any]:
+                fused_optimizer: bool | None = None, bare_in_ray: bool = True, cache_read: bool = True) -> dict[str, Any]:
     """Training samples/s through Ray Train (``run_train``: 1 worker, median epoch; its shard streamed, held in the
     object store or on the device per ``cache_in_memory`` / ``device_cache``, None = the job's rules) and of the same
     ``train_epoch`` in a bare loop over tensors on the device in this process (ratio = Ray / bare), on a
@@ -482,7 +489,7 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     ``cudnn_benchmark``, ``fused_optimizer``: ``TrainConfig``'s, for both loops. ``bare_in_ray``: the bare loop
     once more inside a Ray task with the Ray Train worker's resources (a Ray worker process: its niceness, its
     environment, no Ray Train): near the bare loop → what Ray Train itself adds costs the difference; near Ray
-    Train → the worker process does."""
+    Train → the worker process does. ``cache_read``: also the prepared split's read throughput (pyarrow, Ray Data)."""
     import json
 
     import ray
@@ -540,17 +547,30 @@ def bench_train(model: str = "homebrew", epochs: int = 3, bare_epochs: int = 3, 
     save_partial(result)
     with private_mlflow(work / "home"):
         report = run_train(cfg)
+        from mlflow.tracking import MlflowClient
+
+        from genre_ray.tracking import tracking_uri
+
+        history = MlflowClient(tracking_uri()).get_metric_history(report["run_id"], "samples_per_second")
+    ray_epochs = [m.value for m in sorted(history, key=lambda m: m.step)]
     ray_rate = float(report["samples_per_second"])
     ratio = round(ray_rate / bare["samples_per_s"], 3)
-    result.update(ray_train_samples_per_s=ray_rate, ray_vs_bare=ratio)
+    result.update(ray_train_samples_per_s=ray_rate, ray_vs_bare=ratio,
+                  ray_train_per_epoch=[round(r, 2) for r in ray_epochs],
+                  ray_train_after_warmup=after_warmup(ray_epochs))
+    if result["ray_train_after_warmup"] and bare["after_warmup"]:  # the steadier figure: epochs after the first
+        result["ray_vs_bare_after_warmup"] = round(result["ray_train_after_warmup"] / bare["after_warmup"], 3)
     if in_ray:
         result["bare_in_ray_task_vs_bare"] = round(in_ray["samples_per_s"] / bare["samples_per_s"], 3)
     save_partial(result)
-    cache = cache_read_rate(prepared, num_cpus)
+    cache = cache_read_rate(prepared, num_cpus) if cache_read else {"pyarrow_rows_per_s": None,
+                                                                     "ray_iter_torch_batches_rows_per_s": None}
     return {**result, "cache_read": cache,
             "table": [[f"train {model} Ray Train (1 worker)", ray_rate, "samples/s"],
                       [f"train {model} bare loop", bare["samples_per_s"], "samples/s"],
                       ["train Ray / bare", ratio, "ratio"],
+                      *([["train Ray / bare, epochs after the first", result["ray_vs_bare_after_warmup"], "ratio"]]
+                        if "ray_vs_bare_after_warmup" in result else []),
                       *([[f"train {model} bare loop in a Ray task (niceness {in_ray['niceness']})",
                           in_ray["samples_per_s"], "samples/s"],
                          ["train bare in a Ray task / bare", result["bare_in_ray_task_vs_bare"], "ratio"]]
@@ -614,6 +634,95 @@ def bare_inference_rate(model: torch.nn.Module, image_shape: tuple[int, ...], ba
             model(x)
         _sync(device)
         return rate(reps * batch_size, time.perf_counter() - t0)
+
+
+def compiled_inference(bundle, batch_size: int, windows: int, threads: int, device: torch.device) -> dict[str, Any]:
+    """The label job's inference stage and the bare model, both with the classifier actors' ``torch.compile``
+    (:func:`genre_ray.accel.compile_embed`, one static batch shape, a call's last batch padded — ``LabelConfig.
+    torch_compile``), in the same process on one compiled graph: windows/s of ``window_outputs`` from host float16
+    images (copies overlapped, the ``featurize=cpu`` path) and from float16 images already on ``device`` (what
+    ``featurize=device`` makes), and of the bare forward passes (:func:`bare_inference_rate`); the first call's
+    seconds (compilation). → ``{"batch_size", "compile_s", "host_images", "device_images", "bare",
+    "host_vs_bare", "device_vs_bare"}``."""
+    from genre_ray import accel
+    from genre_ray.embedding import window_outputs
+
+    model = accel.compile_embed(accel.inference_model(accel.prepare_model(bundle.build_model(), device)))
+    n = max(batch_size, windows // batch_size * batch_size)
+    host = np.random.default_rng(0).random((n, *bundle.features.image_shape), dtype=np.float32).astype(np.float16)
+    out: dict[str, Any] = {"batch_size": batch_size, "windows": n}
+    with torch_threads(threads):
+        t0 = time.perf_counter()
+        window_outputs(model, host[:batch_size], device, batch_size, overlap=True, pad=True)
+        _sync(device)
+        out["compile_s"] = round(time.perf_counter() - t0, 2)
+        for name, images, overlap in (("host_images", host, True),
+                                      ("device_images", torch.from_numpy(host).to(device), False)):
+            window_outputs(model, images[:batch_size], device, batch_size, overlap=overlap, pad=True)
+            _sync(device)
+            t0 = time.perf_counter()
+            window_outputs(model, images, device, batch_size, overlap=overlap, pad=True)
+            _sync(device)
+            out[name] = rate(n, time.perf_counter() - t0)
+    out["bare"] = bare_inference_rate(model, bundle.features.image_shape, batch_size, windows, threads, device)
+    out["host_vs_bare"] = round(out["host_images"] / out["bare"], 3)
+    out["device_vs_bare"] = round(out["device_images"] / out["bare"], 3)
+    return out
+
+
+@register_benchmark("inference")
+def bench_inference(arch: str = "resnet18", batch_sizes: list[int] | None = None, windows: int = 8192,
+                    threads: int = 1, compile: bool | None = None, compile_batch: int | None = None,
+                    workdir: str | None = None) -> dict[str, Any]:
+    """The label job's inference stage alone, no Ray, no audio: an untrained ``arch`` bundle (the demo's features)
+    on random float16 images — windows/s per batch size from host images (copies overlapped on CUDA, as the
+    ``featurize=cpu`` path) and, on CUDA, from images already on the device (the ``featurize=device`` default), the
+    bare model (:func:`bare_inference_rate`, the issue's raw recipe) at the best batch; ``compile`` (None = on
+    with CUDA): :func:`compiled_inference` at ``compile_batch`` (None = the actors' ``COMPILE_BATCH``)."""
+    from genre_ray import accel
+    from genre_ray.accel import BATCH_CANDIDATES
+    from genre_ray.bundle import load_bundle
+    from genre_ray.pipelines.label_workers import COMPILE_BATCH
+
+    work = _workdir(workdir, "inference")
+    bundle = load_bundle(str(demo_bundle(work / f"demo-bundle-{arch}", arch=arch)))
+    device = _device()
+    sizes = batch_sizes or list(BATCH_CANDIDATES[device.type])
+    gpu = device.type == "cuda"
+    host = inference_sweep(bundle, sizes, windows, threads, device, overlap=gpu)
+    best = max(host, key=host.get)
+    result: dict[str, Any] = {"benchmark": "inference", "arch": arch, "device": device.type, "threads": threads,
+                              "windows": windows, "host_images": {str(k): v for k, v in host.items()},
+                              "best_batch": best}
+    if gpu:
+        dev = inference_sweep(bundle, sizes, windows, threads, device, on_device=True)
+        result["device_images"] = {str(k): v for k, v in dev.items()}
+        result["best_batch_device_images"] = max(dev, key=dev.get)
+    model = accel.inference_model(accel.prepare_model(bundle.build_model(), device))
+    result["bare"] = bare_inference_rate(model, bundle.features.image_shape, best, windows, threads, device)
+    result["host_vs_bare"] = round(host[best] / result["bare"], 3)
+    table = [[f"inference {arch}, host images, bs {best}", host[best], "windows/s"],
+             [f"bare model {arch}, bs {best}", result["bare"], "windows/s"],
+             ["inference stage / bare (host images)", result["host_vs_bare"], "ratio"]]
+    if gpu:
+        bd = result["best_batch_device_images"]
+        result["device_vs_bare"] = round(result["device_images"][str(bd)] / result["bare"], 3)
+        table += [[f"inference {arch}, device images, bs {bd}", result["device_images"][str(bd)], "windows/s"],
+                  ["inference stage / bare (device images)", result["device_vs_bare"], "ratio"]]
+    if gpu if compile is None else compile:
+        from genre_ray.bench.core import save_partial
+
+        save_partial(result)  # compiling takes a while: the figures above are kept if it is cut
+        comp = compiled_inference(bundle, compile_batch or COMPILE_BATCH[device.type], windows, threads, device)
+        result["compiled"] = comp
+        table += [[f"inference {arch} compiled, host images, bs {comp['batch_size']}", comp["host_images"], "windows/s"],
+                  [f"inference {arch} compiled, device images", comp["device_images"], "windows/s"],
+                  [f"bare model {arch} compiled", comp["bare"], "windows/s"],
+                  ["compiled: stage / bare (host / device images)", f"{comp['host_vs_bare']} / {comp['device_vs_bare']}",
+                   "ratio"],
+                  ["compilation (first call)", comp["compile_s"], "s"]]
+    result["table"] = table
+    return result
 
 
 def new_shape_cost(model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device,
@@ -1022,7 +1131,7 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
                 decode_ceiling: bool = True, torch_compile: bool = False,
                 call_windows: int | None = None, decode_blocks: list[int] | None = None,
                 decode_workers: str | None = None, library_sr: int = 44_100,
-                library_channels: int = 2) -> dict[str, Any]:
+                library_channels: int = 2, compile_ab: bool = True) -> dict[str, Any]:
     """``genre-ray label`` end to end (``run_label`` on this process's Ray: audio-s/s, windows/s over the
     labelling stream) and each stage alone on one core without Ray — decode, featurize, inference (bare model,
     batch-size sweep; the best is used end to end unless ``batch_size`` is given), writing; on CPU timed by the
@@ -1044,7 +1153,8 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
     ``decode_workers``: the job's ``decode_workers`` (None = its default; the decode-only pass runs with tasks and
     with actors). ``library_sr``/``library_channels``: the synthetic library's files — by default 44.1-kHz stereo,
     what music libraries hold (their decoding costs 3–6 × a 22,050-Hz mono file's per audio-second: two channels,
-    twice the samples, then downmix and resampling); 22,050 and 1 for a GTZAN-like library."""
+    twice the samples, then downmix and resampling); 22,050 and 1 for a GTZAN-like library. ``compile_ab`` (CUDA,
+    with ``stages``): last, the inference stage and the bare model both compiled (:func:`compiled_inference`)."""
     from genre_ray.bench.core import repeated_library, save_partial
     from genre_ray.bundle import load_bundle
     from genre_ray.config import LabelConfig
@@ -1181,6 +1291,20 @@ def bench_label(tracks: int = 200, seconds: float = 30.0, num_cpus: int = 2, mod
             work_eff = audio_total * sum(cpu_cost[k] for k in used) / max(cpu_used, 1e-9)
             result["efficiency"]["work_efficiency_cpu"] = round(work_eff, 3)
             table.append(["label work efficiency (stage CPU-s / machine CPU-s)", round(work_eff, 3), "ratio"])
+        if compile_ab and device.type == "cuda":  # last: compiling takes a while, and everything above is saved
+            from genre_ray.pipelines.label_workers import COMPILE_BATCH
+
+            save_partial(result)
+            try:
+                comp = compiled_inference(bundle, batch_size or COMPILE_BATCH["cuda"], infer_windows, threads, device)
+                table += [["label inference stage, torch.compile, host images", comp["host_images"], "windows/s"],
+                          ["label inference stage, torch.compile, device images", comp["device_images"], "windows/s"],
+                          ["bare model, torch.compile", comp["bare"], "windows/s"],
+                          ["inference stage / bare, compiled (host / device images)",
+                           f"{comp['host_vs_bare']} / {comp['device_vs_bare']}", "ratio"]]
+            except Exception as exc:  # a compiler failure must not cost the figures above
+                comp = {"error": f"{type(exc).__name__}: {exc}"}
+            result["stages"]["inference_compiled"] = comp
     result["table"] = table
     return result
 

@@ -105,7 +105,7 @@ class Classifier:
         self.compiled = compile
         if compile:  # one static shape: a fixed batch, the last one of a call padded (no tuner: each size compiles)
             batch_size = batch_size or COMPILE_BATCH[self.device.type]
-            self.model.embed = torch.compile(self.model.embed, dynamic=False)
+            accel.compile_embed(self.model)
         # batch_size None: chosen during the first calls by measurement (accel.BatchSizeTuner), not by a probe
         self.tuner = accel.BatchSizeTuner(self.device) if batch_size is None else None
         self.fixed_batch_size, self.threads = batch_size, threads
