@@ -100,6 +100,7 @@ def test_summary_exports_and_mlflow_run(setup):
     assert 0 < saved["startup_s"] <= saved["label_seconds"] and saved["steady_audio_s_per_s"] >= 0
     assert sum(saved["genres"].values()) == 8 and saved["hours_of_audio"] > 0
     assert len(pd.read_csv(out / "errors.csv")) == 5
+    assert sorted(saved["exports"]) == sorted([str(out / "labels.csv"), str(out / "labels.jsonl")])
     csv, jsonl = pd.read_csv(out / "labels.csv"), pd.read_json(out / "labels.jsonl", lines=True)
     assert sorted(csv["path"]) == sorted(jsonl["path"]) == sorted(expected)
     assert "embedding" not in csv.columns and jsonl["embedding"].dropna().map(len).eq(32).sum() == 8

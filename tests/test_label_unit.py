@@ -409,3 +409,23 @@ def test_a_glob_through_a_bracketed_folder_says_how_to_write_it(tmp_path):
     with pytest.raises(ValueError, match=r"for a folder named with brackets write .*\[\[\]2001\] Album/\*\.wav"):
         list_inputs(str(folder / "*.wav"))
     assert list_inputs(globmod.escape(str(folder)) + "/*.wav") == [str(folder / "a.wav")]
+
+
+def test_a_rerun_rewrites_exports_an_earlier_run_left(tmp_path, capsys):
+    """A rerun without --export must not leave the first run's labels.csv behind, describing other labels."""
+    import pandas as pd
+
+    from genre_ray.pipelines.label import write_exports
+
+    def table(genres):
+        return pd.DataFrame({"path": [f"/m/{i}.wav" for i in range(len(genres))], "genre": genres,
+                             "top_k_genres": [[g] for g in genres], "top_k_probs": [[0.9] for _ in genres]})
+
+    assert write_exports(table(["rock"]), tmp_path, ["csv"]) == [tmp_path / "labels.csv"]
+    assert not (tmp_path / "labels.jsonl").exists()
+    assert write_exports(table(["jazz", "pop"]), tmp_path, []) == [tmp_path / "labels.csv"]  # not asked: rewritten
+    assert pd.read_csv(tmp_path / "labels.csv")["genre"].tolist() == ["jazz", "pop"]
+    assert "labels.csv (written by an earlier run) rewritten" in capsys.readouterr().out
+    assert write_exports(table(["blues"]), tmp_path, ["jsonl"]) == [tmp_path / "labels.jsonl", tmp_path / "labels.csv"]
+    assert pd.read_json(tmp_path / "labels.jsonl", lines=True)["genre"].tolist() == ["blues"]
+    assert write_exports(table(["blues"]), tmp_path / "empty", []) == []

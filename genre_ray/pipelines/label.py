@@ -544,22 +544,40 @@ Exporter = Callable[[pd.DataFrame, Path], Path]
 EXPORTERS: Registry[Exporter] = Registry("labels export format")
 
 
+def export_path(out: Path, fmt: str) -> Path:
+    """Where the ``fmt`` export of the labels lies: ``OUT/labels.<fmt>``."""
+    return out / f"labels.{fmt}"
+
+
 @EXPORTERS.register("csv")
 def _export_csv(df: pd.DataFrame, out: Path) -> Path:
     flat = df.drop(columns=["embedding"], errors="ignore")  # D floats per row: in the Parquet and labels.jsonl
     for col in ("top_k_genres", "top_k_probs"):
         flat[col] = flat[col].map(lambda xs: "|".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in xs))
-    with atomic.atomic_path(out / "labels.csv") as tmp:
+    with atomic.atomic_path(export_path(out, "csv")) as tmp:
         flat.to_csv(tmp, index=False)
-    return out / "labels.csv"
+    return export_path(out, "csv")
 
 
 @EXPORTERS.register("jsonl")
 def _export_jsonl(df: pd.DataFrame, out: Path) -> Path:
-    with atomic.atomic_path(out / "labels.jsonl") as tmp:  # a run killed while writing leaves the old file whole
+    with atomic.atomic_path(export_path(out, "jsonl")) as tmp:  # a run killed while writing leaves the old file whole
         df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list)).to_json(
             tmp, orient="records", lines=True, force_ascii=False)
-    return out / "labels.jsonl"
+    return export_path(out, "jsonl")
+
+
+def write_exports(table: pd.DataFrame, out: Path, requested: list[str]) -> list[Path]:
+    """Each export ``requested`` (``LabelConfig.export``) and each one an earlier run left in ``out`` that this run
+    did not ask for: that one is rewritten too, so no ``labels.csv``/``labels.jsonl`` beside ``labels/`` describes
+    an older run (a rerun without ``--export`` used to leave the first run's file, silently out of date).
+    → the files written."""
+    earlier = [f for f in EXPORTERS if f not in requested and export_path(out, f).is_file()]
+    written = [EXPORTERS.lookup(fmt)(table, out) for fmt in [*requested, *earlier]]
+    for fmt in earlier:
+        print(f"[label] {export_path(out, fmt).name} (written by an earlier run) rewritten with this run's labels",
+              flush=True)
+    return written
 
 
 def plot_genres(counts: dict[str, int], path: Path, title: str) -> Path:
@@ -986,8 +1004,7 @@ def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], sk
         path, n = write_review_list(table, cfg.review_list)
         summary["review_list"] = str(path)
         print(f"[label] review list: {n} uncertain track(s), most uncertain first → {path}", flush=True)
-    for fmt in cfg.export:
-        EXPORTERS.lookup(fmt)(table, out)
+    summary["exports"] = [str(p) for p in write_exports(table, out, list(cfg.export))]
     if cfg.write_tags:
         tags = write_tags(table, out, cfg.dry_run, cfg.tag_uncertain, real={path_text(f): f for f in files})
         summary["tags"] = {k: int(v) for k, v in tags["action"].value_counts().items()}
