@@ -16,13 +16,13 @@
 #                 of the epochs after the first
 #   train-r18-again  the same once more on the prepared clips: the fourth session saw 0.938 × and 0.824 × in two
 #                 runs of 3 epochs (one noisy epoch decided the median), so the ≥ 0.9 × target needs two readings
+#   inference     the label job's inference stage alone (ResNet18, no Ray, no audio): host and device images vs the
+#                 bare model, then all three with the actors' torch.compile (the ≥ 40,000 windows/s target; every ratio at one batch size on both sides)
 #   label-r18     ResNet18 (untrained), the GPU defaults (featurize=device, decode actors, two classifier actors per
 #                 GPU): end to end first (250 × 30-s mixed wav/flac/mp3/ogg at 44.1 kHz stereo, each file 24 × under
 #                 other names: 6,000 files, 180,000 audio-s), then the node's decode rate without Ray and through Ray
 #                 Data on the same files (the "decode-bound" ratios; tasks and decode actors), then each stage alone:
 #                 inference sweep vs the bare model and the classifier actor alone on the job's calls
-#   inference     the label job's inference stage alone (ResNet18, no Ray, no audio): host and device images vs the
-#                 bare model, then all three with the actors' torch.compile (the ≥ 40,000 windows/s target)
 #   train-r18-nice0  train-r18 with Ray's workers at niceness 0 (Ray starts them at 15; the bare loop runs at 0)
 #   label-r18-compile  label-r18 end to end with torch_compile (one static forward batch of 1,024): A/B vs label-r18
 #   label-r18-decode-tasks  end to end with decode tasks instead of the default decode actors: A/B vs label-r18
@@ -96,9 +96,9 @@ step() {  # step NAME MAX_SECONDS BENCH_ARGS... — runs inside what is left of 
 
 # order: the figures the issue's targets need first, then the A/Bs that say what to change next
 step train-r18 200 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
-step train-r18-again 150 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step train-r18-again 140 train --set model=resnet18 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
+step inference 110 inference "${inf[@]}"
 step label-r18 200 label --set arch=resnet18 --set featurize=device --set num_cpus="$cpus" "${lib[@]}" "${first[@]}" "${sweep[@]}" --set compile_ab=false
-step inference 150 inference "${inf[@]}"
 step train-r18-nice0 150 train --set model=resnet18 --set worker_niceness=0 --set num_cpus="$cpus" "${data[@]}" "${epochs[@]}"
 step label-r18-compile 90 label --set arch=resnet18 --set featurize=device --set torch_compile=true --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"
 step label-r18-decode-tasks 75 label --set arch=resnet18 --set featurize=device --set decode_workers=tasks --set num_cpus="$cpus" "${lib[@]}" "${e2e_only[@]}"

@@ -187,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks (speed, memory); prints JSON",
                        description="Run a registered benchmark (genre_ray/bench/) and print its JSON "
                                    "result (a table on stderr): decode per format, spectrogram CPU/GPU, prepare, Ray "
-                                   "Train vs a bare loop, label end to end and per stage (pipeline efficiency), cache "
-                                   "layouts, label-memory; `all` runs every one. Keyword arguments via --set.")
-    p.add_argument("name", help="all | decode | spectrogram | prepare | train | label | cache | label-memory "
+                                   "Train vs a bare loop, label end to end and per stage (pipeline efficiency), the "
+                                   "inference stage alone (and compiled), cache layouts, label-memory; `all` runs every "
+                                   "one. Keyword arguments via --set.")
+    p.add_argument("name", help="all | decode | spectrogram | inference | prepare | train | label | cache | label-memory "
                                 "(see genre_ray/bench/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="benchmark argument, e.g. --set tracks=200 --set long_minutes=75 --set model=runs/x/bundle "

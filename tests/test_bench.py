@@ -398,6 +398,7 @@ def test_inference_benchmark_runs_the_stage_alone(tmp_path):
     got = run_benchmark("inference", quick=True, workdir=str(tmp_path))
     assert got["arch"] == "homebrew" and set(got["host_images"]) == {"16", "64"}
     assert got["bare"] > 0 and got["host_vs_bare"] == round(got["host_images"][str(got["best_batch"])] / got["bare"], 3)
+    assert got["bare_by_batch"] == {str(got["best_batch"]): got["bare"]}  # the ratio's two sides at one batch size
     assert "compiled" not in got and "device_images" not in got  # CPU: no device images, no compile by default
 
 
@@ -409,8 +410,13 @@ def test_compiled_inference_compiles_once_and_times_both_inputs(tmp_path):
     from genre_ray.bench.stages import compiled_inference
     from genre_ray.bundle import load_bundle
 
+    from torch._dynamo.utils import counters
+
     bundle = load_bundle(str(demo_bundle(tmp_path / "bundle")))
+    torch._dynamo.reset()
+    counters.clear()
     got = compiled_inference(bundle, 8, 16, 1, torch.device("cpu"))
+    assert counters["stats"]["unique_graphs"] == 1  # the bare passes reuse the stage's graph: nothing recompiled
     assert got["batch_size"] == 8 and got["windows"] == 16 and got["compile_s"] > 0
     assert all(got[k] > 0 for k in ("host_images", "device_images", "bare"))
     assert got["device_vs_bare"] == round(got["device_images"] / got["bare"], 3)
