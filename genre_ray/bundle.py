@@ -7,6 +7,8 @@ Everything label/predict need, and nothing that executes code when loaded.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,20 +80,50 @@ def _resolve(uri: str | Path) -> Path:
     p = Path(str(uri)).expanduser()
     if p.exists():
         return p
-    if "://" in str(uri) or str(uri).startswith(("runs:/", "models:/")):
+    if _is_mlflow_uri(str(uri)):
         import mlflow
 
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri)))
     raise FileNotFoundError(f"model bundle not found: {uri} (give a bundle folder or an MLflow model URI)")
 
 
-def load_bundle(uri: str | Path) -> Bundle:
-    root = _resolve(uri)
-    hits = [root / BUNDLE_JSON] if (root / BUNDLE_JSON).is_file() else sorted(root.rglob(BUNDLE_JSON))
+SEARCH_DEPTH = 3
+"""How far below a folder without ``bundle.json`` :func:`find_bundle` looks: an MLflow model's download holds its
+bundle at ``artifacts/bundle/``, a training run's ``--out`` at ``bundle/``."""
+
+
+def find_bundle(root: Path, uri: str | Path = "") -> Path:
+    """``root`` itself when it holds ``bundle.json``, else the one folder within :data:`SEARCH_DEPTH` levels below
+    that does (a note on stderr says which). Several — say ``--model runs`` over ``runs/a/bundle`` and
+    ``runs/b/bundle`` — is an error naming them: which model labels a library is never picked by name order."""
+    if (root / BUNDLE_JSON).is_file():
+        return root
+    hits: list[Path] = []
+    for here, dirs, files in os.walk(root):
+        depth = len(Path(here).relative_to(root).parts)
+        if BUNDLE_JSON in files and depth:
+            hits.append(Path(here))
+        if depth >= SEARCH_DEPTH:
+            dirs.clear()
+        dirs.sort()
     if not hits:
-        raise FileNotFoundError(f"{uri}: no {BUNDLE_JSON} inside; not a genre-ray model bundle")
-    folder = hits[0].parent
-    doc = json.loads(hits[0].read_text())
+        raise FileNotFoundError(f"{uri or root}: no {BUNDLE_JSON} in it or up to {SEARCH_DEPTH} folders below; "
+                                "not a genre-ray model bundle")
+    if len(hits) > 1:
+        shown = ", ".join(str(h) for h in hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
+        raise FileNotFoundError(f"{uri or root}: {len(hits)} model bundles below it ({shown}); give the one to use")
+    if str(uri) and not _is_mlflow_uri(str(uri)):  # a download's layout is MLflow's business; a folder's is the user's
+        print(f"[model] {uri}: using the bundle in {hits[0]}", file=sys.stderr, flush=True)
+    return hits[0]
+
+
+def _is_mlflow_uri(uri: str) -> bool:
+    return "://" in uri or uri.startswith(("runs:/", "models:/"))
+
+
+def load_bundle(uri: str | Path) -> Bundle:
+    folder = find_bundle(_resolve(uri), uri)
+    doc = json.loads((folder / BUNDLE_JSON).read_text())
     state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     return Bundle(model_name=doc["model_name"], model_kwargs=doc.get("model_kwargs", {}), classes=doc["classes"],
                   features=FeatureConfig.from_dict(doc["features"]), meta=doc.get("meta", {}),

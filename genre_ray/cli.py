@@ -223,9 +223,16 @@ def _values(args: argparse.Namespace, *names: str) -> dict:
 def _synth(args: argparse.Namespace) -> int:
     from genre_ray.synth import write_corpus
 
-    paths = write_corpus(args.out, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
-                         seed=args.seed, fmt=args.fmt, start_index=args.start_index, sr=args.sr,
-                         channels=args.channels)
+    out = Path(args.out).expanduser()
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"out {args.out}: {blocked} is a file, not a folder")
+    try:  # write_corpus checks every argument before it writes a file
+        paths = write_corpus(args.out, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
+                             seed=args.seed, fmt=args.fmt, start_index=args.start_index, sr=args.sr,
+                             channels=args.channels)
+    except ValueError as exc:  # a bad --genres, --seconds, --sr, --format …: one line, exit 2
+        raise ConfigError(str(exc)) from None
     print(f"wrote {len(paths)} clips to {args.out}")
     return 0
 
@@ -296,6 +303,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.aggregate is not None and args.aggregate not in AGGREGATORS:
         raise ConfigError(f"--aggregate {args.aggregate!r}: choose one of {', '.join(sorted(AGGREGATORS))}")
+    output_file(args.plot, "--plot", "genres.png")  # before the model is loaded and every file decoded
     if not Path(args.model).expanduser().exists():  # runs:/… or models:/…: the store label and evaluate read
         from genre_ray import tracking
 
@@ -315,9 +323,11 @@ def _predict(args: argparse.Namespace) -> int:
             print(json.dumps(_json_safe({**row, "timeline": timeline}), default=float, allow_nan=False))
     else:
         name_w = max(12, *(len(str(p)) for p in args.paths))
-        print(f"{'file':<{name_w}}  {'status':<9} {'dur s':>7} {'win':>4}  " + " ".join(f"{c[:8]:>8}" for c in classes))
+        widths = [max(8, len(c)) for c in classes]  # whole genre names ("classical", "electronic")
+        print(f"{'file':<{name_w}}  {'status':<9} {'dur s':>7} {'win':>4}  "
+              + " ".join(f"{c:>{w}}" for c, w in zip(classes, widths)))
         for row, _, _ in results:
-            probs = " ".join(f"{row[f'p_{c}']:8.3f}" for c in classes)
+            probs = " ".join(f"{row[f'p_{c}']:{w}.3f}" for c, w in zip(classes, widths))
             print(f"{row['path']:<{name_w}}  {row['status']:<9} {row['duration_s']:7.1f} {row['n_windows']:4d}  {probs}")
         for row, probs, starts in results:
             if row["status"] != "ok":
@@ -376,10 +386,26 @@ def _similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def output_file(path: str | None, flag: str, example: str) -> None:
+    """An output FILE a command will write: refused up front (ConfigError, exit 2) when it is a folder or a folder
+    on its way is a file — not with a traceback after the work is done."""
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; give a file name (e.g. {p / example})")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
+
+
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from genre_ray.report import write_report
 
+    output_file(args.out, "--out", "report.html")
     try:
         path = write_report(args.labels_dir, args.out, title=args.title,
                             timeline_budget=int(args.timeline_mb * 1e6))

@@ -27,13 +27,29 @@ def existing_path(path: str, what: str) -> None:
         raise ConfigError(f"{what} not found: {path}")
 
 
+def _holds_audio(folder: Path, look: int = 200) -> bool:
+    """Whether one of the first ``look`` files below ``folder`` is audio by its name (a music folder given where
+    prepared data belongs)."""
+    from genre_ray.catalog import is_audio_file
+
+    for i, f in enumerate(p for p in folder.rglob("*") if p.is_file()):
+        if is_audio_file(f.name):
+            return True
+        if i >= look:
+            break
+    return False
+
+
 def prepared_data(path: str) -> dict[str, Any]:
     """``meta.json`` of a folder written by ``genre-ray prepare``, checked: it exists, its images are of the current
     definition, and it has train and val windows."""
     existing_path(path, "prepared data folder (data)")
     meta_file = Path(path) / "meta.json"
     if not meta_file.is_file():
-        raise ConfigError(f"data={path} is not a prepared folder (no meta.json): run `genre-ray prepare --out {path}`")
+        audio = _holds_audio(Path(path))
+        raise ConfigError(f"data={path} is not a prepared folder (no meta.json{'; it holds audio' if audio else ''}): "
+                          f"make one with `genre-ray prepare --source {path if audio else 'AUDIO_DIR'} --out "
+                          "PREPARED_DIR` and give --data PREPARED_DIR")
     try:
         meta = json.loads(meta_file.read_text())
         features = FeatureConfig.from_dict(meta["features"])
@@ -84,13 +100,27 @@ def model_fits(model: str, model_kwargs: dict[str, Any], classes: list[str], fea
                           f"(1, {len(classes)})")
 
 
+def model_store(uri: str) -> str | None:
+    """The MLflow store a ``models:/``/``runs:/`` model URI is read from (None for a folder or another URI), checked:
+    an unreachable server raises :class:`~genre_ray.tracking.TrackingError` in seconds, a sqlite store that is not
+    there a :class:`ConfigError` — before anything opens it (opening creates an empty one in the current folder)."""
+    from genre_ray import tracking
+
+    if Path(uri).expanduser().exists() or not uri.startswith(("models:", "runs:")):
+        return None
+    store = tracking.tracking_uri()
+    tracking.check_server(store)  # unreachable: TrackingError in seconds, not MLflow's retries
+    if problem := tracking.missing_store(store):
+        raise ConfigError(f"model={uri}: {problem}")
+    return store
+
+
 def label_model(uri: str):
     """Load the label job's model bundle (folder or MLflow URI) and check its features are current."""
     from genre_ray import tracking
     from genre_ray.bundle import load_bundle
 
-    if not Path(uri).expanduser().exists() and uri.startswith(("models:", "runs:")):
-        tracking.check_server(tracking.tracking_uri())  # unreachable: TrackingError in seconds, not MLflow's retries
+    store = model_store(uri)
     try:
         bundle = load_bundle(uri)
     except FileNotFoundError as exc:
@@ -100,7 +130,8 @@ def label_model(uri: str):
                           "with weights_only=True: nothing in a file is ever executed)") from None
     except Exception as exc:  # noqa: BLE001 - a format/MLflow error, named for the user
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        raise ConfigError(f"model={uri} cannot be loaded: {type(exc).__name__}: {first}") from None
+        where = f" from the MLflow store {tracking.redact('uri', store)}" if store else ""
+        raise ConfigError(f"model={uri} cannot be loaded{where}: {type(exc).__name__}: {first}") from None
     try:
         bundle.features.check_current()
     except ValueError as exc:

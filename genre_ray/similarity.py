@@ -8,7 +8,7 @@ what that means at 100k–1M tracks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,13 @@ class SimilarityError(ValueError):
 
 @dataclass
 class EmbeddingIndex:
-    """``paths (N,)``, ``genres (N,)`` (top-1 label), ``vectors (N, D)`` float32 unit rows."""
+    """``paths (N,)``, ``genres (N,)`` (top-1 label), ``vectors (N, D)`` float32 unit rows; ``left_out``: path →
+    why a labelled file has no embedding (its status and error), to say so when one is asked for."""
 
     paths: np.ndarray
     genres: np.ndarray
     vectors: np.ndarray
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -44,21 +46,29 @@ def load_index(labels_out: str | Path) -> EmbeddingIndex:
         raise SimilarityError(f"no labels Parquet under {labels_out} (give the --out of `genre-ray label`)")
     tables = []
     for s in shards:
-        if EMBEDDING not in pq.read_schema(s).names:
+        names = pq.read_schema(s).names
+        if EMBEDDING not in names:
             raise SimilarityError(f"{s} has no '{EMBEDDING}' column: label with embeddings on "
                                   "(`--set embeddings=true`, the default) into a new --out")
-        tables.append(pq.read_table(s, columns=["path", "genre", "status", EMBEDDING]))
+        part = pq.read_table(s, columns=["path", "genre", "status", EMBEDDING, *(["error"] if "error" in names else [])])
+        if "error" not in names:
+            part = part.append_column("error", pa.nulls(part.num_rows, pa.string()))
+        tables.append(part)
     t = pa.concat_tables(tables)
-    t = t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.is_valid(t[EMBEDDING])))
+    keep = pc.and_(pc.equal(t["status"], "ok"), pc.is_valid(t[EMBEDDING]))
+    out = t.filter(pc.invert(keep))
+    left_out = {p: f"status {st}" + (f": {e}" if e else "") for p, st, e in
+                zip(out["path"].to_pylist(), out["status"].to_pylist(), out["error"].to_pylist())}
+    t = t.filter(keep)
     if t.num_rows == 0:
-        return EmbeddingIndex(np.array([], object), np.array([], object), np.zeros((0, 0), np.float32))
+        return EmbeddingIndex(np.array([], object), np.array([], object), np.zeros((0, 0), np.float32), left_out)
     col = t[EMBEDDING].combine_chunks()
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
     if len(set(lengths.tolist())) != 1:
         raise SimilarityError(f"{labels_out}: embeddings of different lengths {sorted(set(lengths.tolist()))}")
     vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, int(lengths[0]))
     return EmbeddingIndex(np.array(t["path"].to_pylist(), object), np.array(t["genre"].to_pylist(), object),
-                          vectors)
+                          vectors, left_out)
 
 
 def resolve_track(index: EmbeddingIndex, query: str) -> int:
@@ -75,6 +85,10 @@ def resolve_track(index: EmbeddingIndex, query: str) -> int:
     if len(hits) == 1:
         return hits[0]
     if not hits:
+        unusable = [p for p in index.left_out if p in spellings or query in p]
+        if len(unusable) == 1:  # labelled, but it did not decode (or was skipped): nothing to compare
+            raise SimilarityError(f"{unusable[0]} has no embedding to compare: it is in the labels with "
+                                  f"{index.left_out[unusable[0]]}")
         raise SimilarityError(f"no labelled track matches {query!r} ({len(index)} tracks with embeddings)")
     shown = "\n  ".join(str(index.paths[i]) for i in hits[:10])
     more = f"\n  … and {len(hits) - 10} more" if len(hits) > 10 else ""

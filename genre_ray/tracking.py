@@ -68,6 +68,20 @@ def check_server(uri: str, timeout_s: float | None = None) -> None:
         ) from exc
 
 
+def missing_store(uri: str | None = None) -> str | None:
+    """Why a model URI (``models:/``, ``runs:/``) cannot be read from the sqlite store at ``uri`` (default
+    :func:`tracking_uri`) — the file is not there — or None. Asked before MLflow opens it: opening creates an empty
+    store, in whatever folder the command ran from."""
+    uri = uri or tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    if db.is_file():
+        return None
+    return (f"no MLflow store at {db}: the jobs keep theirs in genre-ray-runs/mlflow.db under the folder they ran "
+            "from (or $GENRE_RAY_HOME); run from that folder, or set GENRE_RAY_HOME or MLFLOW_TRACKING_URI to it")
+
+
 def use_store() -> str:
     """Point MLflow at the project's store (:func:`tracking_uri`) to read from it — a ``runs:/`` or ``models:/``
     model URI — without creating an experiment; an unreachable server raises :class:`TrackingError`."""

@@ -81,3 +81,30 @@ def test_predict_refuses_bad_flags_in_one_line_before_loading_anything(flags, ne
     assert code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,needle", [(["--format", "aac"], "unknown audio format 'aac'"),
+                                         (["--genres", "11"], "genres must be between 1 and 10"),
+                                         (["--seconds", "-1"], "seconds must be > 0"),
+                                         (["--sr", "0"], "sr must be >= 8000 Hz")])
+def test_synth_refuses_bad_arguments_in_one_line(args, needle, tmp_path, capsys):
+    """They were 16-line tracebacks (rc 1); every other command answers bad input with one line and exit 2."""
+    assert main(["synth", str(tmp_path / "c"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genre-ray synth: ") and needle in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_synth_into_a_path_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["synth", str(tmp_path / "f" / "c")]) == 2
+    assert f"{tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_training_on_an_audio_folder_says_to_prepare_it_first(tmp_path, capsys):
+    """The hint was `genre-ray prepare --out <the music folder>`: prepared data written into the music."""
+    (tmp_path / "lib" / "rock").mkdir(parents=True)
+    (tmp_path / "lib" / "rock" / "a.mp3").write_bytes(b"ID3")
+    assert main(["train", "--data", str(tmp_path / "lib"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"prepare --source {tmp_path / 'lib'} --out PREPARED_DIR" in err and "it holds audio" in err

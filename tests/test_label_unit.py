@@ -137,8 +137,12 @@ def test_predict_several_files_table_json_and_plot(library, bundle_dir, tmp_path
     files = [str(root / "blues/b1.wav"), str(root / "metal/m1.m4a"), str(root / "bad/corrupt.flac")]
     assert main(["predict", *files, "--model", str(bundle_dir), "--plot", str(tmp_path / "p.png")]) == 0  # 2 of 3 ok
     out = capsys.readouterr().out
-    assert all(f in out for f in files) and "p_" not in out and all(c[:8] in out for c in CLASSES)
+    assert all(f in out for f in files) and "p_" not in out
+    assert out.splitlines()[0].split()[5:] == list(CLASSES)  # the table's header: whole genre names, none cut
     assert (tmp_path / "p.png").stat().st_size > 10_000
+    # an output file that is a folder: refused before any work, not a traceback after it
+    assert main(["predict", *files, "--model", str(bundle_dir), "--plot", str(tmp_path)]) == 2
+    assert f"--plot {tmp_path}: is a folder" in capsys.readouterr().err
     assert main(["predict", *files, "--model", str(bundle_dir), "--json"]) == 0
 
     def strict(token):  # what a strict parser (JavaScript's JSON.parse) does with NaN / Infinity
@@ -429,3 +433,41 @@ def test_a_rerun_rewrites_exports_an_earlier_run_left(tmp_path, capsys):
     assert write_exports(table(["blues"]), tmp_path, ["jsonl"]) == [tmp_path / "labels.jsonl", tmp_path / "labels.csv"]
     assert pd.read_json(tmp_path / "labels.jsonl", lines=True)["genre"].tolist() == ["blues"]
     assert write_exports(table(["blues"]), tmp_path / "empty", []) == []
+
+
+def test_a_model_folder_is_a_bundle_or_holds_exactly_one(tmp_path, capsys):
+    """`--model FOLDER` searched every folder below and took the first bundle by name, silently: `--model /tmp`
+    labelled with somebody else's model."""
+    from genre_ray.bench import demo_bundle
+    from genre_ray.bundle import SEARCH_DEPTH, find_bundle
+
+    one = demo_bundle(tmp_path / "runs" / "a" / "bundle")
+    assert find_bundle(one) == one and capsys.readouterr().err == ""
+    assert find_bundle(tmp_path / "runs" / "a", "runs/a") == one  # a training run's --out: its bundle/
+    assert f"runs/a: using the bundle in {one}" in capsys.readouterr().err
+    demo_bundle(tmp_path / "runs" / "b" / "bundle")
+    with pytest.raises(FileNotFoundError, match=r"2 model bundles below it .*runs/a/bundle, .*runs/b/bundle"):
+        load_bundle(str(tmp_path / "runs"))
+    deep = tmp_path / "deep" / "1" / "2" / "3"
+    demo_bundle(deep / "bundle")
+    assert len(deep.relative_to(tmp_path / "deep").parts) + 1 > SEARCH_DEPTH
+    with pytest.raises(FileNotFoundError, match="no bundle.json in it or up to 3 folders below"):
+        load_bundle(str(tmp_path / "deep"))
+
+
+def test_jsonl_export_keeps_slashes_and_backslashes(tmp_path):
+    """pandas writes `/` as `\\/`: `grep /music/` found nothing in labels.jsonl. Unescaped — and a name with a real
+    backslash before a slash still reads back as it was."""
+    import pandas as pd
+
+    from genre_ray.pipelines.label import EXPORTERS
+
+    paths = ["/music/a b/é.flac", "/music/odd\\/name.mp3", "/m/x\\\\/y.wav"]
+    df = pd.DataFrame({"path": paths, "genre": ["rock", "jazz", "pop"], "top_k_genres": [["rock"], ["jazz"], ["pop"]],
+                       "top_k_probs": [[0.9], [0.8], [0.7]]})
+    out = EXPORTERS["jsonl"](df, tmp_path, rows_per_chunk=2)  # two chunks: the lines join up
+    text = out.read_text(encoding="utf-8")
+    assert "\\/" not in text.replace("\\\\/", "") and '"path":"/music/a b/é.flac"' in text
+    back = pd.read_json(out, lines=True)
+    assert back["path"].tolist() == paths and back["top_k_genres"].tolist() == [["rock"], ["jazz"], ["pop"]]
+    assert text.endswith("\n") and text.count("\n") == 3

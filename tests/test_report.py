@@ -143,6 +143,10 @@ def test_cli_report(lib, tmp_path, capsys):
     assert '"tracks_embedded":0' in small and len(small) < (tmp_path / "x.html").stat().st_size
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no labels" in capsys.readouterr().err and not (tmp_path / "nothing" / REPORT_FILE).exists()
+    (tmp_path / "afile").write_text("x")
+    for bad, said in ((tmp_path, "is a folder"), (tmp_path / "afile" / "r.html", "is a file, not a folder")):
+        assert main(["report", str(out), "--out", str(bad)]) == 2  # one line, not a traceback after the work
+        assert f"--out {bad}: " in (err := capsys.readouterr().err) and said in err
 
 
 def test_label_job_writes_and_logs_the_report(tmp_path, mlflow_home):

@@ -49,3 +49,24 @@ def test_embeddings_of_different_lengths_are_refused(tmp_path):
                        tmp_path / "labels" / f"part-{name}.parquet")
     with pytest.raises(SimilarityError, match="different lengths"):
         load_index(tmp_path)
+
+
+def test_a_track_that_did_not_decode_is_named_as_such_not_as_unknown(tmp_path):
+    """`genre-ray similar corrupt` said "no labelled track matches", though the file was in the labels as an error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genre_ray.similarity import load_index
+
+    (tmp_path / "labels").mkdir()
+    pq.write_table(pa.table({"path": ["/m/a.flac", "/m/corrupt.mp3"], "genre": ["x", None], "status": ["ok", "error"],
+                             "error": ["", "no decoder could read it"],
+                             "embedding": pa.array([[0.6, 0.8], None], pa.list_(pa.float32()))}),
+                   tmp_path / "labels" / "part-0.parquet")
+    idx = load_index(tmp_path)
+    assert idx.paths.tolist() == ["/m/a.flac"]
+    with pytest.raises(SimilarityError, match=r"/m/corrupt.mp3 has no embedding to compare: it is in the labels with "
+                                              r"status error: no decoder could read it"):
+        resolve_track(idx, "corrupt")
+    with pytest.raises(SimilarityError, match="no labelled track matches 'nothing'"):
+        resolve_track(idx, "nothing")

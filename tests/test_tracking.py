@@ -232,3 +232,20 @@ def test_train_resume_state_new_run_only_when_the_state_or_the_run_is_gone(tmp_p
         port = s.getsockname()[1]
     with pytest.raises(MlflowException):
         resumable_run(state, cfg, mlflow.tracking.MlflowClient(f"http://127.0.0.1:{port}"))
+
+
+@pytest.mark.parametrize("command", ["predict", "label"])
+def test_a_registry_uri_with_no_store_here_says_where_it_looked_and_creates_none(monkeypatch, tmp_path, capsys, command):
+    """From a folder without the jobs' store, `--model models:/…` said only "not found" — and left an empty
+    genre-ray-runs/mlflow.db behind in that folder."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("GENRE_RAY_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.wav").write_bytes(b"RIFF")
+    argv = (["predict", "lib/a.wav"] if command == "predict" else
+            ["label", "--input", str(tmp_path / "lib"), "--out", str(tmp_path / "labels")])
+    assert main([*argv, "--model", "models:/genre-ray@champion"]) == 2
+    err = capsys.readouterr().err
+    assert f"no MLflow store at {tmp_path / 'genre-ray-runs' / 'mlflow.db'}" in err and "GENRE_RAY_HOME" in err
+    assert not (tmp_path / "genre-ray-runs").exists() and not (tmp_path / "labels").exists()

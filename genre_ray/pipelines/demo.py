@@ -23,6 +23,7 @@ from genre_ray.synth import write_corpus
 
 UNSEEN_START = 1000  # clip numbers of the labelling set: never in the training corpus
 UNSEEN_FORMATS = ("wav", "flac", "mp3", "ogg")
+DEMO_MODEL_NAME = "genre-ray-demo"  # the registered model the demo trains (alias @champion)
 
 
 def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,10 +45,12 @@ def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dic
                                    model_kwargs=model_kwargs or {"channels": [16, 32, 64, 64], "dense": [128, 64],
                                                                  "dropout": 0.2, "conv_dropout": 0.0},
                                    epochs=epochs, batch_size=16, lr=2e-3, num_workers=num_workers, seed=seed,
-                                   cpus_per_worker=0.5, register_as="genre-ray-demo",
+                                   cpus_per_worker=0.5, register_as=DEMO_MODEL_NAME,
                                    ray=ray_cfg))
+    # overwrite: the folder is the demo's own, and each demo run labels with the model it has just trained (a second
+    # `make demo` used to stop here, refusing labels "made with another model" — the first run's)
     summary = run_label(LabelConfig(input=str(work / "unseen"), model=report["bundle"], out=str(work / "unseen-labels"),
-                                    ray=ray_cfg))
+                                    overwrite=True, ray=ray_cfg))
     labels = pd.read_parquet(summary["labels"])
     truth = labels["path"].map(lambda p: Path(p).parent.name)
     unseen_acc = float((labels["genre"] == truth).mean())
@@ -68,6 +71,8 @@ def run_demo(cfg: DemoConfig, model_kwargs: dict[str, Any] | None = None) -> dic
         f"unseen clips labelled: {len(labels)} files ({', '.join(UNSEEN_FORMATS)}), accuracy {unseen_acc:.3f}",
         f"labels:      {summary['labels']}",
         f"model:       {report['bundle']}  (MLflow: {report['model_uri']})",
+        *([f"registered:  {report['registered']}; {report['alias']} — e.g. genre-ray predict FILE --model "
+           f"models:/{DEMO_MODEL_NAME}@champion"] if report.get("registered") else []),
         f"MLflow runs: {uri}  (train run {report['run_id']})",
         f"browse:      {ui}   then open http://127.0.0.1:5000",
         f"wall time:   {result['seconds']} s",

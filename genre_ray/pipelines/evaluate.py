@@ -51,6 +51,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if meta["windows"].get(cfg.split, 0) == 0:
         raise ConfigError(f"data={cfg.data} has no {cfg.split} windows ({meta['windows']})")
     local = Path(cfg.model).expanduser().exists()
+    preflight.model_store(cfg.model)  # a models:/ URI and no store to read it from: said before setup creates one
     bundle = preflight.label_model(cfg.model) if local else None  # a local bundle: checked before MLflow
     tracking.setup(cfg.experiment)
     bundle = bundle or preflight.label_model(cfg.model)

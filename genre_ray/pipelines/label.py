@@ -28,6 +28,7 @@ import logging
 import contextlib
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -559,11 +560,20 @@ def _export_csv(df: pd.DataFrame, out: Path) -> Path:
     return export_path(out, "csv")
 
 
+_ESCAPED_SLASH = re.compile(r"(?<!\\)((?:\\\\)*)\\/")
+r"""``\/`` in pandas' JSON — an escaped ``/``, not preceded by a backslash that is itself escaped."""
+
+
 @EXPORTERS.register("jsonl")
-def _export_jsonl(df: pd.DataFrame, out: Path) -> Path:
+def _export_jsonl(df: pd.DataFrame, out: Path, rows_per_chunk: int = 10_000) -> Path:
+    r"""One JSON object per line. Paths keep their slashes: pandas writes ``/`` as ``\/`` (valid JSON, but a
+    ``grep /music/…`` finds nothing), so each chunk's text is unescaped before it is written."""
+    df = df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list))
     with atomic.atomic_path(export_path(out, "jsonl")) as tmp:  # a run killed while writing leaves the old file whole
-        df.assign(top_k_genres=df["top_k_genres"].map(list), top_k_probs=df["top_k_probs"].map(list)).to_json(
-            tmp, orient="records", lines=True, force_ascii=False)
+        with open(tmp, "w", encoding="utf-8") as f:
+            for i in range(0, len(df), rows_per_chunk):  # bounded memory: a chunk's text at a time
+                text = df.iloc[i:i + rows_per_chunk].to_json(orient="records", lines=True, force_ascii=False)
+                f.write(_ESCAPED_SLASH.sub(r"\1/", text).rstrip("\n") + "\n")
     return export_path(out, "jsonl")
 
 
@@ -880,6 +890,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         raise ConfigError(f"input={cfg.input}: {exc}") from None
     _print_listing_notes(notes)
     local = Path(cfg.model).expanduser().exists()
+    preflight.model_store(cfg.model)  # a models:/ URI and no store to read it from: said before setup creates one
     bundle = preflight.label_model(cfg.model) if local else None  # a local bundle: checked before MLflow is touched
     tracking.setup(cfg.experiment)  # an unreachable tracking server fails here: nothing written, no model fetched
     bundle = bundle or preflight.label_model(cfg.model)  # an MLflow URI: fetched once the store is known good
