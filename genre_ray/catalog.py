@@ -119,8 +119,8 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
     are skipped. Returned paths start with ``root`` as given.
 
     ``notes`` (a dict, optional) collects what was left out: ``skipped_ext`` (extension → count of files not
-    named like audio), ``unreadable`` (folders that could not be listed, with the reason) and ``unreadable_dirs``
-    (those folders, absolute). With ``notes`` an
+    named like audio), ``unreadable`` (folders that could not be listed, with the reason), ``unreadable_dirs``
+    (those folders, absolute), ``hidden`` and ``symlinked_folders`` (counts). With ``notes`` an
     unreadable folder is noted and the walk goes on (the label job labels the rest and says so); without, its
     ``OSError`` is raised (a training catalog must not silently lose a folder).
 
@@ -175,6 +175,7 @@ def list_audio_files(root: str | os.PathLike[str], recursive: bool = True,
         notes["skipped_ext"] = dict(sorted(skipped_ext.items(), key=lambda kv: -kv[1]))
         notes["unreadable"] = unreadable
         notes["unreadable_dirs"] = unreadable_dirs
+        notes["hidden"], notes["symlinked_folders"] = hidden, skipped_links
     if hidden:
         logger.info("list_audio_files(%s): skipped %d hidden entries (names starting with '.': folders, and files "
                     "named like audio)", root_path, hidden)

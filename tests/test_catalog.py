@@ -113,8 +113,11 @@ def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
     target = touch(tmp_path / "outside" / "jazz.00009.wav")
     os.symlink(target, root / "jazz" / "jazz.00009.wav")  # symlinked file: kept
     os.symlink(tmp_path / "nowhere.wav", root / "jazz" / "broken.wav")  # broken link: kept, decode reports it
-    files = [p.relative_to(root).as_posix() for p in list_audio_files(root)]
+    notes: dict = {}
+    touch(root / "rock" / "._rock.00000.wav")  # a macOS resource fork: hidden
+    files = [p.relative_to(root).as_posix() for p in list_audio_files(root, notes=notes)]
     assert len(files) == 9
+    assert (notes["hidden"], notes["symlinked_folders"]) == (1, 2)  # counted for the label job's summary, not only logged
     assert "jazz/jazz.00009.wav" in files and "jazz/broken.wav" in files
     assert not any("loop" in f or "again.wav" in f for f in files)
     table = from_gtzan(root)

@@ -202,11 +202,14 @@ def test_library_changes_between_runs_and_names_that_are_not_utf8(setup, tmp_pat
     (lib / "cover.jpg").write_bytes(b"\xff\xd8\xff")
     (lib / "notes.txt").write_text("liner notes")
     (lib / "track.oga").write_bytes((work / "library" / "classical" / "c1.ogg").read_bytes())
+    (lib / "._a.wav").write_bytes(b"\0\5\26\7")  # a macOS resource fork: hidden, left out, counted
+    os.symlink(work / "library", lib / "elsewhere")  # a symlinked folder: never entered, counted
     cfg = base.model_copy(update={"input": str(lib), "out": str(tmp_path / "out"), "review_list": None,
                                   "export": [], "shard_rows": 2})
     first = run_label(cfg)
     assert first["rows"] == 5 and first["missing"] == 0 and first["status"] == {"ok": 5}
     assert first["not_audio_by_extension"] == {".jpg": 1, ".txt": 1}
+    assert (first["hidden_left_out"], first["symlinked_folders_left_out"]) == (1, 1)
     rows = read_labels(tmp_path / "out")
     assert str(lib / "caf\\xe9.wav") in set(rows["path"]) and rows["file_stamp"].notna().all()
 

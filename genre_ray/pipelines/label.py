@@ -986,6 +986,10 @@ def _print_listing_notes(notes: dict[str, Any]) -> None:
               f"{', …' if len(skipped) > 8 else ''}); audio extensions: genre_ray.catalog.AUDIO_EXTENSIONS", flush=True)
     for folder in notes.get("unreadable") or []:
         print(f"[label] WARNING: folder not readable, its files are not labelled: {folder}", flush=True)
+    if notes.get("hidden") or notes.get("symlinked_folders"):
+        print(f"[label] left out of the folder walk: {notes.get('hidden', 0)} hidden entr(ies) (names starting "
+              f"with '.'), {notes.get('symlinked_folders', 0)} symlinked folder(s) (never entered: give one as its "
+              "own --input to label it)", flush=True)
 
 
 def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], skipped: int, bundle: Bundle,
@@ -1010,7 +1014,9 @@ def _label_and_summarise(cfg: LabelConfig, files: list[str], todo: list[str], sk
                     "embedding_dim": dim, "relabelled_changed": resume.changed if resume else 0,
                     "removed_gone": resume.removed if resume else 0,
                     "unreadable_folders": list((notes or {}).get("unreadable") or []),
-                    "not_audio_by_extension": dict((notes or {}).get("skipped_ext") or {})})
+                    "not_audio_by_extension": dict((notes or {}).get("skipped_ext") or {}),
+                    "hidden_left_out": int((notes or {}).get("hidden") or 0),
+                    "symlinked_folders_left_out": int((notes or {}).get("symlinked_folders") or 0)})
     if cfg.review_list:
         path, n = write_review_list(table, cfg.review_list)
         summary["review_list"] = str(path)
