@@ -338,7 +338,7 @@ def _open_source(path: str) -> object:
 
 
 def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
-                  backends: tuple[str, ...] | None = None) -> Iterator[np.ndarray]:
+                  backends: tuple[str, ...] | None = None, info: dict | None = None) -> Iterator[np.ndarray]:
     """Decode any supported file to mono float32 at ``sr`` Hz in blocks, holding O(``block_s``) audio at a time.
 
     Yields ``(t,)`` float32 blocks (``t`` ≈ ``block_s * sr``; the last one shorter); their concatenation
@@ -346,7 +346,8 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
     ``backends``) are tried until one opens the file; resampling uses ``soxr.ResampleStream`` (HQ).
     Raises :class:`DecodeError` naming the file when no backend opens it, when it decodes to zero
     samples, or when decoding fails before any audio; :class:`TruncatedAudio` (a ``DecodeError``) when it fails
-    part-way — after yielding every sample decoded up to there (the resampler's tail included).
+    part-way — after yielding every sample decoded up to there (the resampler's tail included). ``info``, when
+    given, receives ``sample_rate`` (the file's own, before resampling) and ``backend`` once a decoder opens it.
     """
     path = str(path)
     check_local_file(path)
@@ -358,6 +359,8 @@ def decode_stream(path: str | Path, sr: int = DEFAULT_SR, block_s: float = 10.0,
         if opened is None:
             continue
         sr_in, blocks = opened
+        if info is not None:
+            info.update(sample_rate=sr_in, backend=name)
         yield from _mono_resampled(path, _spliced(path, name, sr_in, blocks, names[i + 1:], block_frames), sr_in, sr)
         return
     raise DecodeError(f"{path}: no decoder could read it ({'; '.join(errors)})")

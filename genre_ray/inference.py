@@ -26,7 +26,7 @@ from genre_ray.embedding import track_embedding, window_outputs
 from genre_ray.evaluate import aggregate_track, top_k
 from genre_ray.features import FeatureConfig, TrackWindower, min_padded_samples
 from genre_ray.registry import Registry
-from genre_ray.uncertainty import PADDED, UncertaintyRule, vote_entropy
+from genre_ray.uncertainty import LOW_SAMPLE_RATE, PADDED, UncertaintyRule, vote_entropy
 
 log = logging.getLogger("genre_ray")
 
@@ -77,9 +77,10 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
     sr = features.sample_rate
     emitted = 0
     notes: list[str] = []
+    info: dict[str, Any] = {}
     try:
         try:
-            for chunk in audio.decode_stream(path, sr, block_s=block_s):
+            for chunk in audio.decode_stream(path, sr, block_s=block_s, info=info):
                 for images, starts in windower.push(chunk):
                     yield WindowBatch(path, emitted, images, starts)
                     emitted += len(images)
@@ -103,9 +104,23 @@ def featurize_stream(path: str | Path, features: FeatureConfig, hop_s: float | N
         return
     if windower.padded:
         notes.append(padded_note(duration, features))
+    if low := low_sample_rate_note(info.get("sample_rate"), features):
+        notes.append(low)
     for note in notes:
         log.warning("%s: %s", path, note)
     yield TrackEnd(path, duration, emitted, STATUS_OK, "; ".join(notes))
+
+
+def low_sample_rate_note(source_sr: int | None, features: FeatureConfig) -> str:
+    """The note of an ok row whose file's own sample rate leaves the top of its spectrogram empty — its Nyquist
+    frequency below the highest the mel filterbank covers (``f_max``, else the model's Nyquist) — or ``""``.
+    :func:`label_row` flags such a row uncertain (``low-sample-rate``): an 8-kHz phone recording, resampled to
+    22,050 Hz, has nothing above 4 kHz, and the model never saw such images."""
+    top = features.f_max or features.sample_rate / 2
+    if not source_sr or source_sr / 2 >= top:
+        return ""
+    return (f"{LOW_SAMPLE_RATE}: recorded at {source_sr} Hz, nothing above {source_sr / 2:g} Hz; "
+            f"the model's spectrograms reach {top:g} Hz")
 
 
 def padded_note(duration: float, features: FeatureConfig) -> str:
@@ -173,7 +188,9 @@ def label_row(path: str, duration_s: float, status: str, error: str, window_prob
         probs = aggregate_track(window_probs, how)
         best = top_k(probs[None], classes, min(k, len(classes)))[0]
         entropy = vote_entropy(window_probs)
-        reason = rule.reason(best[0][1], entropy, padded=any(n.startswith(f"{PADDED}:") for n in error.split("; ")))
+        notes = error.split("; ")
+        reason = rule.reason(best[0][1], entropy, padded=any(n.startswith(f"{PADDED}:") for n in notes),
+                             low_sample_rate=any(n.startswith(f"{LOW_SAMPLE_RATE}:") for n in notes))
         row.update({"n_windows": int(len(window_probs)), "genre": best[0][0], "confidence": best[0][1],
                     "top_k_genres": [g for g, _ in best], "top_k_probs": [p for _, p in best],
                     **{f"p_{c}": float(probs[i]) for i, c in enumerate(classes)},

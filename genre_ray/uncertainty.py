@@ -2,8 +2,9 @@
 
 A track is uncertain when its calibrated top-1 probability is below ``threshold`` (reason ``low-confidence``)
 or when its windows disagree strongly: the normalised entropy of the per-window top-1 vote is above
-``vote_entropy_threshold`` (reason ``windows-disagree``), or when the file was shorter than one window and was
-labelled from a zero-padded one (reason ``padded``); reasons are joined with ``+``.
+``vote_entropy_threshold`` (reason ``windows-disagree``), when the file was shorter than one window and was
+labelled from a zero-padded one (reason ``padded``), or when its own sample rate left the top of the spectrogram
+empty (reason ``low-sample-rate``: the model never saw such images); reasons are joined with ``+``.
 
 Vote entropy: the ``n`` windows' top-1 genres as a histogram ``q`` over the ``C`` classes;
 ``H(q) / log(min(n, C))`` — 0 when every window agrees, 1 when every window votes for a different genre
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 LOW_CONFIDENCE, WINDOWS_DISAGREE, PADDED = "low-confidence", "windows-disagree", "padded"
+LOW_SAMPLE_RATE = "low-sample-rate"
 """``padded``: a file shorter than one window, labelled from one zero-padded window — audio unlike any the model
 was trained on (prepare keeps no such track), so its confidence means little (a 2-s clip: 0.93 mean confidence,
 0.375 accuracy, on 16 synthetic clips)."""
@@ -46,13 +48,15 @@ class UncertaintyRule:
     threshold: float = DEFAULT_THRESHOLD
     vote_entropy_threshold: float = DEFAULT_VOTE_ENTROPY
 
-    def reason(self, confidence: float, entropy: float, padded: bool = False) -> str:
+    def reason(self, confidence: float, entropy: float, padded: bool = False, low_sample_rate: bool = False) -> str:
         """``""`` for a confident track, else the reasons it is uncertain joined with ``+``."""
         why = [LOW_CONFIDENCE] if confidence < self.threshold else []
         if entropy > self.vote_entropy_threshold:
             why.append(WINDOWS_DISAGREE)
         if padded:
             why.append(PADDED)
+        if low_sample_rate:
+            why.append(LOW_SAMPLE_RATE)
         return "+".join(why)
 
 

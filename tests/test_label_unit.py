@@ -471,3 +471,28 @@ def test_jsonl_export_keeps_slashes_and_backslashes(tmp_path):
     back = pd.read_json(out, lines=True)
     assert back["path"].tolist() == paths and back["top_k_genres"].tolist() == [["rock"], ["jazz"], ["pop"]]
     assert text.endswith("\n") and text.count("\n") == 3
+
+
+@pytest.mark.parametrize("source_sr,flagged", [(8_000, True), (16_000, True), (22_050, False), (44_100, False)])
+def test_a_low_sample_rate_is_noted_and_flags_the_track_uncertain(tmp_path, source_sr, flagged):
+    """An 8-kHz recording was labelled with full confidence though its spectrogram is empty above 4 kHz: a
+    `low-sample-rate` note and uncertain reason now say so — on both featurize paths, and in predict's row."""
+    from genre_ray.inference import label_row, low_sample_rate_note
+    from genre_ray.pipelines.label_device import segment_stream
+
+    t = np.arange(int(source_sr * 4.0)) / source_sr
+    path = tmp_path / f"{source_sr}.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), source_sr)
+    info: dict = {}
+    assert sum(len(b) for b in audio.decode_stream(path, FEATURES.sample_rate, info=info)) > 0
+    assert info["sample_rate"] == source_sr
+    end = list(featurize_stream(path, FEATURES))[-1]
+    device_end = list(segment_stream(str(path), FEATURES, None, "pad"))[-1]
+    assert end.status == STATUS_OK and device_end["status"] == STATUS_OK
+    assert ("low-sample-rate: recorded at" in end.error) == flagged and device_end["error"] == end.error
+    assert end.error == low_sample_rate_note(source_sr, FEATURES)
+    probs = np.tile(np.eye(len(CLASSES), dtype=np.float32)[0], (3, 1))  # three windows, all sure: confident
+    row = label_row(str(path), 4.0, STATUS_OK, end.error, probs, CLASSES, "mean", 2, {})
+    assert row["uncertain"] == flagged and row["uncertain_reason"] == ("low-sample-rate" if flagged else "")
+    # a filterbank that stops below the file's Nyquist frequency sees nothing missing
+    assert low_sample_rate_note(16_000, FeatureConfig(f_max=7_000.0)) == ""

@@ -35,6 +35,7 @@ from genre_ray.inference import (
     STATUS_OK,
     STATUS_TOO_SHORT,
     TOO_SHORT,
+    low_sample_rate_note,
     padded_note,
     too_short_note,
     truncated_note,
@@ -64,9 +65,10 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
                 "starts": s.starts_s}
 
     notes: list[str] = []
+    info: dict = {}
     try:
         try:
-            for chunk in audio.decode_stream(path, sr, block_s=block_s):
+            for chunk in audio.decode_stream(path, sr, block_s=block_s, info=info):
                 for s in w.push(chunk):
                     emitted += len(s.frame_offsets)
                     yield seg_row(s)
@@ -87,6 +89,8 @@ def segment_stream(path: str, features: FeatureConfig, hop_s: float | None, too_
     else:
         if w.padded:
             notes.append(padded_note(duration, features))
+        if low := low_sample_rate_note(info.get("sample_rate"), features):
+            notes.append(low)
         yield _end(duration, emitted, STATUS_OK, "; ".join(notes))
 
 
