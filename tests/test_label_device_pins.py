@@ -47,7 +47,7 @@ def test_a_decoder_that_fails_after_some_segments_announces_the_windows_already_
 
     sr = FEATURES.sample_rate
 
-    def dies(path, rate, block_s=10.0):
+    def dies(path, rate, block_s=10.0, **kw):
         rng = np.random.default_rng(0)
         for _ in range(4):
             yield (0.1 * rng.standard_normal(int(10 * sr))).astype(np.float32)
