@@ -223,9 +223,7 @@ def _values(args: argparse.Namespace, *names: str) -> dict:
 def _synth(args: argparse.Namespace) -> int:
     from genre_ray.synth import write_corpus
 
-    out = Path(args.out).expanduser()
-    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
+    if (blocked := file_on_the_way(Path(args.out).expanduser(), include_self=True)) is not None:
         raise ConfigError(f"out {args.out}: {blocked} is a file, not a folder")
     try:  # write_corpus checks every argument before it writes a file
         paths = write_corpus(args.out, genres=args.genres, per_genre=args.per_genre, seconds=args.seconds,
@@ -394,11 +392,17 @@ def output_file(path: str | None, flag: str, example: str) -> None:
     p = Path(path).expanduser()
     if p.is_dir():
         raise ConfigError(f"{flag} {path}: is a folder; give a file name (e.g. {p / example})")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-            break
+    if (blocked := file_on_the_way(p)) is not None:
+        raise ConfigError(f"{flag} {path}: {blocked} is a file, not a folder")
+
+
+def file_on_the_way(path: Path, include_self: bool = False) -> Path | None:
+    """The nearest existing folder-to-be above ``path`` (``path`` itself too with ``include_self``) that is not a
+    folder, or None: where writing below it would fail."""
+    for p in ((path,) if include_self else ()) + tuple(path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
 
 
 @command("report")
